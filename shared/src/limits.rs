@@ -1,0 +1,72 @@
+//! Every limit Truce enforces, named once, with its default.
+//!
+//! Agent, server and tests read these constants; the server lets an operator
+//! lower or raise the runtime ones (frame, batch, connections, timeouts) with
+//! flags, but never beyond what the report format itself allows.
+
+use std::time::Duration;
+
+/// Largest frame (wire or bundle) accepted, in bytes, not counting the
+/// 4-byte length prefix. A longer frame ends the connection.
+pub const MAX_FRAME: u32 = 4 * 1024 * 1024;
+
+/// Most reports in one `Submit`. A batch of this many reports of the largest
+/// valid size still fits in one [`MAX_FRAME`].
+pub const MAX_BATCH: u32 = 128;
+
+/// Most concurrent client connections a server serves; more wait in the
+/// kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Time a client has to finish the TLS handshake and send `Hello`.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time a connection may stay silent between frames, and the time a single
+/// frame may take to arrive, before the server closes it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest description, in bytes of UTF-8.
+pub const MAX_DESCRIPTION: usize = 8 * 1024;
+
+/// Longest assessed-weapon text, in bytes of UTF-8.
+pub const MAX_WEAPON: usize = 128;
+
+/// Most attachments on one report.
+pub const MAX_ATTACHMENTS: usize = 32;
+
+/// Longest attachment file name, in bytes of UTF-8.
+pub const MAX_ATTACHMENT_NAME: usize = 255;
+
+/// Longest attachment media type ("image/jpeg"), in bytes.
+pub const MAX_MEDIA_TYPE: usize = 127;
+
+/// Longest agent version string in `Hello`.
+pub const MAX_AGENT_VERSION: usize = 64;
+
+/// Longest reason text in `Refuse`, `Quarantined` or `Rejected`.
+pub const MAX_REASON: usize = 256;
+
+/// Largest body of one signed report. The largest valid observation
+/// (description, weapon and 32 attachments at their limits) is well under
+/// this; anything bigger is rejected before it is decoded.
+pub const MAX_REPORT_BODY: usize = 32 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_batch_of_the_largest_reports_fits_in_one_frame() {
+        // Body, 64-byte signature, and a few bytes of varint framing each.
+        let per_report = MAX_REPORT_BODY + 64 + 8;
+        let batch = MAX_BATCH as usize * per_report + 32;
+        assert!(batch <= MAX_FRAME as usize, "{batch} > {MAX_FRAME}");
+    }
+
+    #[test]
+    fn the_largest_valid_observation_fits_the_body_limit() {
+        let attachments = MAX_ATTACHMENTS * (MAX_ATTACHMENT_NAME + MAX_MEDIA_TYPE + 8 + 32 + 10);
+        let rest = MAX_DESCRIPTION + MAX_WEAPON + 200;
+        assert!(attachments + rest <= MAX_REPORT_BODY);
+    }
+}

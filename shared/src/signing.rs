@@ -1,0 +1,182 @@
+//! Report ids, signing and verification (DESIGN §2.2).
+//!
+//! ```text
+//! body      = postcard(Envelope)
+//! id        = SHA-256("truce/report-id/v1\0" || body)
+//! signature = Ed25519(device key, "truce/report/v1\0" || body)
+//! ```
+//!
+//! [`verify`] is the one verification function: the agent, the server,
+//! `truce-server verify` and the tests all call it. It runs `verify_strict`
+//! over the exact bytes that travelled, then decodes, then checks the
+//! encoding is canonical and every field valid. Errors say which check
+//! failed, never echo the payload.
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::encoding::{self, EncodingError};
+use crate::limits;
+use crate::report::{Bytes32, Envelope, Signature64, SignedReport, ValidationError};
+
+/// Domain separator for report ids.
+pub const REPORT_ID_DOMAIN: &[u8] = b"truce/report-id/v1\0";
+/// Domain separator for report signatures.
+pub const REPORT_SIG_DOMAIN: &[u8] = b"truce/report/v1\0";
+/// Domain separator for server receipts.
+pub const RECEIPT_SIG_DOMAIN: &[u8] = b"truce/receipt/v1\0";
+
+/// Why a signed report is not verified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The body is larger than any valid report.
+    #[error("report body is {0} bytes, over the limit of {max}", max = limits::MAX_REPORT_BODY)]
+    TooLarge(usize),
+    /// The body does not start with a version and a device key.
+    #[error("malformed report: no device key")]
+    NoDevice,
+    /// The device key is not a valid Ed25519 point.
+    #[error("invalid device key")]
+    BadKey,
+    /// `verify_strict` refused the signature.
+    #[error("bad signature")]
+    BadSignature,
+    /// The signed bytes are not a well-formed, canonical envelope.
+    #[error("{0}")]
+    Encoding(#[from] EncodingError),
+    /// The envelope breaks a field rule.
+    #[error("invalid field: {0}")]
+    Invalid(#[from] ValidationError),
+}
+
+impl VerifyError {
+    /// A short reason for `Rejected(reason)` and logs.
+    pub fn reason(&self) -> String {
+        match self {
+            VerifyError::TooLarge(_) => "too large".into(),
+            VerifyError::NoDevice | VerifyError::Encoding(EncodingError::Malformed(_)) => "malformed".into(),
+            VerifyError::BadKey | VerifyError::BadSignature => "bad signature".into(),
+            VerifyError::Encoding(EncodingError::NonCanonical) => "non-canonical encoding".into(),
+            VerifyError::Invalid(e) => format!("invalid field: {e}"),
+        }
+    }
+}
+
+/// Why an envelope could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// The envelope breaks a field rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The device key in the envelope is not the signing key's.
+    #[error("the envelope's device key is not this signing key")]
+    WrongKey,
+}
+
+/// The id of a report body.
+pub fn report_id(body: &[u8]) -> Bytes32 {
+    let mut h = Sha256::new();
+    h.update(REPORT_ID_DOMAIN);
+    h.update(body);
+    h.finalize().into()
+}
+
+/// `prefix || body`, the message Ed25519 signs.
+fn domain_message(prefix: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(prefix.len() + body.len());
+    m.extend_from_slice(prefix);
+    m.extend_from_slice(body);
+    m
+}
+
+/// A report that passed [`verify`]: its id, its decoded envelope, its bytes.
+#[derive(Debug, Clone)]
+pub struct VerifiedReport {
+    /// The report id.
+    pub id: Bytes32,
+    /// The decoded envelope.
+    pub envelope: Envelope,
+    /// The signed report exactly as received.
+    pub signed: SignedReport,
+}
+
+impl SignedReport {
+    /// The report id: SHA-256 over the domain-separated body.
+    pub fn id(&self) -> Bytes32 {
+        report_id(&self.body)
+    }
+}
+
+/// Validates, encodes and signs an envelope with the device key.
+pub fn sign(key: &SigningKey, envelope: &Envelope) -> Result<SignedReport, SignError> {
+    envelope.validate()?;
+    if envelope.device != key.verifying_key().to_bytes() {
+        return Err(SignError::WrongKey);
+    }
+    let body = encoding::encode(envelope);
+    if body.len() > limits::MAX_REPORT_BODY {
+        return Err(ValidationError::BodyTooLarge(body.len()).into());
+    }
+    if envelope.amends == Some(report_id(&body)) {
+        return Err(ValidationError::AmendsSelf.into());
+    }
+    let signature = key.sign(&domain_message(REPORT_SIG_DOMAIN, &body));
+    Ok(SignedReport { body, signature: Signature64(signature.to_bytes()) })
+}
+
+/// The device key a body claims, read without decoding the rest.
+pub fn claimed_device(body: &[u8]) -> Result<Bytes32, VerifyError> {
+    let (_, rest) = postcard::take_from_bytes::<u16>(body).map_err(|_| VerifyError::NoDevice)?;
+    rest.get(..32).and_then(|k| k.try_into().ok()).ok_or(VerifyError::NoDevice)
+}
+
+/// Verifies a signed report: size, `verify_strict`, decode, canonical
+/// re-encoding, field rules. The one function every verifier calls.
+pub fn verify(report: &SignedReport) -> Result<VerifiedReport, VerifyError> {
+    let body = &report.body;
+    if body.len() > limits::MAX_REPORT_BODY {
+        return Err(VerifyError::TooLarge(body.len()));
+    }
+    let device = claimed_device(body)?;
+    let key = VerifyingKey::from_bytes(&device).map_err(|_| VerifyError::BadKey)?;
+    let sig = ed25519_dalek::Signature::from_bytes(&report.signature.0);
+    key.verify_strict(&domain_message(REPORT_SIG_DOMAIN, body), &sig).map_err(|_| VerifyError::BadSignature)?;
+    let envelope = encoding::decode_canonical(body)?;
+    envelope.validate()?;
+    let id = report_id(body);
+    if envelope.amends == Some(id) {
+        return Err(ValidationError::AmendsSelf.into());
+    }
+    Ok(VerifiedReport { id, envelope, signed: report.clone() })
+}
+
+/// The bytes a server receipt signs: `postcard((server_time, ids))`,
+/// domain-separated.
+pub fn receipt_message(server_time: i64, ids: &[Bytes32]) -> Vec<u8> {
+    domain_message(RECEIPT_SIG_DOMAIN, &encoding::encode(&(server_time, ids)))
+}
+
+/// Signs a receipt for the ids the server holds.
+pub fn sign_receipt(key: &SigningKey, server_time: i64, ids: &[Bytes32]) -> Signature64 {
+    Signature64(key.sign(&receipt_message(server_time, ids)).to_bytes())
+}
+
+/// Checks a receipt against the server key and the ids it claims to cover.
+pub fn verify_receipt(server_key: &Bytes32, server_time: i64, ids: &[Bytes32], sig: &Signature64) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(server_key) else { return false };
+    let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
+    key.verify_strict(&receipt_message(server_time, ids), &sig).is_ok()
+}
+
+/// A new random Ed25519 key from the OS's generator.
+pub fn generate_key() -> SigningKey {
+    SigningKey::generate(&mut rand_core::OsRng)
+}
+
+/// A short fingerprint of a public key to read out over a radio or phone:
+/// the first 8 bytes of SHA-256(key) in four groups of four hex digits.
+pub fn fingerprint(key: &Bytes32) -> String {
+    let h = Sha256::digest(key);
+    let hx = hex::encode(&h[..8]);
+    format!("{}-{}-{}-{}", &hx[0..4], &hx[4..8], &hx[8..12], &hx[12..16])
+}
