@@ -49,7 +49,7 @@ pub const MAX_REASON: usize = 256;
 /// Largest body of one signed report. The largest valid observation
 /// (description, weapon and 32 attachments at their limits) is well under
 /// this; anything bigger is rejected before it is decoded.
-pub const MAX_REPORT_BODY: usize = 32 * 1024;
+pub const MAX_REPORT_BODY: usize = 24 * 1024;
 
 #[cfg(test)]
 mod tests {

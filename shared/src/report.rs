@@ -361,7 +361,8 @@ pub(crate) mod tests {
 
     #[test]
     fn each_rule_is_enforced() {
-        let cases: Vec<(fn(&mut Observation), &str)> = vec![
+        type Mutation = fn(&mut Observation);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|o| o.position.lat = 91.0, "latitude"),
             (|o| o.position.lat = f64::NAN, "latitude"),
             (|o| o.position.lon = -180.5, "longitude"),
