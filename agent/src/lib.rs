@@ -1,1 +1,65 @@
-//! truce-agent
+//! truce-agent: the monitor's laptop. It holds the device key, signs each
+//! report the monitor records, keeps it in a durable local queue that forms
+//! a hash chain, and delivers the queue to the collection server (or onto
+//! a USB stick as a bundle).
+//!
+//! The binary is a thin shell over this library; tests, the benchmark and
+//! the demo call the same code in process:
+//!
+//! ```no_run
+//! use truce_agent::{Agent, RecordInput};
+//! use truce_shared::Category;
+//!
+//! let mut agent = Agent::init("/tmp/laptop-1")?;              // or Agent::open
+//! let rec = agent.record(&RecordInput::new(Category::Shelling, 48.5, 37.9))?;
+//! for item in agent.queue().pending() {
+//!     let (seq, signed) = item?;                               // chunked, never the whole queue
+//!     # let _ = (seq, signed);
+//! }
+//! # let _ = rec;
+//! # Ok::<(), truce_agent::AgentError>(())
+//! ```
+//!
+//! # Layout
+//!
+//! - [`agent`]: [`Agent`], one device (key + queue): init, open, record,
+//!   answers from the server, status, bundle export, chain check.
+//! - [`queue`]: the SQLite queue (schema, the one-transaction append,
+//!   streaming reads, answers and receipts).
+//! - [`record`]: [`RecordInput`], the field parsers shared by flags and
+//!   prompts, attachment hashing and copying.
+//! - [`interactive`]: the prompts of `record` on a terminal.
+//! - [`keys`]: the device key file (0600, never overwritten).
+//! - [`paths`]: the data directory and what is in it.
+//! - [`link`]: storing the server address and certificates.
+//! - [`tls`]: the rustls client configuration, PEM loading.
+//! - [`bundle`]: `bundle export`.
+//! - [`output`]: text and JSON output of the CLI.
+//! - [`cli`]: argument parsing and the commands.
+//! - [`error`]: [`AgentError`], one line a person can act on.
+//!
+//! Report types, encoding, signing, verification, framing and bundles are
+//! `truce_shared`'s; this crate never re-implements them.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod agent;
+pub mod bundle;
+pub mod cli;
+pub mod error;
+pub mod interactive;
+pub mod keys;
+pub mod link;
+pub mod output;
+pub mod paths;
+pub mod queue;
+pub mod record;
+pub mod tls;
+
+pub use agent::{Agent, AgentStatus, ChainCheck, LastSync, Recorded};
+pub use error::AgentError;
+pub use link::LinkInput;
+pub use paths::DataDir;
+pub use queue::{AckOutcome, ChainHead, Queue, QueuedReport, State, StoredReceipt};
+pub use record::RecordInput;

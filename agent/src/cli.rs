@@ -1,0 +1,426 @@
+//! The command line of DESIGN §3: argument parsing (clap) and one function
+//! per command that calls the library and prints the result.
+//!
+//! Values are taken as text and parsed by [`crate::record`]'s parsers, not
+//! by clap, so a bad value gives the same one-line message, naming the flag
+//! and the fix, whether it came from a flag or a prompt.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use truce_shared::time::now_ms;
+use truce_shared::{Count, Qualifier};
+
+use crate::agent::Agent;
+use crate::error::{AgentError, Result};
+use crate::link::LinkInput;
+use crate::output::{self, KeyJson, Out, RecordedJson, ReportJson, StatusJson};
+use crate::paths::DataDir;
+use crate::queue::State;
+use crate::record::{self, RecordInput};
+
+/// truce-agent: signed field reports for ceasefire monitors.
+#[derive(Debug, Parser)]
+#[command(name = "truce-agent", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Where the key, queue and certificates live (default: the platform's
+    /// data directory, e.g. ~/.local/share/truce-agent).
+    #[arg(long, global = true, value_name = "DIR", env = crate::paths::ENV_DIR)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print one JSON document (JSON Lines for `list`) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make the device key and the queue; print the public key and fingerprint.
+    Init,
+    /// Store how to reach the server: address, mission CA, client certificate and key.
+    Link(LinkArgs),
+    /// Sign and store a report (asks for each field when run on a terminal with no flags).
+    Record(Box<RecordArgs>),
+    /// The queue, newest first.
+    List {
+        /// Only reports in this state: pending, delivered, quarantined or rejected.
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+    },
+    /// One report (a unique prefix of the id is enough), its state, the server's answer and receipt.
+    Show {
+        /// Report id or unique prefix.
+        id: String,
+    },
+    /// Counts by state, chain head, server, last sync.
+    Status,
+    /// Deliver pending reports to the linked server.
+    Sync(SyncArgs),
+    /// Sneaker-net bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// The device's public key and fingerprint.
+    Key,
+}
+
+/// `link` flags.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// The collection server, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: String,
+    /// The mission CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// This laptop's client certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// This laptop's client private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+}
+
+/// `sync` flags.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Keep running: deliver new records as they are made, retry while offline.
+    #[arg(long)]
+    pub watch: bool,
+    /// Use this server instead of the linked one (same certificates).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+}
+
+/// `bundle` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Write pending (or all) reports to a bundle file for a USB stick.
+    Export {
+        /// The bundle file to write.
+        file: PathBuf,
+        /// Every report, not only pending ones.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `record` flags. All optional: with none, on a terminal, record asks.
+#[derive(Debug, Default, Args)]
+pub struct RecordArgs {
+    /// What happened: explosion, shelling, small-arms-fire, heavy-weapons, airstrike, drone,
+    /// mine, casualty, damage, movement-restriction, projectile-in-flight, muzzle-flash,
+    /// illumination-flare, nothing-observed, other.
+    #[arg(long, value_name = "C")]
+    pub category: Option<String>,
+    /// Latitude of the monitor, decimal degrees (WGS84).
+    #[arg(long, value_name = "X", allow_hyphen_values = true)]
+    pub lat: Option<String>,
+    /// Longitude of the monitor, decimal degrees (WGS84).
+    #[arg(long, value_name = "Y", allow_hyphen_values = true)]
+    pub lon: Option<String>,
+    /// Position accuracy in metres.
+    #[arg(long, value_name = "M")]
+    pub accuracy: Option<String>,
+    /// When it happened: now (default), -15m, -2h, or RFC 3339 (2026-11-22T09:15:00Z).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub at: Option<String>,
+    /// End of a continuous event or of a nothing-observed watch (same forms as --at).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Direction of the event from the monitor: degrees 0-359 or a compass point (NNW).
+    #[arg(long, value_name = "D")]
+    pub bearing: Option<String>,
+    /// Distance to the event: metres MIN or MIN-MAX (3000-5000), or km (3-5km, 2.5km).
+    #[arg(long, value_name = "MIN[-MAX]")]
+    pub distance: Option<String>,
+    /// impact, outgoing, airburst or undetermined.
+    #[arg(long, value_name = "E")]
+    pub effect: Option<String>,
+    /// Assessed weapon ("152mm artillery"), at most 128 bytes.
+    #[arg(long, value_name = "TEXT")]
+    pub weapon: Option<String>,
+    /// How many (explosions, bursts, vehicles); exact unless --about or --at-least.
+    #[arg(long, value_name = "N")]
+    pub count: Option<String>,
+    /// The count is approximate.
+    #[arg(long, requires = "count", conflicts_with = "at_least")]
+    pub about: bool,
+    /// The count is a lower bound.
+    #[arg(long, requires = "count")]
+    pub at_least: bool,
+    /// How you know: seen (default), heard or reported.
+    #[arg(long, value_name = "B")]
+    pub basis: Option<String>,
+    /// Free text, at most 8 KiB.
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub description: Option<String>,
+    /// Evidence files: hashed and copied into the data dir.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub attach: Vec<PathBuf>,
+    /// Id (or unique prefix) of an earlier report of this device that this one corrects.
+    #[arg(long, value_name = "ID")]
+    pub amends: Option<String>,
+}
+
+impl RecordArgs {
+    /// Whether no field was given at all (the interactive case).
+    fn is_empty(&self) -> bool {
+        let RecordArgs {
+            category,
+            lat,
+            lon,
+            accuracy,
+            at,
+            until,
+            bearing,
+            distance,
+            effect,
+            weapon,
+            count,
+            about,
+            at_least,
+            basis,
+            description,
+            attach,
+            amends,
+        } = self;
+        [category, lat, lon, accuracy, at, until, bearing, distance, effect, weapon, count, basis, description, amends]
+            .iter()
+            .all(|o| o.is_none())
+            && !about
+            && !at_least
+            && attach.is_empty()
+    }
+
+    /// Parses the flags into a [`RecordInput`], naming the flag of the
+    /// first bad value.
+    pub fn to_input(&self, now: i64) -> Result<RecordInput> {
+        let missing: Vec<&str> = [("--category", &self.category), ("--lat", &self.lat), ("--lon", &self.lon)]
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(n, _)| *n)
+            .collect();
+        let (Some(c), Some(lat), Some(lon)) = (&self.category, &self.lat, &self.lon) else {
+            return Err(AgentError::input(
+                "record",
+                format!(
+                    "{} missing: give at least --category, --lat and --lon (or run `truce-agent record` with no flags on a terminal to be asked)",
+                    missing.join(", ")
+                ),
+            ));
+        };
+        let mut input = RecordInput::new(
+            record::parse_category("--category", c)?,
+            record::parse_degrees("--lat", lat)?,
+            record::parse_degrees("--lon", lon)?,
+        );
+        input.position.accuracy_m =
+            self.accuracy.as_deref().map(|a| record::parse_metres("--accuracy", a)).transpose()?;
+        input.observed_at = Some(match &self.at {
+            Some(t) => record::parse_when("--at", t, now)?,
+            None => now,
+        });
+        input.observed_until = self.until.as_deref().map(|t| record::parse_when("--until", t, now)).transpose()?;
+        input.bearing_deg = self.bearing.as_deref().map(|b| record::parse_bearing("--bearing", b)).transpose()?;
+        input.distance_m = self.distance.as_deref().map(|d| record::parse_distance("--distance", d)).transpose()?;
+        input.effect = self.effect.as_deref().map(|e| record::parse_effect("--effect", e)).transpose()?;
+        input.weapon = self.weapon.clone();
+        input.count = match &self.count {
+            Some(n) => {
+                let n = n.trim().parse::<u32>().map_err(|_| {
+                    AgentError::input("--count", format!("{n:?} is not a whole number: use --count 30 --about"))
+                })?;
+                let qualifier = if self.about {
+                    Qualifier::About
+                } else if self.at_least {
+                    Qualifier::AtLeast
+                } else {
+                    Qualifier::Exact
+                };
+                Some(Count { n, qualifier })
+            }
+            None => None,
+        };
+        if let Some(b) = &self.basis {
+            input.basis = record::parse_basis("--basis", b)?;
+        }
+        input.description = self.description.clone().unwrap_or_default();
+        input.attachments = self.attach.clone();
+        input.amends = self.amends.clone();
+        Ok(input)
+    }
+}
+
+/// Parses the process arguments and runs the command. Errors come back
+/// as [`AgentError`] for `main` to print as one line; help and version
+/// print and succeed.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<ExitCode> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !e.use_stderr() {
+                // Help and version are not failures.
+                let _ = e.print();
+                return Ok(ExitCode::SUCCESS);
+            }
+            // clap's first line is the problem; the rest is usage we replace
+            // with a pointer to --help, keeping errors to one line.
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+            return Err(AgentError::input("usage", format!("{first} (see `truce-agent --help`)")));
+        }
+    };
+    let dir = DataDir::resolve(cli.data_dir.clone())?;
+    let mut out = Out::new(cli.json);
+    let code = dispatch(cli.command, &dir, &mut out)?;
+    out.flush()?;
+    Ok(code)
+}
+
+fn dispatch(command: Command, dir: &DataDir, out: &mut Out) -> Result<ExitCode> {
+    let root = dir.root().display().to_string();
+    match command {
+        Command::Init => {
+            let agent = Agent::init(dir.root())?;
+            key_out(&agent, &root, out, true)?;
+        }
+        Command::Key => {
+            let agent = Agent::open(dir.root())?;
+            key_out(&agent, &root, out, false)?;
+        }
+        Command::Link(a) => {
+            let mut agent = Agent::open(dir.root())?;
+            agent.link(&LinkInput { server: a.server.clone(), ca: a.ca, cert: a.cert, key: a.key })?;
+            if out.json {
+                out.json_line(&serde_json::json!({ "server": a.server.trim(), "data_dir": root }))?;
+            } else {
+                out.line(&format!(
+                    "linked to {} (certificates stored in {})",
+                    a.server.trim(),
+                    agent.dir().link_dir().display()
+                ))?;
+            }
+        }
+        Command::Record(a) => record_cmd(&a, dir, out)?,
+        Command::List { state } => {
+            let state = state
+                .map(|s| {
+                    State::parse(s.trim()).ok_or_else(|| {
+                        AgentError::input(
+                            "--state",
+                            format!("unknown state {s:?}: use pending, delivered, quarantined or rejected"),
+                        )
+                    })
+                })
+                .transpose()?;
+            let agent = Agent::open(dir.root())?;
+            let mut any = false;
+            agent.queue().for_each(state, |r| {
+                any = true;
+                let env = r.envelope()?;
+                if out.json {
+                    out.json_line(&ReportJson::new(&r, &env, false))
+                } else {
+                    out.line(&output::report_line(&r, &env))
+                }
+            })?;
+            if !any && !out.json {
+                out.line("no reports")?;
+            }
+        }
+        Command::Show { id } => {
+            let agent = Agent::open(dir.root())?;
+            let r = agent.queue().find(&id)?;
+            let env = r.envelope()?;
+            if out.json {
+                out.json_line(&ReportJson::new(&r, &env, true))?;
+            } else {
+                for l in output::report_text(&r, &env) {
+                    out.line(&l)?;
+                }
+            }
+        }
+        Command::Status => {
+            let agent = Agent::open(dir.root())?;
+            let s = agent.status()?;
+            if out.json {
+                out.json_line(&StatusJson::new(&s, &root))?;
+            } else {
+                for l in output::status_text(&s, &root) {
+                    out.line(&l)?;
+                }
+            }
+        }
+        Command::Sync(a) => {
+            let _agent = Agent::open(dir.root())?;
+            let _ = (a.watch, a.server);
+            return Err(AgentError::NotImplemented(
+                "sync is not implemented yet: use `truce-agent bundle export FILE` to carry reports on a USB stick",
+            ));
+        }
+        Command::Bundle(BundleCommand::Export { file, all }) => {
+            let agent = Agent::open(dir.root())?;
+            let n = agent.export_bundle(&file, all)?;
+            if out.json {
+                out.json_line(&serde_json::json!({ "file": file.display().to_string(), "reports": n, "all": all }))?;
+            } else {
+                let which = if all { "" } else { "pending " };
+                out.line(&format!(
+                    "wrote {n} {which}report(s) to {} (they stay pending until a server acknowledges them)",
+                    file.display()
+                ))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn key_out(agent: &Agent, root: &str, out: &mut Out, new: bool) -> Result<()> {
+    let device = hex::encode(agent.device());
+    if out.json {
+        out.json_line(&KeyJson { device, fingerprint: agent.fingerprint(), data_dir: root.to_string() })?;
+    } else {
+        if new {
+            out.line(&format!("device key created in {root}"))?;
+        }
+        out.line(&format!("public key:  {device}"))?;
+        out.line(&format!("fingerprint: {}", agent.fingerprint()))?;
+        if new {
+            out.line("read the fingerprint out to the coordinator so they can enrol this laptop")?;
+        }
+    }
+    Ok(())
+}
+
+fn record_cmd(a: &RecordArgs, dir: &DataDir, out: &mut Out) -> Result<()> {
+    let mut agent = Agent::open(dir.root())?;
+    let input = if a.is_empty() {
+        if !std::io::stdin().is_terminal() {
+            return Err(AgentError::input(
+                "record",
+                "no fields given and no terminal to ask on: give at least --category, --lat and --lon",
+            ));
+        }
+        let last = agent.queue().last_position()?;
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        crate::interactive::ask_record(&mut lock, &mut std::io::stderr(), last, now_ms)?
+    } else {
+        a.to_input(now_ms())?
+    };
+    let rec = agent.record(&input)?;
+    if out.json {
+        out.json_line(&RecordedJson::from(&rec))?;
+    } else {
+        out.line(&hex::encode(rec.id))?;
+    }
+    Ok(())
+}

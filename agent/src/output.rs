@@ -1,0 +1,379 @@
+//! What the CLI prints: plain text for people, or with `--json` one JSON
+//! document per command (JSON Lines for `list`).
+//!
+//! The JSON shapes here are a documented interface (agent/README.md): add
+//! fields, never rename or remove them. Times are RFC 3339 UTC strings,
+//! ids and keys 64 lowercase hex digits.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use truce_shared::time::format_ms;
+use truce_shared::{Attachment, Envelope};
+
+use crate::agent::{AgentStatus, Recorded};
+use crate::error::{AgentError, Result};
+use crate::queue::{QueuedReport, State};
+use crate::record::kebab;
+
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly.
+pub struct Out {
+    out: io::BufWriter<io::StdoutLock<'static>>,
+    /// `--json` was given.
+    pub json: bool,
+    closed: bool,
+}
+
+impl Out {
+    /// Output to stdout, JSON or text.
+    pub fn new(json: bool) -> Self {
+        Out { out: io::BufWriter::new(io::stdout().lock()), json, closed: false }
+    }
+
+    /// Whether the reader has gone away.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Writes one line; after a broken pipe, writes nothing and says so.
+    pub fn line(&mut self, s: &str) -> Result<bool> {
+        if self.closed {
+            return Ok(false);
+        }
+        match writeln!(self.out, "{s}") {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(false)
+            }
+            Err(e) => Err(AgentError::Terminal(e)),
+        }
+    }
+
+    /// Writes a value as one line of JSON.
+    pub fn json_line<T: Serialize>(&mut self, v: &T) -> Result<bool> {
+        let s = serde_json::to_string(v).map_err(|e| AgentError::Terminal(io::Error::other(e)))?;
+        self.line(&s)
+    }
+
+    /// Flushes (ignoring a reader that has gone).
+    pub fn flush(&mut self) -> Result<()> {
+        match self.out.flush() {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(AgentError::Terminal(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `init` and `key`: the device's public key.
+#[derive(Serialize)]
+pub struct KeyJson {
+    /// Public key, 64 hex.
+    pub device: String,
+    /// Short fingerprint to read out.
+    pub fingerprint: String,
+    /// The data directory.
+    pub data_dir: String,
+}
+
+/// An attachment as shown.
+#[derive(Serialize)]
+pub struct AttachmentJson {
+    name: String,
+    media_type: String,
+    size: u64,
+    sha256: String,
+}
+
+impl From<&Attachment> for AttachmentJson {
+    fn from(a: &Attachment) -> Self {
+        AttachmentJson {
+            name: a.name.clone(),
+            media_type: a.media_type.clone(),
+            size: a.size,
+            sha256: hex::encode(a.sha256),
+        }
+    }
+}
+
+/// `record`'s answer.
+#[derive(Serialize)]
+pub struct RecordedJson {
+    id: String,
+    seq: u64,
+    attachments: Vec<AttachmentJson>,
+}
+
+impl From<&Recorded> for RecordedJson {
+    fn from(r: &Recorded) -> Self {
+        RecordedJson { id: hex::encode(r.id), seq: r.seq, attachments: r.attachments.iter().map(Into::into).collect() }
+    }
+}
+
+#[derive(Serialize)]
+struct CountJson {
+    n: u32,
+    qualifier: String,
+}
+
+#[derive(Serialize)]
+struct ObservationJson {
+    observed_at: String,
+    observed_until: Option<String>,
+    lat: f64,
+    lon: f64,
+    accuracy_m: Option<u32>,
+    bearing_deg: Option<u16>,
+    distance_m: Option<[u32; 2]>,
+    category: String,
+    effect: Option<String>,
+    weapon: Option<String>,
+    count: Option<CountJson>,
+    basis: String,
+    description: String,
+    attachments: Vec<AttachmentJson>,
+}
+
+#[derive(Serialize)]
+struct AnswerJson {
+    status: Option<String>,
+    reason: Option<String>,
+    at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ReceiptJson {
+    server_key: String,
+    server_time: String,
+    signature: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    covers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid: Option<bool>,
+}
+
+/// One report, as `list` (one per line) and `show` print it.
+#[derive(Serialize)]
+pub struct ReportJson {
+    id: String,
+    seq: u64,
+    prev: String,
+    device: String,
+    state: State,
+    recorded_at: String,
+    amends: Option<String>,
+    observation: ObservationJson,
+    answer: Option<AnswerJson>,
+    receipt: Option<ReceiptJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<bool>,
+}
+
+impl ReportJson {
+    /// The view of a queued report; `detail` adds what only `show` prints
+    /// (signature, verification, the receipt's ids and validity).
+    pub fn new(r: &QueuedReport, env: &Envelope, detail: bool) -> Self {
+        let o = &env.observation;
+        ReportJson {
+            id: hex::encode(r.id),
+            seq: r.seq,
+            prev: hex::encode(env.prev),
+            device: hex::encode(env.device),
+            state: r.state,
+            recorded_at: format_ms(env.recorded_at),
+            amends: env.amends.map(hex::encode),
+            observation: ObservationJson {
+                observed_at: format_ms(o.observed_at),
+                observed_until: o.observed_until.map(format_ms),
+                lat: o.position.lat,
+                lon: o.position.lon,
+                accuracy_m: o.position.accuracy_m,
+                bearing_deg: o.bearing_deg,
+                distance_m: o.distance_m.map(|(a, b)| [a, b]),
+                category: kebab(&o.category),
+                effect: o.effect.as_ref().map(kebab),
+                weapon: o.weapon.clone(),
+                count: o.count.map(|c| CountJson { n: c.n, qualifier: kebab(&c.qualifier) }),
+                basis: kebab(&o.basis),
+                description: o.description.clone(),
+                attachments: o.attachments.iter().map(Into::into).collect(),
+            },
+            answer: r.answer.as_ref().map(|a| AnswerJson {
+                status: Some(a.clone()),
+                reason: r.reason.clone(),
+                at: r.answered_at.map(format_ms),
+            }),
+            receipt: r.receipt.as_ref().map(|c| ReceiptJson {
+                server_key: hex::encode(c.server_key),
+                server_time: format_ms(c.server_time),
+                signature: hex::encode(c.signature.0),
+                covers: detail.then(|| c.ids.iter().map(hex::encode).collect()),
+                valid: detail.then(|| c.verifies()),
+            }),
+            signature: detail.then(|| hex::encode(r.signed.signature.0)),
+            verified: detail.then(|| truce_shared::verify(&r.signed).is_ok()),
+        }
+    }
+}
+
+/// One line of `list` for people: short id, seq, state, time, category,
+/// position, the start of the description.
+pub fn report_line(r: &QueuedReport, env: &Envelope) -> String {
+    let o = &env.observation;
+    let mut desc: String = o.description.chars().take(40).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if o.description.chars().count() > 40 {
+        desc.push('…');
+    }
+    format!(
+        "{}  #{:<5} {:<11} {}  {:<20} {:.5},{:.5}  {}",
+        &hex::encode(r.id)[..12],
+        r.seq,
+        r.state.as_str(),
+        format_ms(o.observed_at),
+        kebab(&o.category),
+        o.position.lat,
+        o.position.lon,
+        desc
+    )
+}
+
+/// `show` for people: one field per line.
+pub fn report_text(r: &QueuedReport, env: &Envelope) -> Vec<String> {
+    let o = &env.observation;
+    let mut l = vec![
+        format!("id:           {}", hex::encode(r.id)),
+        format!("seq:          {}", r.seq),
+        format!("state:        {}", r.state.as_str()),
+        format!("observed at:  {}", format_ms(o.observed_at)),
+    ];
+    if let Some(u) = o.observed_until {
+        l.push(format!("until:        {}", format_ms(u)));
+    }
+    l.push(format!("category:     {}", kebab(&o.category)));
+    let acc = o.position.accuracy_m.map(|a| format!(" (±{a} m)")).unwrap_or_default();
+    l.push(format!("position:     {}, {}{acc}", o.position.lat, o.position.lon));
+    if let Some(b) = o.bearing_deg {
+        l.push(format!("bearing:      {b}°"));
+    }
+    if let Some((a, b)) = o.distance_m {
+        l.push(if a == b { format!("distance:     {a} m") } else { format!("distance:     {a}–{b} m") });
+    }
+    if let Some(e) = &o.effect {
+        l.push(format!("effect:       {}", kebab(e)));
+    }
+    if let Some(w) = &o.weapon {
+        l.push(format!("weapon:       {w}"));
+    }
+    if let Some(c) = &o.count {
+        let q = match c.qualifier {
+            truce_shared::Qualifier::Exact => "",
+            truce_shared::Qualifier::About => "about ",
+            truce_shared::Qualifier::AtLeast => "at least ",
+        };
+        l.push(format!("count:        {q}{}", c.n));
+    }
+    l.push(format!("basis:        {}", kebab(&o.basis)));
+    if !o.description.is_empty() {
+        l.push(format!("description:  {}", o.description));
+    }
+    for a in &o.attachments {
+        l.push(format!(
+            "attachment:   {} ({}, {} bytes, sha256 {})",
+            a.name,
+            a.media_type,
+            a.size,
+            hex::encode(a.sha256)
+        ));
+    }
+    if let Some(a) = env.amends {
+        l.push(format!("amends:       {}", hex::encode(a)));
+    }
+    l.push(format!("recorded at:  {}", format_ms(env.recorded_at)));
+    l.push(format!("device:       {}", hex::encode(env.device)));
+    l.push(format!("prev:         {}", hex::encode(env.prev)));
+    l.push(format!(
+        "signature:    {}",
+        if truce_shared::verify(&r.signed).is_ok() { "valid" } else { "DOES NOT VERIFY" }
+    ));
+    if let Some(a) = &r.answer {
+        let reason = r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default();
+        let at = r.answered_at.map(|t| format!(" at {}", format_ms(t))).unwrap_or_default();
+        l.push(format!("server said:  {a}{reason}{at}"));
+    }
+    if let Some(c) = &r.receipt {
+        l.push(format!(
+            "receipt:      server time {}, {} ({} reports covered)",
+            format_ms(c.server_time),
+            if c.verifies() { "signature valid" } else { "SIGNATURE DOES NOT VERIFY" },
+            c.ids.len()
+        ));
+        l.push(format!("server key:   {}", hex::encode(c.server_key)));
+    }
+    l
+}
+
+/// `status` as JSON.
+#[derive(Serialize)]
+pub struct StatusJson {
+    device: String,
+    fingerprint: String,
+    data_dir: String,
+    counts: serde_json::Map<String, serde_json::Value>,
+    head: Option<HeadJson>,
+    server: Option<String>,
+    last_sync: Option<LastSyncJson>,
+}
+
+#[derive(Serialize)]
+struct HeadJson {
+    seq: u64,
+    id: String,
+}
+
+#[derive(Serialize)]
+struct LastSyncJson {
+    at: String,
+    ok: bool,
+    outcome: String,
+}
+
+impl StatusJson {
+    /// The status view.
+    pub fn new(s: &AgentStatus, data_dir: &str) -> Self {
+        StatusJson {
+            device: hex::encode(s.device),
+            fingerprint: s.fingerprint.clone(),
+            data_dir: data_dir.to_string(),
+            counts: s.counts.iter().map(|(st, n)| (st.as_str().to_string(), serde_json::Value::from(*n))).collect(),
+            head: s.head.map(|h| HeadJson { seq: h.seq, id: hex::encode(h.id) }),
+            server: s.server.clone(),
+            last_sync: s.last_sync.as_ref().map(|l| LastSyncJson {
+                at: format_ms(l.at),
+                ok: l.ok,
+                outcome: l.outcome.clone(),
+            }),
+        }
+    }
+}
+
+/// `status` for people.
+pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
+    let counts: Vec<String> = s.counts.iter().map(|(st, n)| format!("{n} {}", st.as_str())).collect();
+    let mut l = vec![
+        format!("device:     {} ({})", hex::encode(s.device), s.fingerprint),
+        format!("data dir:   {data_dir}"),
+        format!("reports:    {}", counts.join(", ")),
+        match s.head {
+            Some(h) => format!("chain head: seq {} id {}", h.seq, hex::encode(h.id)),
+            None => "chain head: none yet (no reports)".to_string(),
+        },
+        format!("server:     {}", s.server.as_deref().unwrap_or("not linked (run `truce-agent link`)")),
+    ];
+    l.push(match &s.last_sync {
+        Some(ls) => format!("last sync:  {} {}: {}", format_ms(ls.at), if ls.ok { "ok" } else { "failed" }, ls.outcome),
+        None => "last sync:  never".to_string(),
+    });
+    l
+}
