@@ -1,0 +1,67 @@
+//! The `truce-certs` binary: parses arguments, calls the library, prints
+//! what was made. Errors are printed as one line on stderr, exit status 1.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use cli::{Cli, Command};
+use truce_certs::{ClientOptions, ClientValidity};
+
+mod cli;
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("truce-certs: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command.
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { out, server_names } => {
+            let made = truce_certs::init(&out, &server_names)?;
+            let names = if server_names.is_empty() {
+                truce_certs::DEFAULT_SERVER_NAMES.join(", ")
+            } else {
+                server_names.join(", ")
+            };
+            println!("made a new PKI in {}:", out.display());
+            println!("  {}  CA certificate: give it to the server (--ca) and to every agent", made.ca_cert.display());
+            println!("  {}  CA key: keep it safe, it signs everything", made.ca_key.display());
+            println!("  {}  server certificate for {names} (--cert)", made.server_cert.display());
+            println!("  {}  server key (--key)", made.server_key.display());
+            println!("  {}  CRL, empty for now (--crl)", made.crl.display());
+            println!("next: truce-certs client NAME --out {}", out.display());
+        }
+        Command::Client { name, out, days, expired } => {
+            let validity = if expired { ClientValidity::Expired } else { ClientValidity::Days(days) };
+            let made = truce_certs::client(&out, &name, ClientOptions { validity })?;
+            println!("made client certificate {name} (serial {}):", made.serial);
+            println!("  {}  certificate (--cert)", made.cert.display());
+            println!("  {}  key (--key)", made.key.display());
+            if expired {
+                println!("  it has already expired, as asked");
+            }
+        }
+        Command::Revoke { name, out } => {
+            let done = truce_certs::revoke(&out, &name)?;
+            if done.already_revoked {
+                println!("{name} (serial {}) was already revoked; {} is unchanged", done.serial, done.crl.display());
+            } else {
+                println!(
+                    "revoked {name} (serial {}): {} is now CRL number {}; restart the server with it",
+                    done.serial,
+                    done.crl.display(),
+                    done.crl_number
+                );
+            }
+        }
+    }
+    Ok(())
+}
