@@ -145,6 +145,10 @@ impl Agent {
                     "--amends",
                     format!("no report {p} in this queue: a correction must name one of this device's reports (see `truce-agent list`)"),
                 ),
+                AgentError::BadId(p) => AgentError::input(
+                    "--amends",
+                    format!("{p:?} is not a report id: give 1 to 64 hex digits of an id shown by `truce-agent list`"),
+                ),
                 AgentError::Ambiguous(p) => {
                     AgentError::input("--amends", format!("{p} matches more than one report: give more hex digits"))
                 }

@@ -126,7 +126,7 @@ pub struct RecordArgs {
     #[arg(long, value_name = "Y", allow_hyphen_values = true)]
     pub lon: Option<String>,
     /// Position accuracy in metres.
-    #[arg(long, value_name = "M")]
+    #[arg(long, value_name = "M", allow_hyphen_values = true)]
     pub accuracy: Option<String>,
     /// When it happened: now (default), -15m, -2h, or RFC 3339 (2026-11-22T09:15:00Z).
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
@@ -135,19 +135,19 @@ pub struct RecordArgs {
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Direction of the event from the monitor: degrees 0-359 or a compass point (NNW).
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", allow_hyphen_values = true)]
     pub bearing: Option<String>,
     /// Distance to the event: metres MIN or MIN-MAX (3000-5000), or km (3-5km, 2.5km).
-    #[arg(long, value_name = "MIN[-MAX]")]
+    #[arg(long, value_name = "MIN[-MAX]", allow_hyphen_values = true)]
     pub distance: Option<String>,
     /// impact, outgoing, airburst or undetermined.
     #[arg(long, value_name = "E")]
     pub effect: Option<String>,
     /// Assessed weapon ("152mm artillery"), at most 128 bytes.
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub weapon: Option<String>,
     /// How many (explosions, bursts, vehicles); exact unless --about or --at-least.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub count: Option<String>,
     /// The count is approximate.
     #[arg(long, requires = "count", conflicts_with = "at_least")]
@@ -274,8 +274,15 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<ExitCod
             // clap's first line is the problem; the rest is usage we replace
             // with a pointer to --help, keeping errors to one line.
             let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
-            return Err(AgentError::input("usage", format!("{first} (see `truce-agent --help`)")));
+            let text: Vec<&str> = msg
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            let text = text.join(" ");
+            let text = text.trim_start_matches("error: ");
+            return Err(AgentError::input("usage", format!("{text} (see `truce-agent --help`)")));
         }
     };
     let dir = DataDir::resolve(cli.data_dir.clone())?;

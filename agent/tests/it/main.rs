@@ -1,0 +1,25 @@
+//! Integration tests of `truce-agent`: they run the real binary
+//! (`CARGO_BIN_EXE_truce-agent`) in temporary data directories, and read
+//! the queue back through the library and truce-shared's verifier.
+//!
+//! One module per promise of issue 4:
+
+/// Shared helpers: a temp data dir, running the binary, checking the chain.
+mod support;
+
+/// Bad input is refused with one line naming the field; nothing changes.
+mod bad_input;
+/// `bundle export` is read back by truce-shared's reader and verifies.
+mod bundle;
+/// 1,000 records form one unbroken, verifiable chain.
+mod chain;
+/// Concurrent `record`s serialize: the chain never forks.
+mod concurrent;
+/// `init` makes a 0600 key once; every other command asks for it first.
+mod init;
+/// Interactive entry through a real pseudo-terminal.
+mod interactive;
+/// SIGKILL during a record loop loses no printed id and breaks no link.
+mod kill;
+/// `list`, `show`, `status` and their JSON; answers and receipts.
+mod queries;

@@ -1,0 +1,124 @@
+//! A temporary agent data directory and the real binary to run in it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use truce_agent::Agent;
+use truce_shared::Bytes32;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_truce-agent");
+
+/// A data dir inside a temp dir that is removed on drop.
+pub struct TestDir {
+    /// Holds the temp dir alive.
+    pub tmp: tempfile::TempDir,
+    /// The agent data dir (not created until `init`).
+    pub dir: PathBuf,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("agent");
+        TestDir { tmp, dir }
+    }
+
+    /// A new dir where `init` has run (through the binary).
+    pub fn initialised() -> Self {
+        let t = TestDir::new();
+        t.ok(&["init"]);
+        t
+    }
+
+    /// The command with `--data-dir` set and no inherited TRUCE_AGENT_DIR.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir").arg(&self.dir).args(args).env_remove("TRUCE_AGENT_DIR").stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "truce-agent {args:?} failed\n{}", describe(&o));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs and requires failure; returns the one stderr line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(!o.status.success(), "truce-agent {args:?} should have failed\n{}", describe(&o));
+        assert!(o.stdout.is_empty(), "a failure prints nothing on stdout\n{}", describe(&o));
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "one line of error, got {err:?}");
+        assert!(err.starts_with("error: "), "{err:?}");
+        err.trim_end().to_string()
+    }
+
+    pub fn open(&self) -> Agent {
+        Agent::open(&self.dir).unwrap()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+}
+
+/// stdout and stderr of a run, for assertion messages.
+pub fn describe(o: &Output) -> String {
+    format!(
+        "status: {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Parses a 64-hex id.
+pub fn parse_id(s: &str) -> Bytes32 {
+    let s = s.trim();
+    assert_eq!(s.len(), 64, "not a 64-hex id: {s:?}");
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(s, &mut id).unwrap();
+    id
+}
+
+/// Verifies every report in the queue with `truce_shared::verify` and
+/// checks the chain links (one device, seq 1, 2, 3…, prev = previous id);
+/// returns the ids in chain order. Done here, independently of the
+/// agent's own `check_chain`.
+pub fn verified_chain(dir: &Path) -> Vec<Bytes32> {
+    let agent = Agent::open(dir).unwrap();
+    let device = agent.device();
+    let mut ids = Vec::new();
+    let mut prev = [0u8; 32];
+    agent
+        .queue()
+        .for_each_signed(false, |seq, signed| {
+            let v = truce_shared::verify(&signed).unwrap_or_else(|e| panic!("seq {seq} does not verify: {e}"));
+            assert_eq!(v.envelope.device, device, "seq {seq}: device");
+            assert_eq!(v.envelope.seq, ids.len() as u64 + 1, "seq {seq}: gap or repeat");
+            assert_eq!(v.envelope.seq, seq, "row seq and envelope seq differ");
+            assert_eq!(v.envelope.prev, prev, "seq {seq}: prev does not link to the previous report");
+            prev = v.id;
+            ids.push(v.id);
+            Ok(())
+        })
+        .unwrap();
+    ids
+}
+
+/// A seed from `TRUCE_TEST_SEED` or the clock, printed so a failure can be
+/// replayed.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("TRUCE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    });
+    eprintln!("{test}: seed {seed} (replay with TRUCE_TEST_SEED={seed})");
+    seed
+}
