@@ -366,13 +366,7 @@ fn dispatch(command: Command, dir: &DataDir, out: &mut Out) -> Result<ExitCode> 
                 }
             }
         }
-        Command::Sync(a) => {
-            let _agent = Agent::open(dir.root())?;
-            let _ = (a.watch, a.server);
-            return Err(AgentError::NotImplemented(
-                "sync is not implemented yet: use `truce-agent bundle export FILE` to carry reports on a USB stick",
-            ));
-        }
+        Command::Sync(a) => return sync_cmd(&a, dir, out),
         Command::Bundle(BundleCommand::Export { file, all }) => {
             let agent = Agent::open(dir.root())?;
             let n = agent.export_bundle(&file, all)?;
@@ -430,4 +424,62 @@ fn record_cmd(a: &RecordArgs, dir: &DataDir, out: &mut Out) -> Result<()> {
         out.line(&hex::encode(rec.id))?;
     }
     Ok(())
+}
+
+fn sync_cmd(a: &SyncArgs, dir: &DataDir, out: &mut Out) -> Result<ExitCode> {
+    use crate::sync::{self, Progress, SyncOptions, SyncSummary};
+    let mut agent = Agent::open(dir.root())?;
+    let progress = if std::io::stderr().is_terminal() { Progress::Bar } else { Progress::Log };
+    let opts = SyncOptions { server: a.server.clone(), progress, ..SyncOptions::default() };
+    let rt = sync::runtime()?;
+    let summary_json = |s: &SyncSummary| {
+        serde_json::json!({
+            "server": s.server,
+            "server_key": hex::encode(s.server_key),
+            "delivered": s.delivered,
+            "quarantined": s.quarantined,
+            "rejected": s.rejected,
+            "pending": s.pending,
+            "batches": s.batches,
+            "clock_skew_ms": s.clock_skew_ms,
+        })
+    };
+    if a.watch {
+        let result = rt.block_on(async {
+            let shutdown = async {
+                // A failure to install the handlers leaves the default
+                // behaviour (the process ends), which loses nothing either.
+                if sync::shutdown_signal().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            sync::watch(&mut agent, &opts, shutdown, |r| {
+                // Failures are logged by watch with the retry delay.
+                if let Ok(s) = r {
+                    if out.json {
+                        let _ = out.json_line(&summary_json(s)).and_then(|_| out.flush());
+                    } else {
+                        eprintln!("sync: {}: {}", s.server, s.line());
+                    }
+                }
+            })
+            .await
+        });
+        result?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = rt.block_on(sync::sync_once(&mut agent, &opts))?;
+    if out.json {
+        out.json_line(&summary_json(&s))?;
+    } else {
+        out.line(&format!("{}: {}", s.server, s.line()))?;
+    }
+    if s.pending > 0 {
+        // Records made while syncing; the next sync takes them.
+        return Err(AgentError::Sync(format!("{} report(s) still pending: run sync again", s.pending)));
+    }
+    if s.rejected > 0 {
+        eprintln!("warning: the server rejected {} report(s): see `truce-agent list --state rejected`", s.rejected);
+    }
+    Ok(ExitCode::SUCCESS)
 }

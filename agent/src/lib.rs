@@ -32,6 +32,8 @@
 //! - [`keys`]: the device key file (0600, never overwritten).
 //! - [`paths`]: the data directory and what is in it.
 //! - [`link`]: storing the server address and certificates.
+//! - [`sync`]: delivering the queue to the server (one session, or
+//!   `--watch` with backoff), progress, receipts.
 //! - [`tls`]: the rustls client configuration, PEM loading.
 //! - [`bundle`]: `bundle export`.
 //! - [`output`]: text and JSON output of the CLI.
@@ -55,6 +57,7 @@ pub mod output;
 pub mod paths;
 pub mod queue;
 pub mod record;
+pub mod sync;
 pub mod tls;
 
 pub use agent::{Agent, AgentStatus, ChainCheck, LastSync, Recorded};
@@ -63,3 +66,4 @@ pub use link::LinkInput;
 pub use paths::DataDir;
 pub use queue::{AckOutcome, ChainHead, Queue, QueuedReport, State, StoredReceipt};
 pub use record::RecordInput;
+pub use sync::{SyncOptions, SyncSummary};

@@ -21,5 +21,9 @@ mod init;
 mod interactive;
 /// SIGKILL during a record loop loses no printed id and breaks no link.
 mod kill;
+/// A stand-in server (real mTLS, DESIGN §4) for the sync tests.
+mod mock_server;
 /// `list`, `show`, `status` and their JSON; answers and receipts.
 mod queries;
+/// `sync` and `sync --watch` against it; `link` validation.
+mod sync;

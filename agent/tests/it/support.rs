@@ -60,6 +60,18 @@ impl TestDir {
         err.trim_end().to_string()
     }
 
+    /// Runs and requires failure of a command that may log progress lines
+    /// on stderr first (sync): the error is the last line, and one line.
+    pub fn fails_after_log(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(!o.status.success(), "truce-agent {args:?} should have failed\n{}", describe(&o));
+        let err = String::from_utf8(o.stderr).unwrap();
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "one error line, got {err:?}");
+        assert_eq!(err.lines().last(), Some(errors[0]), "the error is the last line: {err:?}");
+        errors[0].to_string()
+    }
+
     pub fn open(&self) -> Agent {
         Agent::open(&self.dir).unwrap()
     }

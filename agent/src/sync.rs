@@ -1,0 +1,684 @@
+//! `sync`: deliver the pending queue to the collection server (DESIGN §3, §4).
+//!
+//! One session:
+//!
+//! ```text
+//! TCP connect (timeout) → TLS 1.3, ALPN truce/1, mission CA, client cert
+//! → Hello → Welcome | Refuse
+//! → Submit × up to WINDOW in flight, each ≤ max_batch reports and ≤ max_frame bytes
+//! ← Ack per batch: results in submit order + a receipt over the held ids
+//! → Bye
+//! ```
+//!
+//! Promises:
+//! - A report changes state only when its Ack arrives and the Ack's receipt
+//!   verifies under the Welcome's server key; answers and the receipt are
+//!   committed in one transaction. Anything unanswered stays pending and is
+//!   sent again next time (the server answers Duplicate).
+//! - The queue is read in chunks ([`crate::queue::PENDING_CHUNK`]) as
+//!   batches are needed, so memory is bounded whatever the queue's size.
+//! - Every failure is one line saying why (connection refused, timeout,
+//!   certificate refused, handshake refused with the server's reason) and
+//!   that the reports are still pending.
+//!
+//! `watch` repeats sessions: it polls the queue every
+//! [`WATCH_POLL`], syncs when something is pending, and backs off
+//! exponentially with jitter (up to [`BACKOFF_CAP`]) while the server cannot
+//! be reached, until the shutdown future resolves (SIGINT/SIGTERM in the CLI).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use truce_shared::time::now_ms;
+use truce_shared::wire::{self, Message, WireError, PROTOCOL_VERSION};
+use truce_shared::{limits, Bytes32, SignedReport};
+
+use crate::agent::Agent;
+use crate::error::{AgentError, Result};
+use crate::queue::{Queue, State, PENDING_CHUNK};
+use crate::tls;
+
+/// Time allowed for the TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time allowed for the TLS handshake, and then for the Welcome.
+pub const HANDSHAKE_TIMEOUT: Duration = limits::HANDSHAKE_TIMEOUT;
+
+/// Time allowed for each Ack, or for a frame to be written, before the
+/// link is declared dead.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Batches sent before waiting for their Acks.
+pub const WINDOW: usize = 4;
+
+/// How often `--watch` looks for new pending reports.
+pub const WATCH_POLL: Duration = Duration::from_secs(1);
+
+/// First retry delay while the server cannot be reached.
+pub const BACKOFF_START: Duration = Duration::from_millis(500);
+
+/// Longest retry delay: a server that comes back is reached within this.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(15);
+
+/// Clock difference with the server above which sync warns.
+pub const CLOCK_SKEW_WARN_MS: i64 = 60_000;
+
+/// Largest batch this agent sends, whatever the server offers: bounds the
+/// memory of the reports in flight.
+const MAX_BATCH_CAP: usize = 1024;
+
+/// How sync shows progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// An indicatif bar on stderr (a terminal).
+    Bar,
+    /// Plain log lines on stderr.
+    Log,
+    /// Nothing.
+    Quiet,
+}
+
+/// How to sync.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// `HOST:PORT` to use instead of the linked server.
+    pub server: Option<String>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Batches in flight.
+    pub window: usize,
+    /// Progress display.
+    pub progress: Progress,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions { server: None, connect_timeout: CONNECT_TIMEOUT, window: WINDOW, progress: Progress::Quiet }
+    }
+}
+
+/// What one session did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncSummary {
+    /// The server, `HOST:PORT`.
+    pub server: String,
+    /// The server's receipt key (from Welcome).
+    pub server_key: Bytes32,
+    /// Reports now delivered (Accepted or Duplicate).
+    pub delivered: u64,
+    /// Reports now quarantined.
+    pub quarantined: u64,
+    /// Reports now rejected.
+    pub rejected: u64,
+    /// Batches sent and acknowledged.
+    pub batches: u64,
+    /// Reports still pending when the session ended.
+    pub pending: u64,
+    /// Server clock minus this laptop's, ms, when Welcome arrived.
+    pub clock_skew_ms: i64,
+}
+
+impl SyncSummary {
+    /// One line for people and for `status`.
+    pub fn line(&self) -> String {
+        let mut s = format!("delivered {}", self.delivered);
+        if self.quarantined > 0 {
+            s.push_str(&format!(", quarantined {}", self.quarantined));
+        }
+        if self.rejected > 0 {
+            s.push_str(&format!(", rejected {}", self.rejected));
+        }
+        if self.pending > 0 {
+            s.push_str(&format!(", {} still pending", self.pending));
+        }
+        s
+    }
+}
+
+/// Progress reporting, as chosen by [`Progress`].
+enum Ui {
+    Bar(ProgressBar),
+    Log { answered: u64, total: u64, next_log: u64 },
+    Quiet,
+}
+
+impl Ui {
+    fn new(progress: Progress, total: u64, server: &str) -> Ui {
+        match progress {
+            Progress::Bar => {
+                let bar = ProgressBar::new(total);
+                if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} reports ({elapsed})") {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_message(format!("syncing with {server}"));
+                Ui::Bar(bar)
+            }
+            Progress::Log => {
+                eprintln!("sync: connected to {server}, {total} report(s) pending");
+                Ui::Log { answered: 0, total, next_log: 1000 }
+            }
+            Progress::Quiet => Ui::Quiet,
+        }
+    }
+
+    fn answered(&mut self, n: u64) {
+        match self {
+            Ui::Bar(b) => b.inc(n),
+            Ui::Log { answered, total, next_log } => {
+                *answered += n;
+                if *answered >= *next_log {
+                    eprintln!("sync: {answered}/{total} answered");
+                    *next_log = *answered + 1000;
+                }
+            }
+            Ui::Quiet => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Ui::Bar(b) = self {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Warns on stderr (one line), unless quiet.
+fn warn(progress: Progress, msg: &str) {
+    if progress != Progress::Quiet {
+        eprintln!("warning: {msg}");
+    }
+}
+
+/// A batch sent and not yet answered.
+struct InFlight {
+    batch: u64,
+    ids: Vec<Bytes32>,
+}
+
+/// Reads pending reports in chunks and cuts them into batches.
+struct Batcher {
+    after: u64,
+    buf: VecDeque<(u64, SignedReport)>,
+    exhausted: bool,
+}
+
+/// Upper bound of a Submit's bytes besides its reports: variant index,
+/// batch number and vector length varints.
+const SUBMIT_OVERHEAD: usize = 1 + 10 + 5;
+
+/// Bytes one report takes inside a Submit: body length varint, body, signature.
+fn encoded_len(r: &SignedReport) -> usize {
+    let n = r.body.len();
+    let varint = match n {
+        0..=0x7f => 1,
+        0x80..=0x3fff => 2,
+        0x4000..=0x1f_ffff => 3,
+        _ => 5,
+    };
+    varint + n + 64
+}
+
+impl Batcher {
+    fn new() -> Self {
+        Batcher { after: 0, buf: VecDeque::new(), exhausted: false }
+    }
+
+    /// The next batch (empty when nothing is pending). Reports recorded
+    /// while the session runs are picked up too: the cursor only moves
+    /// forward through seq, and the queue is asked again when the buffer
+    /// runs dry.
+    fn next_batch(&mut self, queue: &Queue, max_batch: usize, max_frame: usize) -> Result<Vec<SignedReport>> {
+        let mut out = Vec::new();
+        let mut size = SUBMIT_OVERHEAD;
+        loop {
+            if self.buf.is_empty() && !self.exhausted {
+                let chunk = queue.pending_chunk(self.after, PENDING_CHUNK)?;
+                match chunk.last() {
+                    Some(last) => self.after = last.0,
+                    None => self.exhausted = true,
+                }
+                self.buf.extend(chunk);
+            }
+            let Some((seq, front)) = self.buf.front() else { break };
+            let len = encoded_len(front);
+            if out.len() >= max_batch || (!out.is_empty() && size + len > max_frame) {
+                break;
+            }
+            if size + len > max_frame {
+                return Err(AgentError::Sync(format!(
+                    "report seq {seq} ({len} bytes) does not fit the server's frame limit of {max_frame} bytes: ask the coordinator to raise it"
+                )));
+            }
+            size += len;
+            if let Some((_, r)) = self.buf.pop_front() {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// "cannot reach": the first half of every connection failure message.
+fn unreachable(addr: &str, why: &str) -> AgentError {
+    AgentError::Sync(format!("cannot reach the server at {addr}: {why}; reports stay pending"))
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => {
+            "connection refused (is truce-server running there? check the address given to `link` or --server)".into()
+        }
+        K::TimedOut => "timed out".into(),
+        K::HostUnreachable | K::NetworkUnreachable => "no route to the server (check the network link)".into(),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            format!("the connection was cut ({e})")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Turns a TLS or I/O failure into what it means for the monitor.
+fn tls_failure(addr: &str, host: &str, e: &std::io::Error) -> AgentError {
+    use rustls::AlertDescription as A;
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+        return unreachable(addr, &describe_io(e));
+    };
+    let why = match tls {
+        rustls::Error::InvalidCertificate(c) => format!(
+            "the server's certificate was not accepted ({c:?}): it must be issued by the mission CA for {host}; check --server and the CA given to `link`"
+        ),
+        rustls::Error::AlertReceived(
+            a @ (A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::CertificateRequired
+            | A::UnsupportedCertificate
+            | A::AccessDenied),
+        ) => format!(
+            "the server refused this laptop's certificate ({a:?}): it may be revoked, expired or not from the mission CA; ask the coordinator"
+        ),
+        rustls::Error::NoApplicationProtocol | rustls::Error::AlertReceived(A::NoApplicationProtocol) => {
+            "the server does not speak the truce/1 protocol (is it a truce-server?)".into()
+        }
+        rustls::Error::PeerIncompatible(_) | rustls::Error::AlertReceived(A::ProtocolVersion) => {
+            "the server does not offer TLS 1.3".into()
+        }
+        other => format!("TLS failed ({other})"),
+    };
+    unreachable(addr, &why)
+}
+
+fn wire_failure(addr: &str, host: &str, e: WireError) -> AgentError {
+    match e {
+        WireError::Frame(truce_shared::frame::FrameError::Io(io)) => tls_failure(addr, host, &io),
+        other => AgentError::Sync(format!(
+            "the server at {addr} sent something this agent cannot read ({other}); reports stay pending"
+        )),
+    }
+}
+
+/// Connects, handshakes TLS and checks ALPN.
+async fn connect(
+    addr: &str,
+    host: &str,
+    port: u16,
+    config: rustls::ClientConfig,
+    connect_timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let name = tls::server_name(host)?;
+    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect((host, port))).await {
+        Err(_) => {
+            return Err(unreachable(
+                addr,
+                &format!("timed out after {} s (check the network link)", connect_timeout.as_secs()),
+            ))
+        }
+        Ok(Err(e)) => return Err(unreachable(addr, &describe_io(&e))),
+        Ok(Ok(s)) => s,
+    };
+    // Frames are written whole; waiting to coalesce them only adds latency.
+    let _ = tcp.set_nodelay(true);
+    let connector = TlsConnector::from(Arc::new(config));
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
+        Err(_) => return Err(unreachable(addr, "the TLS handshake timed out")),
+        Ok(Err(e)) => return Err(tls_failure(addr, host, &e)),
+        Ok(Ok(s)) => s,
+    };
+    if stream.get_ref().1.alpn_protocol() != Some(wire::ALPN) {
+        return Err(unreachable(addr, "the server did not agree to the truce/1 protocol (is it a truce-server?)"));
+    }
+    Ok(stream)
+}
+
+/// Writes one message within [`ACK_TIMEOUT`].
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message, max_frame: u32, addr: &str, host: &str) -> Result<()> {
+    match tokio::time::timeout(ACK_TIMEOUT, wire::write_message(w, msg, max_frame)).await {
+        Err(_) => Err(unreachable(addr, "the server stopped reading (timed out)")),
+        Ok(Err(e)) => Err(tls_failure(addr, host, &e)),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// Reads one message within `timeout`; end of stream is an error here.
+async fn receive<R: AsyncRead + Unpin>(
+    r: &mut R,
+    timeout: Duration,
+    addr: &str,
+    host: &str,
+    waiting_for: &str,
+) -> Result<Message> {
+    match tokio::time::timeout(timeout, wire::read_message(r, limits::MAX_FRAME)).await {
+        Err(_) => Err(unreachable(addr, &format!("no {waiting_for} within {} s (timed out)", timeout.as_secs()))),
+        Ok(Err(e)) => Err(wire_failure(addr, host, e)),
+        Ok(Ok(None)) => Err(unreachable(
+            addr,
+            &format!("the server closed the connection before its {waiting_for} (if this repeats, this laptop's certificate or key may have been refused)"),
+        )),
+        Ok(Ok(Some(m))) => Ok(m),
+    }
+}
+
+/// Runs one sync session and records its outcome for `status`.
+pub async fn sync_once(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
+    let result = session(agent, opts).await;
+    let noted = match &result {
+        Ok(s) => agent.set_last_sync(true, &s.line()),
+        Err(e) => agent.set_last_sync(false, &e.to_string()),
+    };
+    let summary = result?;
+    noted?;
+    Ok(summary)
+}
+
+async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
+    let addr = match &opts.server {
+        Some(s) => s.trim().to_string(),
+        None => agent.server()?.ok_or(AgentError::NotLinked)?,
+    };
+    let (host, port) = tls::split_host_port(&addr)?;
+    let config = agent.client_config()?;
+    let stream = connect(&addr, &host, port, config, opts.connect_timeout).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+
+    let hello = Message::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        device: agent.device(),
+    };
+    send(&mut wr, &hello, limits::MAX_FRAME, &addr, &host).await?;
+    let (server_key, server_time, max_batch, max_frame) =
+        match receive(&mut rd, HANDSHAKE_TIMEOUT, &addr, &host, "Welcome").await? {
+            Message::Welcome { server_key, server_time, max_batch, max_frame } => {
+                (server_key, server_time, max_batch, max_frame)
+            }
+            Message::Refuse { reason } => {
+                return Err(AgentError::Sync(format!(
+                    "the server at {addr} refused this laptop: {reason}; reports stay pending"
+                )))
+            }
+            other => return Err(protocol_error(&addr, &format!("expected Welcome, got {}", message_name(&other)))),
+        };
+    let mut summary = SyncSummary { server: addr.clone(), server_key, ..Default::default() };
+    summary.clock_skew_ms = server_time.saturating_sub(now_ms());
+    if summary.clock_skew_ms.abs() > CLOCK_SKEW_WARN_MS {
+        warn(
+            opts.progress,
+            &format!(
+                "this laptop's clock is {} {} the server's: check the date and time (reports carry this laptop's clock)",
+                human_duration(summary.clock_skew_ms.unsigned_abs()),
+                if summary.clock_skew_ms > 0 { "behind" } else { "ahead of" }
+            ),
+        );
+    }
+    let max_batch = (max_batch as usize).min(MAX_BATCH_CAP);
+    let frame_limit = max_frame.min(limits::MAX_FRAME);
+    if max_batch == 0 {
+        return Err(protocol_error(&addr, "the server offered batches of 0 reports"));
+    }
+
+    let total = agent.queue().counts()?.iter().find(|(s, _)| *s == State::Pending).map_or(0, |c| c.1);
+    let mut ui = Ui::new(opts.progress, total, &addr);
+    let mut batcher = Batcher::new();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut next_batch_no: u64 = 1;
+    let window = opts.window.max(1);
+    let outcome: Result<()> = async {
+        loop {
+            while in_flight.len() < window {
+                let reports = batcher.next_batch(agent.queue(), max_batch, frame_limit as usize)?;
+                if reports.is_empty() {
+                    break;
+                }
+                let ids = reports.iter().map(SignedReport::id).collect();
+                let batch = next_batch_no;
+                next_batch_no += 1;
+                send(&mut wr, &Message::Submit { batch, reports }, frame_limit, &addr, &host).await?;
+                in_flight.push_back(InFlight { batch, ids });
+            }
+            if in_flight.is_empty() {
+                return Ok(());
+            }
+            match receive(&mut rd, ACK_TIMEOUT, &addr, &host, "Ack").await? {
+                Message::Ack { batch, results, receipt } => {
+                    let Some(pos) = in_flight.iter().position(|f| f.batch == batch) else {
+                        return Err(protocol_error(&addr, &format!("an Ack for batch {batch}, which is not in flight")));
+                    };
+                    let sent = in_flight.remove(pos).map(|f| f.ids).unwrap_or_default();
+                    if results.len() != sent.len() || results.iter().zip(&sent).any(|((id, _), s)| id != s) {
+                        return Err(protocol_error(&addr, &format!("the Ack for batch {batch} does not list the reports sent")));
+                    }
+                    let held = wire::held_ids(&results);
+                    // With nothing held there is nothing for a receipt to prove.
+                    if !held.is_empty()
+                        && !truce_shared::signing::verify_receipt(
+                            &server_key,
+                            receipt.server_time,
+                            &held,
+                            &receipt.signature,
+                        )
+                    {
+                        return Err(AgentError::Sync(format!(
+                            "the server's receipt for batch {batch} does not verify under its key: those reports stay pending; tell the coordinator"
+                        )));
+                    }
+                    let o = agent.record_ack(&results, &receipt, &server_key)?;
+                    summary.delivered += o.delivered;
+                    summary.quarantined += o.quarantined;
+                    summary.rejected += o.rejected;
+                    summary.batches += 1;
+                    ui.answered(results.len() as u64);
+                }
+                Message::Refuse { reason } => {
+                    return Err(AgentError::Sync(format!(
+                        "the server at {addr} ended the session: {reason}; unanswered reports stay pending"
+                    )))
+                }
+                other => return Err(protocol_error(&addr, &format!("expected Ack, got {}", message_name(&other)))),
+            }
+        }
+    }
+    .await;
+    ui.finish();
+    outcome?;
+    // A polite goodbye; the work is already committed if this fails.
+    let _ = send(&mut wr, &Message::Bye, frame_limit, &addr, &host).await;
+    let _ = wr.shutdown().await;
+    summary.pending = agent.queue().counts()?.iter().find(|(s, _)| *s == State::Pending).map_or(0, |c| c.1);
+    Ok(summary)
+}
+
+fn protocol_error(addr: &str, what: &str) -> AgentError {
+    AgentError::Sync(format!("the server at {addr} broke the protocol ({what}); unanswered reports stay pending"))
+}
+
+fn message_name(m: &Message) -> &'static str {
+    match m {
+        Message::Hello { .. } => "Hello",
+        Message::Welcome { .. } => "Welcome",
+        Message::Refuse { .. } => "Refuse",
+        Message::Submit { .. } => "Submit",
+        Message::Ack { .. } => "Ack",
+        Message::Bye => "Bye",
+    }
+}
+
+fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", (s + 30) / 60),
+        _ => format!("{} h", (s + 1800) / 3600),
+    }
+}
+
+/// Exponential backoff with jitter: each delay is drawn from the upper
+/// half of base·2ⁿ (capped), so many laptops coming back at once spread out.
+#[derive(Debug)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backoff {
+    /// A fresh backoff.
+    pub fn new() -> Self {
+        Backoff { attempt: 0 }
+    }
+
+    /// After a success: start again from the shortest delay.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = BACKOFF_START.saturating_mul(1u32 << self.attempt.min(16));
+        let d = exp.min(BACKOFF_CAP);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = d / 2;
+        half + half.mul_f64(rand::thread_rng().gen::<f64>())
+    }
+}
+
+/// Whether a sync error is worth retrying (the link or the server), as
+/// opposed to a local problem that retrying cannot fix.
+fn retryable(e: &AgentError) -> bool {
+    matches!(e, AgentError::Sync(_) | AgentError::Busy(_))
+}
+
+/// Keeps syncing until `shutdown` resolves: sync whenever something is
+/// pending (polling every [`WATCH_POLL`]), back off with jitter while the
+/// server cannot be reached. `on_session` sees each session's result.
+/// Returns on shutdown, or on an error that retrying cannot fix.
+pub async fn watch(
+    agent: &mut Agent,
+    opts: &SyncOptions,
+    shutdown: impl Future<Output = ()>,
+    mut on_session: impl FnMut(&Result<SyncSummary>),
+) -> Result<()> {
+    tokio::pin!(shutdown);
+    let mut backoff = Backoff::new();
+    loop {
+        if !agent.queue().pending_chunk(0, 1)?.is_empty() {
+            let r = tokio::select! {
+                r = sync_once(agent, opts) => r,
+                () = &mut shutdown => return Ok(()),
+            };
+            on_session(&r);
+            match r {
+                Ok(_) => backoff.reset(),
+                Err(e) if retryable(&e) => {
+                    let d = backoff.next_delay();
+                    if opts.progress != Progress::Quiet {
+                        eprintln!("sync: {e} (retrying in {:.1} s)", d.as_secs_f64());
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(d) => continue,
+                        () = &mut shutdown => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(WATCH_POLL) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(AgentError::Terminal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Terminal)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+impl Agent {
+    /// One sync session on a private single-threaded runtime, for callers
+    /// that are not async (tests, the demo).
+    pub fn sync_blocking(&mut self, opts: &SyncOptions) -> Result<SyncSummary> {
+        let rt = runtime()?;
+        rt.block_on(sync_once(self, opts))
+    }
+}
+
+/// The single-threaded runtime sync runs on: one connection needs no more.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(AgentError::Terminal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_the_cap() {
+        let mut b = Backoff::new();
+        let first = b.next_delay();
+        assert!(first >= BACKOFF_START / 2 && first <= BACKOFF_START, "{first:?}");
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= BACKOFF_CAP, "{d:?}");
+        }
+        assert!(b.next_delay() >= BACKOFF_CAP / 2);
+        b.reset();
+        assert!(b.next_delay() <= BACKOFF_START);
+    }
+
+    #[test]
+    fn encoded_len_matches_postcard() {
+        for n in [0usize, 1, 127, 128, 300, 16_383, 16_384, 32 * 1024] {
+            let r = SignedReport { body: vec![1; n], signature: truce_shared::Signature64([2; 64]) };
+            assert_eq!(encoded_len(&r), truce_shared::encoding::encode(&r).len(), "{n}");
+        }
+    }
+
+    #[test]
+    fn summary_line_mentions_only_what_happened() {
+        let s = SyncSummary { delivered: 3, ..Default::default() };
+        assert_eq!(s.line(), "delivered 3");
+        let s = SyncSummary { delivered: 1, rejected: 2, pending: 4, ..Default::default() };
+        assert_eq!(s.line(), "delivered 1, rejected 2, 4 still pending");
+    }
+}

@@ -1,0 +1,275 @@
+//! A small stand-in for truce-server, enough to test sync without it: a
+//! real mTLS listener on 127.0.0.1:0 (rustls, WebPki client verification,
+//! TLS 1.3, ALPN truce/1) speaking DESIGN §4, with knobs to misbehave.
+//! The real server's end-to-end tests live in the workspace `tests/` crate.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use truce_shared::wire::{self, Message, Receipt, Status};
+use truce_shared::{limits, Bytes32};
+
+/// A CA and certificates made for one test, written as PEM files.
+pub struct Pki {
+    pub ca_pem: String,
+    ca_cert: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        let ca_cert = p.self_signed(&ca_key).unwrap();
+        Pki { ca_pem: ca_cert.pem(), ca_cert, ca_key }
+    }
+
+    pub fn server(&self, names: &[&str]) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        for n in names {
+            p.subject_alt_names.push(match n.parse() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().unwrap()),
+            });
+        }
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = p.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+
+    pub fn client(&self, name: &str) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+}
+
+impl Leaf {
+    /// Writes `name.pem` and `name.key` in `dir`; returns their paths.
+    pub fn write(&self, dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let c = dir.join(format!("{name}.pem"));
+        let k = dir.join(format!("{name}.key"));
+        std::fs::write(&c, &self.cert_pem).unwrap();
+        std::fs::write(&k, &self.key_pem).unwrap();
+        (c, k)
+    }
+}
+
+/// How the mock server behaves.
+#[derive(Clone, Default)]
+pub struct Behaviour {
+    /// Answer Hello with Refuse(reason).
+    pub refuse: Option<String>,
+    /// Sign receipts with a key other than the one in Welcome.
+    pub bad_receipts: bool,
+    /// Add this to server_time in Welcome.
+    pub clock_offset_ms: i64,
+    /// Welcome.max_batch (default 7).
+    pub max_batch: Option<u32>,
+    /// Do not answer until this many Submits have arrived (pipelining check).
+    pub hold_acks_until: usize,
+    /// On the first connection only, store the batch after this many Acks
+    /// and cut the link before acknowledging it (an Ack lost in transit).
+    pub cut_after_acks: Option<usize>,
+}
+
+/// What the mock server saw.
+#[derive(Default)]
+pub struct Seen {
+    /// Every report id stored, once.
+    pub stored: HashSet<Bytes32>,
+    /// Submits received, and the most reports in one.
+    pub submits: usize,
+    pub largest_batch: usize,
+    /// Most Submits received before the first Ack was sent.
+    pub submits_before_first_ack: usize,
+    pub hellos: usize,
+    pub byes: usize,
+}
+
+pub struct MockServer {
+    pub addr: String,
+    pub server_key: Bytes32,
+    pub seen: Arc<Mutex<Seen>>,
+    _thread: std::thread::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn parse_pem(cert: &str, key: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    (rustls_pemfile_certs(cert), rustls_pemfile::private_key(&mut key.as_bytes()).unwrap().unwrap())
+}
+
+fn rustls_pemfile_certs(pem: &str) -> Vec<CertificateDer<'static>> {
+    rustls_pemfile::certs(&mut pem.as_bytes()).map(|c| c.unwrap()).collect()
+}
+
+impl MockServer {
+    /// Starts a server on 127.0.0.1 (any port) with the `server`
+    /// certificate, trusting client certificates from `client_ca_pem`.
+    pub fn start(server: &Leaf, client_ca_pem: &str, behaviour: Behaviour) -> MockServer {
+        Self::start_on("127.0.0.1:0", server, client_ca_pem, behaviour)
+    }
+
+    /// The same, on a given address.
+    pub fn start_on(bind: &str, server: &Leaf, client_ca_pem: &str, behaviour: Behaviour) -> MockServer {
+        let (certs, key) = parse_pem(&server.cert_pem, &server.key_pem);
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile_certs(client_ca_pem) {
+            roots.add(c).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.alpn_protocols = vec![wire::ALPN.to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let receipt_key = truce_shared::signing::generate_key();
+        let server_key = receipt_key.verifying_key().to_bytes();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let std_listener = std::net::TcpListener::bind(bind).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap().to_string();
+        let seen2 = seen.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).unwrap();
+                let receipt_key = Arc::new(receipt_key);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => return,
+                        a = listener.accept() => {
+                            let Ok((tcp, _)) = a else { continue };
+                            let acceptor = acceptor.clone();
+                            let seen = seen2.clone();
+                            let b = behaviour.clone();
+                            let k = receipt_key.clone();
+                            tokio::spawn(async move {
+                                if let Ok(tls) = acceptor.accept(tcp).await {
+                                    let _ = serve(tls, &b, &k, &seen).await;
+                                }
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        MockServer { addr, server_key, seen, _thread: thread, stop: Some(stop_tx) }
+    }
+}
+
+async fn serve(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    b: &Behaviour,
+    key: &ed25519_dalek::SigningKey,
+    seen: &Mutex<Seen>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let max = limits::MAX_FRAME;
+    match wire::read_message(&mut rd, max).await? {
+        Some(Message::Hello { .. }) => seen.lock().unwrap().hellos += 1,
+        _ => return Ok(()),
+    }
+    if let Some(reason) = &b.refuse {
+        wire::write_message(&mut wr, &Message::Refuse { reason: reason.clone() }, max).await?;
+        wr.shutdown().await?;
+        return Ok(());
+    }
+    let welcome = Message::Welcome {
+        server_key: key.verifying_key().to_bytes(),
+        server_time: truce_shared::time::now_ms() + b.clock_offset_ms,
+        max_batch: b.max_batch.unwrap_or(7),
+        max_frame: max,
+    };
+    wire::write_message(&mut wr, &welcome, max).await?;
+    let other_key = truce_shared::signing::generate_key();
+    let mut held_back: Vec<(u64, Vec<truce_shared::SignedReport>)> = Vec::new();
+    let mut acks = 0usize;
+    let mut first_ack_sent = false;
+    loop {
+        let msg = wire::read_message(&mut rd, max).await?;
+        let (batch, reports) = match msg {
+            Some(Message::Submit { batch, reports }) => (batch, reports),
+            Some(Message::Bye) => {
+                seen.lock().unwrap().byes += 1;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        {
+            let mut s = seen.lock().unwrap();
+            s.submits += 1;
+            s.largest_batch = s.largest_batch.max(reports.len());
+            if !first_ack_sent {
+                s.submits_before_first_ack += 1;
+            }
+        }
+        held_back.push((batch, reports));
+        if !first_ack_sent && held_back.len() < b.hold_acks_until {
+            continue;
+        }
+        for (batch, reports) in held_back.drain(..) {
+            let mut results = Vec::new();
+            {
+                let mut s = seen.lock().unwrap();
+                for r in &reports {
+                    let status = match truce_shared::verify(r) {
+                        Ok(v) => {
+                            if s.stored.insert(v.id) {
+                                Status::Accepted
+                            } else {
+                                Status::Duplicate
+                            }
+                        }
+                        Err(e) => Status::Rejected(e.reason()),
+                    };
+                    results.push((r.id(), status));
+                }
+            }
+            let held = wire::held_ids(&results);
+            let server_time = truce_shared::time::now_ms();
+            let signer = if b.bad_receipts { &other_key } else { key };
+            let receipt =
+                Receipt { server_time, signature: truce_shared::signing::sign_receipt(signer, server_time, &held) };
+            if b.cut_after_acks == Some(acks) && seen.lock().unwrap().hellos == 1 {
+                // Stored, but the link is cut before the Ack goes out (no
+                // TLS goodbye either): the agent must send it again.
+                return Ok(());
+            }
+            wire::write_message(&mut wr, &Message::Ack { batch, results, receipt }, max).await?;
+            first_ack_sent = true;
+            acks += 1;
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! `sync` against a stand-in server (mock_server.rs) over real mTLS on
+//! loopback: batches within max_batch with several in flight, state changes
+//! only on verified Acks, one-line failures that say why, clock warnings,
+//! and `--watch` delivering new records and riding out an outage.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rexpect::process::{Signal, WaitStatus};
+use truce_agent::{RecordInput, State};
+use truce_shared::Category;
+
+use crate::mock_server::{Behaviour, Leaf, MockServer, Pki};
+use crate::support::{describe, parse_id, TestDir, BIN};
+
+/// A PKI, a server certificate for 127.0.0.1, and an initialised agent
+/// with its client certificate.
+struct Setup {
+    t: TestDir,
+    pki: Pki,
+    server_leaf: Leaf,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let t = TestDir::initialised();
+        let pki = Pki::new("Mission CA");
+        let server_leaf = pki.server(&["127.0.0.1"]);
+        let ca = t.path("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
+        let (cert, key) = pki.client("laptop-1").write(t.tmp.path(), "laptop-1");
+        Setup { t, pki, server_leaf, ca, cert, key }
+    }
+
+    fn link(&self, addr: &str) {
+        self.t.ok(&[
+            "link",
+            "--server",
+            addr,
+            "--ca",
+            self.ca.to_str().unwrap(),
+            "--cert",
+            self.cert.to_str().unwrap(),
+            "--key",
+            self.key.to_str().unwrap(),
+        ]);
+    }
+
+    fn server(&self, b: Behaviour) -> MockServer {
+        let s = MockServer::start(&self.server_leaf, &self.pki.ca_pem, b);
+        self.link(&s.addr);
+        s
+    }
+
+    fn record_in_process(&self, n: usize) -> Vec<[u8; 32]> {
+        let mut agent = self.t.open();
+        (0..n)
+            .map(|i| {
+                let mut input = RecordInput::new(Category::Explosion, 48.5, 37.9);
+                input.description = format!("report {i}");
+                agent.record(&input).unwrap().id
+            })
+            .collect()
+    }
+
+    fn count(&self, state: State) -> u64 {
+        self.t.open().queue().counts().unwrap().iter().find(|(s, _)| *s == state).unwrap().1
+    }
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// A port on which nothing listens (bound, then released).
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn sync_delivers_everything_in_batches_with_several_in_flight() {
+    let s = Setup::new();
+    let server = s.server(Behaviour { max_batch: Some(7), hold_acks_until: 4, ..Default::default() });
+    let mut ids = s.record_in_process(100);
+    ids.push(parse_id(&s.t.ok(&["record", "--category", "drone", "--lat", "1", "--lon", "2"])));
+
+    let out = json(&s.t.ok(&["sync", "--json"]));
+    assert_eq!(out["delivered"], 101);
+    assert_eq!(out["pending"], 0);
+    assert_eq!(out["server_key"], hex::encode(server.server_key));
+    {
+        let seen = server.seen.lock().unwrap();
+        assert_eq!(seen.stored.len(), 101);
+        assert!(ids.iter().all(|id| seen.stored.contains(id)));
+        assert!(seen.largest_batch <= 7, "batches respect Welcome.max_batch");
+        assert_eq!(seen.submits, 15);
+        assert_eq!(seen.submits_before_first_ack, 4, "four batches in flight before the first Ack");
+        assert_eq!(seen.byes, 1);
+    }
+    assert_eq!(s.count(State::Delivered), 101);
+    let shown = json(&s.t.ok(&["show", &hex::encode(ids[50]), "--json"]));
+    assert_eq!(shown["state"], "delivered");
+    assert_eq!(shown["answer"]["status"], "accepted");
+    assert_eq!(shown["receipt"]["valid"], true);
+    assert_eq!(shown["receipt"]["server_key"], hex::encode(server.server_key));
+    let status = json(&s.t.ok(&["status", "--json"]));
+    assert_eq!(status["last_sync"]["ok"], true);
+    assert_eq!(status["server"], server.addr);
+
+    // Nothing pending: a second sync succeeds and submits nothing.
+    let text = s.t.ok(&["sync"]);
+    assert!(text.contains("delivered 0"), "{text}");
+    assert_eq!(server.seen.lock().unwrap().submits, 15);
+}
+
+#[test]
+fn a_cut_link_leaves_unanswered_reports_pending_and_the_next_sync_finishes() {
+    let s = Setup::new();
+    let server = s.server(Behaviour { max_batch: Some(5), cut_after_acks: Some(2), ..Default::default() });
+    s.record_in_process(30);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("reports stay pending") || err.contains("stay pending"), "{err}");
+    assert_eq!(s.count(State::Delivered), 10, "only acknowledged batches are delivered");
+    assert_eq!(s.count(State::Pending), 20);
+    let stored_before = server.seen.lock().unwrap().stored.len();
+    assert!(stored_before > 10, "the server stored batches whose Acks were lost");
+
+    let out = json(&s.t.ok(&["sync", "--json"]));
+    assert_eq!(out["delivered"], 20);
+    assert_eq!(s.count(State::Delivered), 30);
+    assert_eq!(server.seen.lock().unwrap().stored.len(), 30, "every report stored exactly once");
+    let status = json(&s.t.ok(&["status", "--json"]));
+    assert_eq!(status["last_sync"]["ok"], true);
+}
+
+#[test]
+fn a_refused_handshake_exits_non_zero_with_the_reason() {
+    let s = Setup::new();
+    let _server = s.server(Behaviour { refuse: Some("device revoked".into()), ..Default::default() });
+    s.record_in_process(3);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("refused this laptop: device revoked"), "{err}");
+    assert_eq!(s.count(State::Pending), 3);
+    let status = json(&s.t.ok(&["status", "--json"]));
+    assert_eq!(status["last_sync"]["ok"], false);
+    assert!(status["last_sync"]["outcome"].as_str().unwrap().contains("device revoked"));
+}
+
+#[test]
+fn a_receipt_that_does_not_verify_marks_nothing_delivered() {
+    let s = Setup::new();
+    let _server = s.server(Behaviour { bad_receipts: true, ..Default::default() });
+    s.record_in_process(4);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("receipt") && err.contains("does not verify"), "{err}");
+    assert_eq!(s.count(State::Pending), 4);
+}
+
+#[test]
+fn an_unreachable_server_is_one_clear_line() {
+    let s = Setup::new();
+    s.record_in_process(1);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("not linked") && err.contains("truce-agent link"), "{err}");
+    s.link(&closed_port());
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("cannot reach the server") && err.contains("connection refused"), "{err}");
+    assert_eq!(s.count(State::Pending), 1);
+}
+
+#[test]
+fn a_client_certificate_from_another_ca_is_refused() {
+    let s = Setup::new();
+    let other = Pki::new("Another CA");
+    // The server trusts only the other CA's clients.
+    let server = MockServer::start(&s.server_leaf, &other.ca_pem, Behaviour::default());
+    s.link(&server.addr);
+    s.record_in_process(1);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("refused this laptop's certificate"), "{err}");
+    assert_eq!(s.count(State::Pending), 1);
+}
+
+#[test]
+fn a_server_certificate_for_another_name_is_refused() {
+    let s = Setup::new();
+    let wrong = s.pki.server(&["other.example"]);
+    let server = MockServer::start(&wrong, &s.pki.ca_pem, Behaviour::default());
+    s.link(&server.addr);
+    s.record_in_process(1);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("server's certificate was not accepted"), "{err}");
+}
+
+#[test]
+fn a_clock_far_from_the_servers_is_warned_about() {
+    let s = Setup::new();
+    let _server = s.server(Behaviour { clock_offset_ms: 5 * 60_000, ..Default::default() });
+    s.record_in_process(1);
+    let o = s.t.run(&["sync"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("warning: this laptop's clock is 5 min behind the server's"), "{err}");
+}
+
+#[test]
+fn link_refuses_files_that_are_not_certificates_or_keys() {
+    let s = Setup::new();
+    let junk = s.t.path("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let (ca, cert, key) = (s.ca.to_str().unwrap(), s.cert.to_str().unwrap(), s.key.to_str().unwrap());
+    let j = junk.to_str().unwrap();
+    assert!(s
+        .t
+        .fails(&["link", "--server", "127.0.0.1:1", "--ca", j, "--cert", cert, "--key", key])
+        .contains("holds no certificate"));
+    assert!(s
+        .t
+        .fails(&["link", "--server", "127.0.0.1:1", "--ca", ca, "--cert", j, "--key", key])
+        .contains("holds no certificate"));
+    assert!(s
+        .t
+        .fails(&["link", "--server", "127.0.0.1:1", "--ca", ca, "--cert", cert, "--key", j])
+        .contains("holds no private key"));
+    let other_key = s.pki.client("laptop-2").write(s.t.tmp.path(), "laptop-2").1;
+    let e = s.t.fails(&[
+        "link",
+        "--server",
+        "127.0.0.1:1",
+        "--ca",
+        ca,
+        "--cert",
+        cert,
+        "--key",
+        other_key.to_str().unwrap(),
+    ]);
+    assert!(e.contains("does not fit the client certificate"), "{e}");
+    assert!(s.t.fails(&["link", "--server", "nohost", "--ca", ca, "--cert", cert, "--key", key]).contains("HOST:PORT"));
+    assert!(!s.t.dir.join("link").exists(), "nothing stored");
+    s.link("127.0.0.1:1");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.t.dir.join("link/client.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Waits until `cond` holds, up to `limit`.
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+#[test]
+fn watch_rides_out_an_outage_delivers_new_records_and_stops_on_sigterm() {
+    let s = Setup::new();
+    let addr = closed_port();
+    s.link(&addr);
+    let first = s.record_in_process(2);
+
+    // Through a pty, so the progress bar path runs too.
+    let mut c = std::process::Command::new(BIN);
+    c.arg("--data-dir").arg(&s.t.dir).args(["sync", "--watch"]).env_remove("TRUCE_AGENT_DIR");
+    let mut p = rexpect::session::spawn_command(c, Some(30_000)).unwrap();
+    p.exp_string("connection refused").unwrap();
+
+    // The server comes up on the linked address: delivered within the backoff cap.
+    let server = MockServer::start_on(&addr, &s.server_leaf, &s.pki.ca_pem, Behaviour::default());
+    assert!(
+        wait_for(Duration::from_secs(25), || first.iter().all(|id| server.seen.lock().unwrap().stored.contains(id))),
+        "reports recorded while offline are delivered once the server is back"
+    );
+    // A new record is delivered within a couple of seconds.
+    let id = parse_id(&s.t.ok(&["record", "--category", "mine", "--lat", "1", "--lon", "1"]));
+    let t0 = Instant::now();
+    assert!(wait_for(Duration::from_secs(10), || server.seen.lock().unwrap().stored.contains(&id)));
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+    assert!(wait_for(Duration::from_secs(5), || s.count(State::Delivered) == 3));
+
+    p.process_mut().signal(Signal::SIGTERM).unwrap();
+    p.exp_eof().unwrap();
+    assert!(matches!(p.process().wait().unwrap(), WaitStatus::Exited(_, 0)));
+}
