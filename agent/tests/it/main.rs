@@ -25,5 +25,7 @@ mod kill;
 mod mock_server;
 /// `list`, `show`, `status` and their JSON; answers and receipts.
 mod queries;
+/// 100,000 reports listed, exported and synced in bounded memory.
+mod streaming;
 /// `sync` and `sync --watch` against it; `link` validation.
 mod sync;

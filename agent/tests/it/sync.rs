@@ -15,8 +15,8 @@ use crate::support::{describe, parse_id, TestDir, BIN};
 
 /// A PKI, a server certificate for 127.0.0.1, and an initialised agent
 /// with its client certificate.
-struct Setup {
-    t: TestDir,
+pub struct Setup {
+    pub t: TestDir,
     pki: Pki,
     server_leaf: Leaf,
     ca: PathBuf,
@@ -25,7 +25,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub fn new() -> Setup {
         let t = TestDir::initialised();
         let pki = Pki::new("Mission CA");
         let server_leaf = pki.server(&["127.0.0.1"]);
@@ -49,7 +49,7 @@ impl Setup {
         ]);
     }
 
-    fn server(&self, b: Behaviour) -> MockServer {
+    pub fn server(&self, b: Behaviour) -> MockServer {
         let s = MockServer::start(&self.server_leaf, &self.pki.ca_pem, b);
         self.link(&s.addr);
         s

@@ -1,0 +1,128 @@
+//! The queue streams: listing, exporting and syncing 100,000 reports never
+//! holds them all in memory. The child's peak resident memory (VmHWM) is
+//! read from /proc while it runs and must stay far below the queue's size.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use truce_shared::{Basis, Category, Envelope, Observation, Position, ENVELOPE_VERSION};
+
+use crate::mock_server::{Behaviour, MockServer};
+use crate::support::{describe, TestDir};
+use crate::sync::Setup;
+
+const N: u64 = 100_000;
+/// DESIGN §7: the agent syncs a 100,000-report queue in at most 64 MB.
+const LIMIT_KB: u64 = 64 * 1024;
+
+/// Fills the queue with `n` valid, chained, signed reports in one
+/// transaction (setup only: `record` commits one by one, durably, which
+/// would make this test take minutes).
+fn bulk_fill(t: &TestDir, n: u64) {
+    let seed: [u8; 32] = std::fs::read(t.dir.join("device.key")).unwrap().try_into().unwrap();
+    let key = SigningKey::from_bytes(&seed);
+    let device = key.verifying_key().to_bytes();
+    drop(t.open()); // the schema exists
+    let mut db = rusqlite::Connection::open(t.dir.join("queue.sqlite")).unwrap();
+    let tx = db.transaction().unwrap();
+    let mut prev = [0u8; 32];
+    {
+        let mut st = tx.prepare("INSERT INTO reports(seq, id, body, signature) VALUES (?1, ?2, ?3, ?4)").unwrap();
+        for seq in 1..=n {
+            let env = Envelope {
+                version: ENVELOPE_VERSION,
+                device,
+                seq,
+                prev,
+                recorded_at: 1_795_338_900_000 + seq as i64,
+                amends: None,
+                observation: Observation {
+                    observed_at: 1_795_338_900_000,
+                    observed_until: None,
+                    position: Position { lat: 48.5, lon: 37.9, accuracy_m: Some(10) },
+                    bearing_deg: Some(315),
+                    distance_m: Some((5000, 7000)),
+                    category: Category::Shelling,
+                    effect: None,
+                    weapon: Some("152mm artillery".into()),
+                    count: None,
+                    basis: Basis::Heard,
+                    description: format!("two explosions NNW, report {seq}, {}", "x".repeat(200)),
+                    attachments: vec![],
+                },
+            };
+            let signed = truce_shared::sign(&key, &env).unwrap();
+            let id = signed.id();
+            st.execute(rusqlite::params![seq as i64, &id[..], &signed.body, &signed.signature.0[..]]).unwrap();
+            prev = id;
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// Runs the binary, draining stdout, and returns (success, stdout lines,
+/// peak RSS in kB).
+fn run_measured(t: &TestDir, args: &[&str]) -> (bool, u64, u64) {
+    let mut child = t.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => return lines,
+                Ok(n) => lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64,
+            }
+        }
+    });
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)) {
+                peak = peak.max(kb.parse().unwrap_or(0));
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let lines = reader.join().unwrap();
+    if !status.success() {
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        eprintln!("truce-agent {args:?}: {status}: {err}");
+    }
+    (status.success(), lines, peak)
+}
+
+#[test]
+fn listing_exporting_and_syncing_100k_reports_stream() {
+    let s = Setup::new();
+    bulk_fill(&s.t, N);
+    let bytes = std::fs::metadata(s.t.dir.join("queue.sqlite")).unwrap().len();
+    eprintln!("queue of {N} reports: {} MB on disk", bytes / 1_000_000);
+
+    let (ok, lines, list_kb) = run_measured(&s.t, &["list", "--json"]);
+    assert!(ok);
+    assert_eq!(lines, N);
+    let bundle = s.t.path("all.truce");
+    let (ok, _, export_kb) = run_measured(&s.t, &["bundle", "export", bundle.to_str().unwrap()]);
+    assert!(ok);
+    let bundle_bytes = std::fs::metadata(&bundle).unwrap().len();
+    assert!(bundle_bytes > 25_000_000, "{bundle_bytes}");
+
+    let server = s.server(Behaviour { max_batch: Some(128), ..Default::default() });
+    let (ok, _, sync_kb) = run_measured(&s.t, &["sync", "--json"]);
+    assert!(ok, "{}", describe(&s.t.run(&["status"])));
+    assert_eq!(server.seen.lock().unwrap().stored.len() as u64, N);
+    eprintln!("peak RSS: list {list_kb} kB, bundle export {export_kb} kB, sync {sync_kb} kB (limit {LIMIT_KB} kB)");
+    for (what, kb) in [("list", list_kb), ("bundle export", export_kb), ("sync", sync_kb)] {
+        assert!(kb > 0, "{what}: could not read VmHWM");
+        assert!(kb < LIMIT_KB, "{what} peaked at {kb} kB");
+    }
+    let _: &MockServer = &server;
+}
