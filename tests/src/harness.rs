@@ -373,7 +373,7 @@ impl Agent {
 pub fn last_hex_id(out: &str) -> String {
     out.split(|c: char| !c.is_ascii_hexdigit())
         .filter(|t| t.len() == 64)
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no 64-hex id in output: {out}"))
         .to_string()
 }
