@@ -372,8 +372,7 @@ impl Agent {
 /// The last 64-hex token printed: the id `record` prints.
 pub fn last_hex_id(out: &str) -> String {
     out.split(|c: char| !c.is_ascii_hexdigit())
-        .filter(|t| t.len() == 64)
-        .next_back()
+        .rfind(|t| t.len() == 64)
         .unwrap_or_else(|| panic!("no 64-hex id in output: {out}"))
         .to_string()
 }
