@@ -35,7 +35,7 @@ impl std::fmt::Debug for Agent {
 }
 
 /// What `record` made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Recorded {
     /// The report id.
     pub id: Bytes32,
@@ -43,6 +43,17 @@ pub struct Recorded {
     pub seq: u64,
     /// The attachments as signed (their copies are in the data dir).
     pub attachments: Vec<Attachment>,
+}
+
+impl std::fmt::Debug for Recorded {
+    // Attachment names are report content: logs get the count only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorded")
+            .field("id", &hex::encode(self.id))
+            .field("seq", &self.seq)
+            .field("attachments", &self.attachments.len())
+            .finish()
+    }
 }
 
 /// The last sync attempt, as `status` shows it.

@@ -115,10 +115,6 @@ pub enum AgentError {
     /// Sync could not deliver (the message says why and what to do).
     #[error("{0}")]
     Sync(String),
-
-    /// A command that this build does not have yet.
-    #[error("{0}")]
-    NotImplemented(&'static str),
 }
 
 impl AgentError {
