@@ -266,6 +266,11 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<ExitCod
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                // `truce-agent` or `truce-agent bundle` alone: show what can follow.
+                let _ = e.print();
+                return Ok(ExitCode::from(2));
+            }
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !e.use_stderr() {
                 // Help and version are not failures.
                 let _ = e.print();

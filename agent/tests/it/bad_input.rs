@@ -95,3 +95,19 @@ fn each_bad_input_is_refused_and_changes_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert_eq!(verified_chain(&t.dir).len(), 1, "still only {first}");
 }
+
+#[test]
+fn usage_mistakes_are_one_line_and_a_bare_command_shows_help() {
+    let t = TestDir::initialised();
+    let err = t.fails(&["record", "--bogus"]);
+    assert!(err.contains("unexpected argument '--bogus'") && err.contains("--help"), "{err}");
+    let err = t.fails(&["record", "--category", "drone", "--lat", "1", "--lon", "2", "--about"]);
+    assert!(err.contains("--count"), "{err}");
+    let err = t.fails(&[]);
+    assert!(err.contains("subcommand"), "{err}");
+    let o = std::process::Command::new(crate::support::BIN).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Usage: truce-agent"));
+    assert!(t.ok(&["--help"]).contains("bundle"));
+    assert!(t.ok(&["--version"]).starts_with("truce-agent "));
+}
