@@ -9,16 +9,15 @@ pub fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Formats unix ms as RFC 3339 UTC (`2026-11-22T09:15:00.000Z`); times
-/// outside the calendar's range are shown as raw milliseconds.
+/// Formats unix ms as RFC 3339 UTC with milliseconds, always the same
+/// width (`2026-11-22T09:15:00.000Z`), so exported columns sort as text;
+/// times outside the calendar's range are shown as raw milliseconds.
 pub fn format_ms(ms: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| {
-            let t = t.replace_nanosecond((ms.rem_euclid(1000) as u32) * 1_000_000).ok()?;
-            t.format(&Rfc3339).ok()
-        })
-        .map(|s| if s.ends_with("Z") { s } else { s.replace("+00:00", "Z") })
+        .and_then(|t| t.format(FORMAT).ok())
         .unwrap_or_else(|| format!("{ms}ms"))
 }
 
@@ -70,5 +69,7 @@ mod tests {
     fn formats_utc_with_milliseconds() {
         assert_eq!(format_ms(1_795_338_900_123), "2026-11-22T09:15:00.123Z");
         assert_eq!(parse_time(&format_ms(1_795_338_900_123), 0), Ok(1_795_338_900_123));
+        assert_eq!(format_ms(1_795_338_900_000), "2026-11-22T09:15:00.000Z");
+        assert_eq!(format_ms(1_795_338_900_100), "2026-11-22T09:15:00.100Z");
     }
 }

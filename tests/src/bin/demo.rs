@@ -23,7 +23,17 @@ fn check(cmd: Cmd, what: &str) -> Result<String> {
     Ok(cmd.stdout())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match demo() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> Result<()> {
     let out_dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "truce-demo-output".into()));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
 
@@ -104,17 +114,17 @@ fn main() -> Result<()> {
             "--basis",
             "seen",
             "--lat",
-            "48.0301",
+            "48.0600",
             "--lon",
-            "37.7702",
+            "37.7500",
             "--bearing",
-            "W",
+            "70",
             "--distance",
             "1-2km",
             "--at",
             "-18m",
             "--description",
-            "two impacts west of the checkpoint, smoke visible",
+            "two impacts east-north-east of the checkpoint, smoke visible",
         ]),
         "record",
     )?;
@@ -167,17 +177,17 @@ fn main() -> Result<()> {
             "--basis",
             "seen",
             "--lat",
-            "48.0050",
+            "48.0400",
             "--lon",
-            "37.7950",
+            "37.7800",
             "--bearing",
-            "N",
+            "330",
             "--distance",
-            "2-3km",
+            "3-4km",
             "--at",
             "-19m",
             "--description",
-            "impacts north, near the school",
+            "impacts to the north-north-west, near the school",
         ]),
         "record",
     )?;
