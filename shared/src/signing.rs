@@ -50,15 +50,25 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// A short reason for `Rejected(reason)` and logs.
+    /// A short reason for `Rejected(reason)` and logs, at most
+    /// [`limits::MAX_REASON`] bytes (a field's value can make the message
+    /// long: `f64` displays 1e300 with 300 digits).
     pub fn reason(&self) -> String {
-        match self {
+        let mut r = match self {
             VerifyError::TooLarge(_) => "too large".into(),
             VerifyError::NoDevice | VerifyError::Encoding(EncodingError::Malformed(_)) => "malformed".into(),
             VerifyError::BadKey | VerifyError::BadSignature => "bad signature".into(),
             VerifyError::Encoding(EncodingError::NonCanonical) => "non-canonical encoding".into(),
             VerifyError::Invalid(e) => format!("invalid field: {e}"),
+        };
+        if r.len() > limits::MAX_REASON {
+            let mut end = limits::MAX_REASON;
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            r.truncate(end);
         }
+        r
     }
 }
 
@@ -179,4 +189,17 @@ pub fn fingerprint(key: &Bytes32) -> String {
     let h = Sha256::digest(key);
     let hx = hex::encode(&h[..8]);
     format!("{}-{}-{}-{}", &hx[0..4], &hx[4..8], &hx[8..12], &hx[12..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_never_exceeds_the_reason_limit() {
+        let e = VerifyError::Invalid(ValidationError::Latitude(1e300_f64.to_string()));
+        assert!(e.to_string().len() > limits::MAX_REASON);
+        let r = e.reason();
+        assert!(r.len() <= limits::MAX_REASON && r.starts_with("invalid field: latitude 1000"), "{r}");
+    }
 }
