@@ -1,16 +1,16 @@
-//! `export`: verified reports out, streamed row by row.
+//! `export`: stored reports out, streamed row by row.
 //!
-//! This first version writes JSON Lines with the report's identity, chain
-//! position, status and full observation; the investigator's formats (CSV,
-//! GeoJSON, bundles), filters and incidents build on the same row reader.
+//! This first version writes JSON Lines: each report's identity, chain
+//! position, status and every observation field, decoded from the exact
+//! signed bytes the store kept. The investigator's formats (CSV, GeoJSON,
+//! bundles), filters and incidents build on the same streaming reader,
+//! [`Store::for_each_report`].
 
 use std::io::Write;
 
-use anyhow::Result;
-use rusqlite::params;
 use serde_json::json;
 
-use crate::store::Store;
+use crate::store::{ReportOrder, ReportQuery, ReportStatus, Store, StoreError};
 
 /// Which statuses to export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -19,51 +19,85 @@ pub enum StatusFilter {
     Verified,
     /// Quarantined only.
     Quarantined,
-    /// Rejected evidence only.
+    /// Rejected evidence only (equivocations).
     Rejected,
     /// Everything stored.
     All,
 }
 
-/// Writes one JSON object per stored report matching `status`.
-pub fn jsonl(store: &Store, status: StatusFilter, out: &mut impl Write) -> Result<u64> {
-    let filter = match status {
-        StatusFilter::Verified => "verified",
-        StatusFilter::Quarantined => "quarantined",
-        StatusFilter::Rejected => "rejected",
-        StatusFilter::All => "%",
-    };
-    let mut q = store.conn().prepare(
-        "SELECT r.id, r.body, r.status, r.reason, r.received_at, d.name FROM reports r
-         LEFT JOIN devices d ON d.key = r.device WHERE r.status LIKE ?1 ORDER BY r.observed_at, r.id",
-    )?;
-    let mut rows = q.query(params![filter])?;
-    let mut n = 0;
-    while let Some(row) = rows.next()? {
-        let id: Vec<u8> = row.get(0)?;
-        let body: Vec<u8> = row.get(1)?;
-        let env = truce_shared::encoding::decode_canonical(&body)?;
+impl StatusFilter {
+    /// The status to select, `None` for all.
+    pub fn status(self) -> Option<ReportStatus> {
+        match self {
+            StatusFilter::Verified => Some(ReportStatus::Verified),
+            StatusFilter::Quarantined => Some(ReportStatus::Quarantined),
+            StatusFilter::Rejected => Some(ReportStatus::Rejected),
+            StatusFilter::All => None,
+        }
+    }
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored body no longer decodes: the database file was altered.
+    #[error("stored report {id} does not decode ({detail}): the database file was altered")]
+    Corrupt {
+        /// The report id, hex.
+        id: String,
+        /// What failed.
+        detail: String,
+    },
+    /// Writing the output failed.
+    #[error("cannot write the export: {0}")]
+    Io(#[from] std::io::Error),
+    /// Encoding a row failed.
+    #[error("cannot encode a row: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Writes one JSON object per stored report with status `status`, in
+/// observation order, and returns how many.
+pub fn jsonl(store: &Store, status: StatusFilter, out: &mut impl Write) -> Result<u64, ExportError> {
+    let query = ReportQuery { status: status.status(), order: ReportOrder::Observed, ..Default::default() };
+    store.for_each_report(&query, |row| {
+        let env =
+            row.envelope().map_err(|e| ExportError::Corrupt { id: hex::encode(row.id), detail: e.to_string() })?;
         let o = &env.observation;
         let v = json!({
-            "id": hex::encode(&id),
-            "device": hex::encode(env.device),
-            "device_name": row.get::<_, Option<String>>(5)?,
-            "seq": env.seq,
-            "status": row.get::<_, String>(2)?,
-            "reason": row.get::<_, Option<String>>(3)?,
-            "received_at": truce_shared::time::format_ms(row.get(4)?),
+            "id": hex::encode(row.id),
+            "device": hex::encode(row.device),
+            "device_name": row.device_name,
+            "seq": row.seq,
+            "prev": hex::encode(row.prev),
+            "status": row.status,
+            "reason": row.reason,
+            "received_at": truce_shared::time::format_ms(row.received_at),
+            "recorded_at": truce_shared::time::format_ms(env.recorded_at),
             "observed_at": truce_shared::time::format_ms(o.observed_at),
             "observed_until": o.observed_until.map(truce_shared::time::format_ms),
             "lat": o.position.lat,
             "lon": o.position.lon,
+            "accuracy_m": o.position.accuracy_m,
+            "bearing_deg": o.bearing_deg,
+            "distance_m": o.distance_m,
             "category": o.category,
+            "effect": o.effect,
+            "weapon": o.weapon,
+            "count": o.count.map(|c| json!({"n": c.n, "qualifier": c.qualifier})),
             "basis": o.basis,
             "description": o.description,
+            "attachments": o.attachments.iter().map(|a| json!({
+                "name": a.name, "media_type": a.media_type, "size": a.size, "sha256": hex::encode(a.sha256),
+            })).collect::<Vec<_>>(),
             "amends": env.amends.map(hex::encode),
+            "incident": row.incident,
         });
         serde_json::to_writer(&mut *out, &v)?;
         out.write_all(b"\n")?;
-        n += 1;
-    }
-    Ok(n)
+        Ok(())
+    })
 }

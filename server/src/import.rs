@@ -1,38 +1,84 @@
-//! `import`: bundles in through the same rules as the wire.
+//! `import`: bundles from a USB stick, through the same pipeline as the wire.
 //!
-//! Reports are read one at a time, verified in parallel chunks with the one
-//! verification function, and applied with [`Store::apply`] — the same
-//! outcomes as over the network, in transactions of [`CHUNK`] reports.
+//! Reports are read one at a time ([`BundleReader`]), grouped into batches of
+//! the wire's size, verified by the same [`Verifier`] and stored by the same
+//! [`Writer`] and outcome rules a connection uses. So a report gets the same
+//! answer whether it came over the network or on a stick, and a report
+//! already delivered over the network is a Duplicate here.
+//!
+//! A few batches are in flight at once (one per core, and one more), so
+//! import uses every core while its memory stays bounded by those batches.
+//! A frame that cannot be read is reported with its file and index and
+//! counted as rejected ("malformed"); a frame that is not a report is
+//! skipped, and a broken length prefix ends that file (its position is
+//! lost), with the reports before it imported. Other files carry on.
+//!
+//! The server may be running meanwhile: its writer and this one take turns
+//! on SQLite's write lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use serde::Serialize;
 use truce_shared::bundle::{BundleError, BundleReader};
 use truce_shared::wire::Status;
+use truce_shared::{limits, SignedReport};
 
-use crate::store::{Checked, Store};
+use crate::store::{Store, StoreError};
+use crate::verify::{Verifier, VerifyTaskFailed};
+use crate::writer::{Outcomes, WriteError, Writer};
 
-/// Reports per transaction.
-const CHUNK: usize = 1024;
+/// The reason counted for a frame in a bundle that is not a report.
+pub const REASON_MALFORMED: &str = "malformed";
 
-/// Counts by outcome.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct ImportCounts {
+/// Why an import stopped before the end. Reports committed before it stay.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A batch could not be stored.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Verification crashed.
+    #[error(transparent)]
+    Verify(#[from] VerifyTaskFailed),
+    /// No runtime or writer thread.
+    #[error("cannot start the import: {0}")]
+    Start(std::io::Error),
+}
+
+/// A place in a bundle that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The bundle file.
+    pub file: PathBuf,
+    /// 1-based index of the frame in the file; 0 for the file itself.
+    pub index: u64,
+    /// What was wrong.
+    pub error: String,
+}
+
+/// What an import did: counts by outcome, and what could not be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
     /// Verified and stored.
     pub accepted: u64,
     /// Already stored.
     pub duplicate: u64,
-    /// Stored, not trusted yet, by reason.
+    /// Stored but not trusted yet, by reason.
     pub quarantined: BTreeMap<String, u64>,
-    /// Not accepted, by reason.
+    /// Not accepted, by reason (including unreadable frames: "malformed").
     pub rejected: BTreeMap<String, u64>,
+    /// Files and frames that could not be read.
+    pub problems: Vec<Problem>,
 }
 
-impl ImportCounts {
-    fn add(&mut self, s: &Status) {
+impl ImportSummary {
+    /// Counts one outcome.
+    pub fn add(&mut self, s: &Status) {
         match s {
             Status::Accepted => self.accepted += 1,
             Status::Duplicate => self.duplicate += 1,
@@ -40,66 +86,107 @@ impl ImportCounts {
             Status::Rejected(r) => *self.rejected.entry(r.clone()).or_default() += 1,
         }
     }
+
+    /// Quarantined, all reasons.
+    pub fn quarantined_total(&self) -> u64 {
+        self.quarantined.values().sum()
+    }
+
+    /// Rejected, all reasons.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    fn problem(&mut self, file: &Path, index: u64, error: impl ToString, malformed: bool) {
+        // Not logged here: the caller prints each problem once.
+        let error = error.to_string();
+        if malformed {
+            *self.rejected.entry(REASON_MALFORMED.into()).or_default() += 1;
+        }
+        self.problems.push(Problem { file: file.to_path_buf(), index, error });
+    }
 }
 
-/// Imports one bundle file into the store.
-pub fn import_file(store: &mut Store, path: &Path, counts: &mut ImportCounts) -> Result<()> {
-    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = BundleReader::new(BufReader::new(f)).with_context(|| format!("{}", path.display()))?;
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut broken: Option<BundleError> = None;
+/// The pipeline a batch goes through: verify, then commit.
+struct Pipeline {
+    rt: tokio::runtime::Runtime,
+    verifier: Verifier,
+    writer: Writer,
+    in_flight: VecDeque<tokio::task::JoinHandle<Result<Outcomes, ImportError>>>,
+    max_in_flight: usize,
+}
+
+impl Pipeline {
+    fn submit(&mut self, batch: Vec<SignedReport>, summary: &mut ImportSummary) -> Result<(), ImportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (verifier, writer) = (self.verifier.clone(), self.writer.clone());
+        self.in_flight.push_back(self.rt.spawn(async move {
+            let checked = verifier.check(batch).await?;
+            Ok(writer.commit(checked).await?)
+        }));
+        while self.in_flight.len() > self.max_in_flight {
+            self.finish_one(summary)?;
+        }
+        Ok(())
+    }
+
+    fn finish_one(&mut self, summary: &mut ImportSummary) -> Result<(), ImportError> {
+        if let Some(task) = self.in_flight.pop_front() {
+            let outcomes =
+                self.rt.block_on(task).map_err(|e| ImportError::Verify(VerifyTaskFailed::from_join(e)))??;
+            for (_, s) in &outcomes {
+                summary.add(s);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Imports bundle files into the store at `db`, in order, and reports the
+/// outcomes. Unreadable files and frames are listed in
+/// [`ImportSummary::problems`]; an error means the store failed.
+pub fn import_files(db: &Path, files: &[PathBuf]) -> Result<ImportSummary, ImportError> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.min(4))
+        .enable_all()
+        .build()
+        .map_err(ImportError::Start)?;
+    let (writer, writer_thread) = Writer::spawn(Store::open(db)?).map_err(ImportError::Start)?;
+    let mut p =
+        Pipeline { rt, verifier: Verifier::new(cores), writer, in_flight: VecDeque::new(), max_in_flight: cores + 1 };
+    let mut summary = ImportSummary::default();
+    let result = files.iter().try_for_each(|f| import_one(&mut p, f, &mut summary));
+    let drained = (0..p.in_flight.len()).try_for_each(|_| p.finish_one(&mut summary));
+    drop(p);
+    writer_thread.join();
+    result.and(drained)?;
+    Ok(summary)
+}
+
+fn import_one(p: &mut Pipeline, file: &Path, summary: &mut ImportSummary) -> Result<(), ImportError> {
+    let reader = match File::open(file).map_err(BundleError::Io).and_then(|f| BundleReader::new(BufReader::new(f))) {
+        Ok(r) => r,
+        Err(e) => {
+            summary.problem(file, 0, e, false);
+            return Ok(());
+        }
+    };
+    let batch_size = limits::MAX_BATCH as usize;
+    let mut batch = Vec::with_capacity(batch_size);
     for item in reader {
         match item {
-            Ok(r) => chunk.push(r),
-            Err(e @ BundleError::Decode { .. }) => {
-                tracing::warn!(file = %path.display(), error = %e, "undecodable report in bundle");
-                *counts.rejected.entry("malformed".into()).or_default() += 1;
-            }
-            Err(e) => {
-                broken = Some(e);
-                break;
-            }
+            Ok(report) => batch.push(report),
+            Err(BundleError::Decode { index, source }) => summary.problem(file, index, source, true),
+            // The reader stops after these: the rest of the file is unreadable.
+            Err(BundleError::Frame { index, source }) => summary.problem(file, index, source, true),
+            Err(e) => summary.problem(file, 0, e, false),
         }
-        if chunk.len() == CHUNK {
-            apply(store, std::mem::take(&mut chunk), counts)?;
+        if batch.len() == batch_size {
+            p.submit(std::mem::replace(&mut batch, Vec::with_capacity(batch_size)), summary)?;
         }
     }
-    apply(store, chunk, counts)?;
-    if let Some(e) = broken {
-        *counts.rejected.entry("malformed".into()).or_default() += 1;
-        return Err(anyhow::anyhow!("{}: {e} (the reports before it were imported)", path.display()));
-    }
-    Ok(())
-}
-
-fn apply(store: &mut Store, reports: Vec<truce_shared::SignedReport>, counts: &mut ImportCounts) -> Result<()> {
-    if reports.is_empty() {
-        return Ok(());
-    }
-    let checked = verify_parallel(reports);
-    let tx = store.begin()?;
-    let results = Store::apply(&tx, &checked, truce_shared::time::now_ms())?;
-    tx.commit()?;
-    for (_, s) in &results {
-        counts.add(s);
-    }
-    Ok(())
-}
-
-/// Verifies reports on every core.
-pub fn verify_parallel(reports: Vec<truce_shared::SignedReport>) -> Vec<Checked> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let per = reports.len().div_ceil(threads).max(1);
-    let mut chunks: Vec<Vec<truce_shared::SignedReport>> = Vec::new();
-    let mut it = reports.into_iter().peekable();
-    while it.peek().is_some() {
-        chunks.push(it.by_ref().take(per).collect());
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| s.spawn(move || c.into_iter().map(Checked::check).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
-    })
+    p.submit(batch, summary)
 }

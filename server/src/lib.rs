@@ -1,29 +1,64 @@
-//! The Truce collection server.
+//! The Truce collection server (DESIGN §5): accepts the mission's laptops
+//! over mutual TLS, verifies every signed report, stores each exactly once
+//! in SQLite, and acknowledges a batch only once it is durable.
 //!
 //! # Layout
 //!
 //! - [`cli`]: the command line (`init`, `run`, `device`, `import`, `export`,
-//!   `stats`).
+//!   `stats`); the only place errors become text for a person.
 //! - [`paths`]: the data directory and the receipt key.
-//! - [`tls`]: all rustls configuration (TLS 1.3, client certs, CRLs, ALPN).
-//! - [`server`]: the listener, connection limit, timeouts and per-connection
-//!   protocol; takes a bound listener and a shutdown future.
+//! - [`settings`]: limits and everything [`run`] needs.
+//! - [`tls`]: all rustls configuration (TLS 1.3, client certificates from
+//!   the mission CA, CRLs, ALPN `truce/1`).
+//! - [`server`]: the listener: connection cap, handshake deadline, shutdown;
+//!   [`run`] takes a bound listener and a shutdown future, [`spawn`] runs
+//!   it in the background for tests and benchmarks.
+//! - [`shutdown`]: the shutdown signal each connection listens to.
+//! - [`session`]: one client session, Hello to Bye, generic over the
+//!   stream.
+//! - [`verify`]: the verification pool (the one verification function, off
+//!   the async threads, in parallel).
 //! - [`writer`]: the one writer thread and its group commit.
-//! - [`store`]: SQLite schema, the outcome rules of DESIGN §5, devices, stats.
-//! - [`import`]: bundles in, through the same rules.
+//! - [`store`]: the outcome rules of DESIGN §5, devices, streaming reads.
+//! - [`schema`]: the SQLite schema and its migrations.
+//! - [`stats`]: counts, devices, gaps and forks.
+//! - [`import`]: bundles in, through the same verifier and writer.
 //! - [`export`]: reports out, streamed.
+//!
+//! # Starting a server in-process
+//!
+//! ```no_run
+//! # async fn demo(dir: &std::path::Path, pki: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+//! use truce_server::{paths::DataDir, settings::{Limits, Settings}, tls};
+//! let data = DataDir::new(dir);
+//! data.init()?;
+//! let tls = tls::server_config(&pki.join("ca.pem"), &pki.join("server.pem"), &pki.join("server.key"), &[pki.join("crl.pem")])?;
+//! let settings = Settings::new(&data, tls, Limits::default())?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = truce_server::spawn(listener, settings)?;
+//! // … connect agents to server.addr() …
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod cli;
 pub mod export;
 pub mod import;
 pub mod paths;
+pub mod schema;
 pub mod server;
+pub mod session;
+pub mod settings;
+pub mod shutdown;
+pub mod stats;
 pub mod store;
 pub mod tls;
+pub mod verify;
 pub mod writer;
 
-pub use server::{run, Limits};
-pub use store::{Checked, Store, StoreError};
-pub use writer::Writer;
+pub use server::{run, spawn, Handle, ServeError};
+pub use settings::{Limits, Settings};
+pub use store::{ReportQuery, ReportRow, ReportStatus, Store, StoreError};

@@ -1,34 +1,71 @@
-//! Where the server keeps its files, and the receipt key.
+//! Where the server keeps its files, and its receipt key.
 //!
 //! ```text
-//! DIR/             0700
-//!   server.key     0600  the Ed25519 receipt key (32-byte seed)
-//!   truce.sqlite   the store (plus -wal and -shm)
+//! DIR/             0700   --data-dir, else TRUCE_SERVER_DIR, else the platform data dir
+//!   server.key     0600   the Ed25519 receipt key (its 32-byte seed)
+//!   truce.sqlite          the store (with -wal and -shm beside it)
 //! ```
+//!
+//! `init` makes both and never overwrites a key: receipts that agents hold
+//! were signed with it, and a new key would make them unverifiable.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use ed25519_dalek::SigningKey;
 
+use crate::store::{Store, StoreError};
+
+/// Why the data dir or the receipt key could not be used. Each message says
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// No `--data-dir`, no `TRUCE_SERVER_DIR` and no home directory.
+    #[error("no home directory to keep data in: pass --data-dir DIR or set TRUCE_SERVER_DIR")]
+    NoHome,
+    /// `init` on an initialised server.
+    #[error("{} already exists: this server is initialised (its key signs the receipts agents hold, so it is never overwritten)", .0.display())]
+    AlreadyInitialised(PathBuf),
+    /// Any command before `init`.
+    #[error("no server key in {}: run `truce-server init` first", .0.display())]
+    NotInitialised(PathBuf),
+    /// The key file is not a key.
+    #[error("{} is not a truce-server key (expected 32 bytes): restore it from backup", .0.display())]
+    BadKey(PathBuf),
+    /// A file or directory could not be made or read.
+    #[error("cannot use {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
+    move |source| DataDirError::Io { path: path.to_path_buf(), source }
+}
+
 /// The server's data directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,
 }
 
 impl DataDir {
-    /// `--data-dir`, else `TRUCE_SERVER_DIR` (clap reads it), else the
-    /// platform data dir.
-    pub fn resolve(flag: Option<PathBuf>) -> Result<DataDir> {
+    /// `--data-dir` (clap fills it from `TRUCE_SERVER_DIR` too), else the
+    /// platform's data directory.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<DataDir, DataDirError> {
         if let Some(root) = flag {
             return Ok(DataDir { root });
         }
         directories::ProjectDirs::from("org", "Truce", "truce-server")
             .map(|p| DataDir { root: p.data_dir().to_path_buf() })
-            .context("no home directory to keep data in: pass --data-dir DIR")
+            .ok_or(DataDirError::NoHome)
     }
 
     /// A data dir at `root`.
@@ -36,7 +73,7 @@ impl DataDir {
         DataDir { root: root.into() }
     }
 
-    /// The folder.
+    /// The directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -51,47 +88,66 @@ impl DataDir {
         self.root.join("truce.sqlite")
     }
 
-    /// Makes the key and the database; refuses to overwrite a key.
-    pub fn init(&self) -> Result<SigningKey> {
-        if self.key_file().exists() {
-            bail!(
-                "{} already exists: this server is initialised (refusing to overwrite its key)",
-                self.key_file().display()
-            );
+    /// Makes the directory (0700), the receipt key (0600) and the database.
+    /// Refuses to overwrite a key.
+    pub fn init(&self) -> Result<SigningKey, DataDirError> {
+        let key_file = self.key_file();
+        if key_file.exists() {
+            return Err(DataDirError::AlreadyInitialised(key_file));
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root).map_err(io_err(&self.root))?;
+        // An existing directory keeps its mode from `create`; tighten it.
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700)).map_err(io_err(&self.root))?;
         let key = truce_shared::signing::generate_key();
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(self.key_file())
-            .with_context(|| format!("cannot create {}", self.key_file().display()))?;
-        f.write_all(key.as_bytes())?;
-        f.sync_all()?;
-        crate::store::Store::open(&self.db_file())?;
+        // create_new: two `init`s racing cannot both write a key.
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key_file).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => DataDirError::AlreadyInitialised(key_file.clone()),
+                _ => DataDirError::Io { path: key_file.clone(), source: e },
+            },
+        )?;
+        f.write_all(key.as_bytes()).and_then(|()| f.sync_all()).map_err(io_err(&key_file))?;
+        Store::open(&self.db_file())?;
         Ok(key)
     }
 
     /// Loads the receipt key.
-    pub fn load_key(&self) -> Result<SigningKey> {
+    pub fn load_key(&self) -> Result<SigningKey, DataDirError> {
         let path = self.key_file();
-        if !path.exists() {
-            bail!("no server key in {}: run `truce-server init` first", self.root.display());
-        }
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let seed: [u8; 32] =
-            bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()))?;
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DataDirError::NotInitialised(self.root.clone()))
+            }
+            Err(e) => return Err(DataDirError::Io { path, source: e }),
+        };
+        let seed: [u8; 32] = bytes.try_into().map_err(|_| DataDirError::BadKey(path))?;
         Ok(SigningKey::from_bytes(&seed))
     }
 
     /// Opens the store of an initialised server.
-    pub fn open_store(&self) -> Result<crate::store::Store> {
+    pub fn open_store(&self) -> Result<Store, DataDirError> {
         self.load_key()?;
-        Ok(crate::store::Store::open(&self.db_file())?)
+        Ok(Store::open(&self.db_file())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_makes_a_private_key_once() {
+        let t = tempfile::tempdir().unwrap();
+        let d = DataDir::new(t.path().join("srv"));
+        assert!(matches!(d.open_store(), Err(DataDirError::NotInitialised(_))));
+        let k = d.init().unwrap();
+        assert_eq!(d.load_key().unwrap().to_bytes(), k.to_bytes());
+        let mode = std::fs::metadata(d.key_file()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mode = std::fs::metadata(d.root()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(matches!(d.init(), Err(DataDirError::AlreadyInitialised(_))));
+        assert_eq!(d.load_key().unwrap().to_bytes(), k.to_bytes());
     }
 }

@@ -1,119 +1,166 @@
-//! The listener and the per-connection protocol (DESIGN §4).
+//! The listener: accepts TCP, caps connections, runs the TLS handshake under
+//! a deadline, and hands each session to [`crate::session`].
 //!
-//! [`run`] takes a bound listener and a shutdown future, so tests start a
-//! real server on `127.0.0.1:0`. A semaphore caps connections; the TLS
-//! handshake and `Hello` must finish within the handshake timeout; every
-//! frame must arrive within the idle timeout; a frame over the limit, an
-//! undecodable frame or a protocol violation closes the connection. One
-//! connection handles its Submits in order: verify off the async threads,
-//! commit through the writer, sign the receipt, send the Ack.
+//! [`run`] takes a bound listener and a shutdown future, so tests and
+//! benchmarks start a real server on `127.0.0.1:0` in-process ([`spawn`]).
+//! It owns the server's moving parts for their whole life: the writer
+//! thread, the verification pool, the connection semaphore and the shutdown
+//! signal. When `shutdown` resolves it stops accepting, lets every session
+//! finish the batch it is on (and send its Ack), waits for the writer to
+//! commit what is queued, and returns.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{timeout, timeout_at, Duration, Instant};
 use tokio_rustls::TlsAcceptor;
-use truce_shared::limits;
-use truce_shared::wire::{self, Message, Receipt, PROTOCOL_VERSION};
 
-use crate::store::Checked;
+use crate::session::{self, Context, End, Summary};
+use crate::settings::{LimitsError, Settings};
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+use crate::verify::Verifier;
 use crate::writer::Writer;
 
-/// The limits a running server enforces.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest frame, bytes.
-    pub max_frame: u32,
-    /// Most reports per Submit (advertised in Welcome).
-    pub max_batch: u32,
-    /// Most concurrent connections.
-    pub max_connections: usize,
-    /// Time to finish TLS and send Hello.
-    pub handshake_timeout: Duration,
-    /// Longest silence, or time for one frame to arrive.
-    pub idle_timeout: Duration,
+/// How long a closing session waits to deliver TLS close_notify.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The limits cannot work together.
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The writer thread could not be started.
+    #[error("cannot start the writer thread: {0}")]
+    Writer(std::io::Error),
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_frame: limits::MAX_FRAME,
-            max_batch: limits::MAX_BATCH,
-            max_connections: limits::MAX_CONNECTIONS,
-            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
-            idle_timeout: limits::IDLE_TIMEOUT,
+/// Everything the accept loop hands to a connection task.
+struct Listener {
+    /// TLS with the mission's policy.
+    acceptor: TlsAcceptor,
+    /// What sessions share: writer, verifier, receipt key, limits.
+    ctx: Arc<Context>,
+    /// One permit per open connection; at `max_connections`, accepting
+    /// pauses and new clients wait in the kernel's queue.
+    permits: Arc<Semaphore>,
+}
+
+/// Serves on `listener` until `shutdown` resolves, then finishes in-flight
+/// batches and returns. Errors only if it cannot start.
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    settings.limits.check()?;
+    let store = Store::open(&settings.db)?;
+    let (writer, writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
+    let ctx = Arc::new(Context {
+        writer,
+        verifier: Verifier::new(settings.verify_threads),
+        server_key: settings.server_key,
+        limits: settings.limits.clone(),
+    });
+    let me = Listener {
+        acceptor: TlsAcceptor::from(settings.tls),
+        ctx,
+        permits: Arc::new(Semaphore::new(settings.limits.max_connections)),
+    };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    let (stop, stop_rx) = Shutdown::channel();
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = me.accept(&listener) => {
+                let (stream, peer, permit) = accepted;
+                let acceptor = me.acceptor.clone();
+                let ctx = me.ctx.clone();
+                let stop_rx = stop_rx.clone();
+                tasks.spawn(async move {
+                    connection(stream, peer, acceptor, &ctx, stop_rx).await;
+                    drop(permit);
+                });
+            }
+        }
+        while let Some(done) = tasks.try_join_next() {
+            reap(done);
+        }
+    }
+    tracing::info!(connections = tasks.len(), "shutting down: no new connections; finishing batches in progress");
+    drop(listener);
+    let _ = stop.send(true);
+    while let Some(done) = tasks.join_next().await {
+        reap(done);
+    }
+    // The last Writer handle goes with the context; the writer commits what
+    // is queued and exits.
+    drop(me);
+    if tokio::task::spawn_blocking(move || writer_thread.join()).await.is_err() {
+        tracing::error!("could not wait for the writer thread");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reap(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            tracing::error!(error = %e, "a connection task panicked; the server carries on");
         }
     }
 }
 
-/// Everything a connection needs, shared.
-struct Shared {
-    /// Accepts TLS with the mission's policy.
-    acceptor: TlsAcceptor,
-    /// The one writer.
-    writer: Writer,
-    /// Signs receipts.
-    server_key: SigningKey,
-    /// Limits in force.
-    limits: Limits,
-}
-
-/// Serves until `shutdown` resolves; then stops accepting, lets every
-/// connection finish the batch it is on, and returns.
-pub async fn run(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    writer: Writer,
-    server_key: SigningKey,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) {
-    let conns = Arc::new(Semaphore::new(limits.max_connections));
-    let shared = Arc::new(Shared { acceptor: TlsAcceptor::from(tls), writer, server_key, limits });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = conns.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
+impl Listener {
+    /// Waits for a free slot, then for a client. Accept errors (out of file
+    /// descriptors, a client that reset before accept) are logged and
+    /// retried with a short back-off, never fatal.
+    async fn accept(&self, listener: &TcpListener) -> (TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let permit = match self.permits.clone().acquire_owned().await {
+                Ok(p) => p,
+                // The semaphore is never closed; wait forever rather than spin.
+                Err(_) => std::future::pending().await,
+            };
+            match listener.accept().await {
+                Ok((stream, peer)) => return (stream, peer, permit),
                 Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    drop(permit);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
-            },
-        };
-        let shared = shared.clone();
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            handle(stream, peer, &shared, stop).await;
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
+            }
+        }
     }
-    tracing::info!(connections = tasks.len(), "shutting down: finishing in-flight batches");
-    let _ = stop_tx.send(true);
-    while tasks.join_next().await.is_some() {}
 }
 
-/// Why a connection ended early, for the log.
-async fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, mut stop: watch::Receiver<bool>) {
+/// One connection: TLS handshake under the deadline, ALPN check, session,
+/// and one log line for how it ended.
+async fn connection(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, ctx: &Context, mut stop: Shutdown) {
+    let peer = peer.to_string();
     let _ = stream.set_nodelay(true);
-    let limits = &shared.limits;
-    let mut tls = match tokio::time::timeout(limits.handshake_timeout, shared.acceptor.accept(stream)).await {
-        Ok(Ok(t)) => t,
+    // One deadline covers the TLS handshake and the Hello.
+    let deadline = Instant::now() + ctx.limits.handshake_timeout;
+    let handshake = tokio::select! {
+        _ = stop.recv() => return,
+        r = timeout_at(deadline, acceptor.accept(stream)) => r,
+    };
+    let mut tls = match handshake {
+        Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "handshake refused");
             return;
@@ -123,106 +170,62 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: &Shared, mut stop: 
             return;
         }
     };
-    if tls.get_ref().1.alpn_protocol() != Some(wire::ALPN) {
-        tracing::info!(%peer, "refused: client did not negotiate ALPN truce/1");
+    if !crate::tls::alpn_ok(tls.get_ref().1) {
+        // rustls lets a client that offers no ALPN at all through.
+        tracing::info!(%peer, "refused: the client did not negotiate ALPN truce/1");
         return;
     }
-    let hello =
-        match tokio::time::timeout(limits.handshake_timeout, wire::read_message(&mut tls, limits.max_frame)).await {
-            Ok(Ok(Some(m))) => m,
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                tracing::info!(%peer, error = %e, "bad first frame");
-                return;
+    let mut summary = Summary::default();
+    let end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, &mut summary).await;
+    match end {
+        Ok(end) => {
+            tracing::info!(%peer, ?end, batches = summary.batches, reports = summary.reports, "session closed");
+            if end != End::Shutdown || summary.batches > 0 {
+                let _ = timeout(CLOSE_TIMEOUT, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
             }
-            Err(_) => {
-                tracing::info!(%peer, "no Hello within the handshake timeout");
-                return;
-            }
-        };
-    let device = match hello {
-        Message::Hello { protocol, device, .. } if protocol == PROTOCOL_VERSION => device,
-        Message::Hello { protocol, .. } => {
-            let reason = format!("protocol {protocol} not supported: this server speaks {PROTOCOL_VERSION}");
-            let _ = wire::write_message(&mut tls, &Message::Refuse { reason }, limits.max_frame).await;
-            let _ = tls.shutdown().await;
-            return;
         }
-        _ => {
-            tracing::info!(%peer, "protocol violation: first message is not Hello");
-            return;
-        }
-    };
-    let welcome = Message::Welcome {
-        server_key: shared.server_key.verifying_key().to_bytes(),
-        server_time: truce_shared::time::now_ms(),
-        max_batch: limits.max_batch,
-        max_frame: limits.max_frame,
-    };
-    if wire::write_message(&mut tls, &welcome, limits.max_frame).await.is_err() {
-        return;
-    }
-    let dev = hex::encode(&device[..8]);
-    tracing::info!(%peer, device = %dev, "session open");
-    loop {
-        let msg = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            m = tokio::time::timeout(limits.idle_timeout, wire::read_message(&mut tls, limits.max_frame)) => m,
-        };
-        let msg = match msg {
-            Ok(Ok(Some(m))) => m,
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => {
-                tracing::info!(%peer, device = %dev, error = %e, "closing: bad frame");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, device = %dev, "closing: idle timeout");
-                return;
-            }
-        };
-        match msg {
-            Message::Submit { batch, reports } => {
-                if reports.len() > limits.max_batch as usize {
-                    tracing::info!(%peer, device = %dev, n = reports.len(), "closing: batch over max_batch");
-                    return;
-                }
-                let n = reports.len();
-                let checked = match tokio::task::spawn_blocking(move || {
-                    reports.into_iter().map(Checked::check).collect::<Vec<_>>()
-                })
-                .await
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!(error = %e, "verification task failed");
-                        return;
-                    }
-                };
-                let results = match shared.writer.submit(checked).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(%peer, error = %e, "not acked: store failed");
-                        return;
-                    }
-                };
-                let server_time = truce_shared::time::now_ms();
-                let held = wire::held_ids(&results);
-                let signature = truce_shared::signing::sign_receipt(&shared.server_key, server_time, &held);
-                let ack = Message::Ack { batch, results, receipt: Receipt { server_time, signature } };
-                if let Err(e) = wire::write_message(&mut tls, &ack, limits.max_frame).await {
-                    tracing::info!(%peer, device = %dev, error = %e, "ack not delivered (the agent will resend)");
-                    return;
-                }
-                tracing::debug!(%peer, device = %dev, batch, n, "acked");
-            }
-            Message::Bye => break,
-            _ => {
-                tracing::info!(%peer, device = %dev, "closing: protocol violation");
-                return;
-            }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, batches = summary.batches, reports = summary.reports, "session cut off");
         }
     }
-    let _ = tls.shutdown().await;
-    tracing::info!(%peer, device = %dev, "session closed");
+}
+
+/// A server running in the background of the current tokio runtime: for
+/// tests and benchmarks.
+#[derive(Debug)]
+pub struct Handle {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Handle {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts it down as SIGTERM would and waits until it has stopped.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime itself is shutting down.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Starts [`run`] on `listener` in the background of the current tokio
+/// runtime (bind `127.0.0.1:0` for tests).
+pub fn spawn(listener: TcpListener, settings: Settings) -> std::io::Result<Handle> {
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run(listener, settings, async {
+        let _ = stopped.await;
+    }));
+    Ok(Handle { addr, stop: Some(stop), task })
 }

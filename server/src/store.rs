@@ -1,396 +1,803 @@
-//! The server's SQLite store: schema, the ingest rules of DESIGN §5, the
-//! device registry, statistics and streaming reads for export.
+//! The server's SQLite store: the outcome rules of DESIGN §5, the device
+//! registry, and streaming reads for export and stats.
 //!
-//! Every connection sets WAL and `synchronous=FULL`. [`Store::apply`] runs
-//! the outcome rules for any number of checked reports inside the caller's
-//! transaction, so the writer can commit many connections' batches at once
-//! (group commit) and `import` uses exactly the same rules.
+//! Every connection to the file sets WAL and `synchronous=FULL`, so a
+//! committed transaction survives power loss. [`Store::apply`] runs the
+//! outcome rules for many batches in ONE transaction: the writer thread
+//! ([`crate::writer`]) calls it for every batch queued from every
+//! connection (group commit), and `import` goes through the same writer, so
+//! a report gets the same answer however it arrived.
+//!
+//! The store never verifies signatures: it takes [`Checked`] reports, whose
+//! verification ran elsewhere (off the async threads, in parallel). It
+//! does not know about connections, receipts or TLS.
 
 use std::path::Path;
+use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use truce_shared::wire::Status;
-use truce_shared::{Bytes32, SignedReport, VerifiedReport, VerifyError};
+use truce_shared::{limits, Bytes32, Category, Envelope, Signature64, SignedReport};
 
-/// Schema version in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+use crate::schema;
+use crate::verify::Checked;
 
-const SCHEMA: &str = "
-CREATE TABLE devices (
-    key           BLOB PRIMARY KEY,
-    name          TEXT,
-    added_at      INTEGER NOT NULL,
-    revoked_at    INTEGER,
-    revoke_reason TEXT
-);
-CREATE TABLE reports (
-    id             BLOB PRIMARY KEY,
-    device         BLOB NOT NULL,
-    seq            INTEGER NOT NULL,
-    prev           BLOB NOT NULL,
-    recorded_at    INTEGER NOT NULL,
-    observed_at    INTEGER NOT NULL,
-    category       INTEGER NOT NULL,
-    lat            REAL NOT NULL,
-    lon            REAL NOT NULL,
-    amends         BLOB,
-    body           BLOB NOT NULL,
-    signature      BLOB NOT NULL,
-    status         TEXT NOT NULL CHECK (status IN ('verified', 'quarantined', 'rejected')),
-    reason         TEXT,
-    received_at    INTEGER NOT NULL,
-    incident       INTEGER
-);
-CREATE INDEX reports_device_seq ON reports (device, seq);
-CREATE INDEX reports_category_time ON reports (category, observed_at);
-CREATE INDEX reports_amends ON reports (amends) WHERE amends IS NOT NULL;
-CREATE TABLE rejections (
-    n           INTEGER PRIMARY KEY,
-    id          BLOB NOT NULL,
-    received_at INTEGER NOT NULL,
-    reason      TEXT NOT NULL,
-    body        BLOB NOT NULL,
-    signature   BLOB NOT NULL
-);
-CREATE TABLE forks (
-    device      BLOB NOT NULL,
-    seq         INTEGER NOT NULL,
-    kept        BLOB NOT NULL,
-    rejected    BLOB NOT NULL,
-    detected_at INTEGER NOT NULL
-);
-";
+/// The reason a report of a key that is not enrolled is quarantined.
+pub const REASON_UNKNOWN_DEVICE: &str = "unknown device";
+/// The reason a report of a revoked key is quarantined.
+pub const REASON_REVOKED: &str = "revoked";
+/// The reason a second, different report at a device's seq is rejected
+/// (and the reason a quarantined fork is held back at enrolment).
+pub const REASON_EQUIVOCATION: &str = "equivocation";
 
-/// A storage failure. Callers never ack what failed to commit.
+/// How long a connection waits for another process's write lock (a
+/// `device add` while the server runs) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A storage failure. Nothing that failed to commit is ever acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite refused.
+    /// SQLite refused: disk full, file unreadable, locked for too long.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The database was made by a newer Truce.
-    #[error("database schema version {0} is newer than this truce-server understands ({SCHEMA_VERSION})")]
-    TooNew(i64),
-}
-
-/// A report after verification, ready for the writer.
-#[derive(Debug)]
-pub enum Checked {
-    /// The signature and fields are valid.
-    Valid(Box<VerifiedReport>),
-    /// Verification failed: the report and why.
-    Invalid {
-        /// The report id (of whatever body arrived).
-        id: Bytes32,
-        /// The report as received.
-        report: SignedReport,
-        /// What failed.
-        error: VerifyError,
+    /// The file was written by a newer truce-server.
+    #[error(
+        "the database has schema version {found} but this truce-server reads up to {supported}: upgrade truce-server"
+    )]
+    TooNew {
+        /// `user_version` in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
     },
 }
 
-impl Checked {
-    /// Verifies one report with the one verification function.
-    pub fn check(report: SignedReport) -> Checked {
-        match truce_shared::verify(&report) {
-            Ok(v) => Checked::Valid(Box::new(v)),
-            Err(error) => Checked::Invalid { id: report.id(), report, error },
+/// Why a device could not be enrolled or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The key was revoked; revocation is permanent.
+    #[error("this device was revoked at {}: a revoked key stays revoked; the laptop needs a new key", truce_shared::time::format_ms(*revoked_at))]
+    Revoked {
+        /// When it was revoked, unix ms.
+        revoked_at: i64,
+    },
+    /// `revoke` of a key that was never enrolled.
+    #[error("this device is not enrolled: see `truce-server device list`")]
+    NotEnrolled,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for DeviceError {
+    fn from(e: rusqlite::Error) -> Self {
+        DeviceError::Store(e.into())
+    }
+}
+
+/// A stored report's status: the `status` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportStatus {
+    /// Signature valid, key enrolled and not revoked.
+    Verified,
+    /// Signature valid, but the key is unknown or revoked (see `reason`).
+    Quarantined,
+    /// Kept as evidence only (an equivocating second version).
+    Rejected,
+}
+
+impl ReportStatus {
+    /// The column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportStatus::Verified => "verified",
+            ReportStatus::Quarantined => "quarantined",
+            ReportStatus::Rejected => "rejected",
         }
     }
 
-    /// The report id.
-    pub fn id(&self) -> Bytes32 {
-        match self {
-            Checked::Valid(v) => v.id,
-            Checked::Invalid { id, .. } => *id,
+    /// Reads the column value.
+    pub fn parse(s: &str) -> Option<ReportStatus> {
+        match s {
+            "verified" => Some(ReportStatus::Verified),
+            "quarantined" => Some(ReportStatus::Quarantined),
+            "rejected" => Some(ReportStatus::Rejected),
+            _ => None,
         }
     }
 }
 
-/// An enrolled device.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A category as it is stored and shown: kebab-case (`small-arms-fire`).
+pub fn category_name(c: Category) -> String {
+    // The serde names are the contract's (DESIGN §2.1: kebab-case).
+    match serde_json::to_value(c) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{c:?}"),
+    }
+}
+
+/// One enrolled (or revoked) device.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
-    /// Public key, hex.
-    pub key: String,
-    /// Name given at enrolment.
+    /// The Ed25519 public key.
+    pub key: Bytes32,
+    /// A name for people ("laptop-07").
     pub name: Option<String>,
-    /// When it was enrolled (RFC 3339).
-    pub added_at: String,
-    /// When it was revoked, if it was.
-    pub revoked_at: Option<String>,
+    /// When it was enrolled, unix ms.
+    pub added_at: i64,
+    /// When it was revoked, unix ms.
+    pub revoked_at: Option<i64>,
     /// Why it was revoked.
     pub revoke_reason: Option<String>,
 }
 
-/// The SQLite store.
+/// What `device add` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enrolled {
+    /// False if the key was already enrolled (the name may have changed).
+    pub new: bool,
+    /// Quarantined ("unknown device") reports now verified.
+    pub promoted: u64,
+    /// Quarantined reports left quarantined because their seq is forked.
+    pub held_back: u64,
+}
+
+/// What `device revoke` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    /// When the revocation took effect, unix ms (the first revocation's).
+    pub revoked_at: i64,
+    /// False if the key was already revoked.
+    pub new: bool,
+}
+
+/// One row of `reports`, as export and `verify` tools read it.
+#[derive(Clone, PartialEq)]
+pub struct ReportRow {
+    /// Arrival order: increases with every stored report; a cursor for
+    /// resuming a stream.
+    pub n: i64,
+    /// The report id.
+    pub id: Bytes32,
+    /// The device key.
+    pub device: Bytes32,
+    /// The device's enrolled name, if any.
+    pub device_name: Option<String>,
+    /// Position in the device's chain.
+    pub seq: u64,
+    /// Id of the device's previous report.
+    pub prev: Bytes32,
+    /// Agent clock at signing, unix ms.
+    pub recorded_at: i64,
+    /// When it happened, unix ms.
+    pub observed_at: i64,
+    /// End of a continuous event, unix ms.
+    pub observed_until: Option<i64>,
+    /// Kebab-case category.
+    pub category: String,
+    /// Monitor latitude.
+    pub lat: f64,
+    /// Monitor longitude.
+    pub lon: f64,
+    /// The report this one corrects.
+    pub amends: Option<Bytes32>,
+    /// The exact signed bytes.
+    pub body: Vec<u8>,
+    /// The device's signature over `body`.
+    pub signature: Signature64,
+    /// Verified, quarantined or rejected.
+    pub status: ReportStatus,
+    /// Why quarantined or rejected.
+    pub reason: Option<String>,
+    /// When the server first stored it, unix ms.
+    pub received_at: i64,
+    /// The incident it belongs to, once incidents are computed.
+    pub incident: Option<i64>,
+}
+
+impl std::fmt::Debug for ReportRow {
+    // Payloads stay out of logs: identity and status only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportRow")
+            .field("n", &self.n)
+            .field("id", &hex::encode(self.id))
+            .field("seq", &self.seq)
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReportRow {
+    /// The signed report, exactly as it arrived.
+    pub fn signed(&self) -> SignedReport {
+        SignedReport { body: self.body.clone(), signature: self.signature }
+    }
+
+    /// Decodes the stored body (every observation field). The body passed
+    /// verification before it was stored, so this fails only if the file
+    /// was tampered with.
+    pub fn envelope(&self) -> Result<Envelope, truce_shared::encoding::EncodingError> {
+        truce_shared::encoding::decode_canonical(&self.body)
+    }
+}
+
+/// One row of `rejections`: bytes that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectionRow {
+    /// Id of the body as received.
+    pub id: Bytes32,
+    /// The device key the body claims, if it could be read.
+    pub device: Option<Bytes32>,
+    /// Why it failed.
+    pub reason: String,
+    /// The body (only the first [`limits::MAX_REPORT_BODY`] bytes of an
+    /// oversized one).
+    pub body: Vec<u8>,
+    /// The body's full length as received.
+    pub body_len: u64,
+    /// First arrival, unix ms.
+    pub first_received_at: i64,
+    /// Latest arrival, unix ms.
+    pub last_received_at: i64,
+    /// How many times these exact bytes arrived.
+    pub times: u64,
+}
+
+/// Which stored reports to stream, and in what order.
+#[derive(Debug, Clone, Default)]
+pub struct ReportQuery {
+    /// Only this status; `None` for every status.
+    pub status: Option<ReportStatus>,
+    /// Only this device.
+    pub device: Option<Bytes32>,
+    /// Only this category.
+    pub category: Option<Category>,
+    /// Only reports observed at or after this time (unix ms).
+    pub observed_since: Option<i64>,
+    /// Only reports observed at or before this time (unix ms).
+    pub observed_until: Option<i64>,
+    /// Only reports stored after arrival number `n` (resume a stream).
+    pub after: Option<i64>,
+    /// The order of the stream.
+    pub order: ReportOrder,
+}
+
+/// The order [`Store::for_each_report`] streams in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReportOrder {
+    /// As stored (arrival number `n`).
+    #[default]
+    Arrival,
+    /// By observation time, then arrival.
+    Observed,
+}
+
+const REPORT_COLUMNS: &str =
+    "r.n, r.id, r.device, d.name, r.seq, r.prev, r.recorded_at, r.observed_at, r.observed_until,
+     r.category, r.lat, r.lon, r.amends, r.body, r.signature, r.status, r.reason, r.received_at, r.incident";
+
+/// Reads a 32-byte blob column; anything else means the file was damaged.
+fn blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Bytes32> {
+    let v: Vec<u8> = row.get(idx)?;
+    v.try_into().map_err(|v: Vec<u8>| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            rusqlite::types::Type::Blob,
+            format!("{} bytes, not 32", v.len()).into(),
+        )
+    })
+}
+
+fn opt_blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Bytes32>> {
+    match row.get::<_, Option<Vec<u8>>>(idx)? {
+        None => Ok(None),
+        Some(_) => blob32(row, idx).map(Some),
+    }
+}
+
+fn report_row(row: &Row<'_>) -> rusqlite::Result<ReportRow> {
+    let sig: Vec<u8> = row.get(14)?;
+    let signature = sig.try_into().map(Signature64).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(14, rusqlite::types::Type::Blob, "signature is not 64 bytes".into())
+    })?;
+    let status: String = row.get(15)?;
+    let status = ReportStatus::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(15, rusqlite::types::Type::Text, format!("status {status:?}").into())
+    })?;
+    Ok(ReportRow {
+        n: row.get(0)?,
+        id: blob32(row, 1)?,
+        device: blob32(row, 2)?,
+        device_name: row.get(3)?,
+        seq: row.get::<_, i64>(4)? as u64,
+        prev: blob32(row, 5)?,
+        recorded_at: row.get(6)?,
+        observed_at: row.get(7)?,
+        observed_until: row.get(8)?,
+        category: row.get(9)?,
+        lat: row.get(10)?,
+        lon: row.get(11)?,
+        amends: opt_blob32(row, 12)?,
+        body: row.get(13)?,
+        signature,
+        status,
+        reason: row.get(16)?,
+        received_at: row.get(17)?,
+        incident: row.get(18)?,
+    })
+}
+
+/// The SQLite store. One per thread: the writer owns one, and every
+/// command or reader opens its own.
 pub struct Store {
     conn: Connection,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.conn.path()).finish()
+    }
+}
+
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens the database at `path`, creating it and bringing its schema up
+    /// to date if needed.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Store::setup(Connection::open(path)?)
+    }
+
+    /// A private database in memory, for unit tests.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Store, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL lets readers (export, stats) run beside the writer; FULL makes
+        // every COMMIT durable before it returns, which is what an Ack
+        // promises. Both are set on every connection, as DESIGN §5 says.
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew(version));
-        }
-        if version < 1 {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            tx.commit()?;
-        }
+        schema::migrate(&mut conn)?;
         Ok(Store { conn })
     }
 
-    /// The connection, for read-only queries (export, stats).
+    /// The connection, for read-only queries beside this module (stats,
+    /// export). Writes go through the methods here.
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
 
-    /// Starts a write transaction (BEGIN IMMEDIATE).
-    pub fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
-        Ok(self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
-    }
-
-    /// Applies DESIGN §5's outcome rules to checked reports inside `tx`.
-    /// Returns each report's status, in order.
-    pub fn apply(tx: &Transaction<'_>, items: &[Checked], now: i64) -> Result<Vec<(Bytes32, Status)>, StoreError> {
-        let mut out = Vec::with_capacity(items.len());
-        let mut existing = tx.prepare_cached("SELECT status, reason FROM reports WHERE id = ?1")?;
-        let mut device_q = tx.prepare_cached("SELECT revoked_at FROM devices WHERE key = ?1")?;
-        let mut same_seq = tx
-            .prepare_cached("SELECT id FROM reports WHERE device = ?1 AND seq = ?2 AND status != 'rejected' LIMIT 1")?;
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, category, lat, lon, amends, body,
-                                  signature, status, reason, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )?;
-        let mut reject = tx.prepare_cached(
-            "INSERT INTO rejections (id, received_at, reason, body, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        let mut fork = tx.prepare_cached(
-            "INSERT INTO forks (device, seq, kept, rejected, detected_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for item in items {
-            let id = item.id();
-            let stored: Option<(String, Option<String>)> =
-                existing.query_row([&id[..]], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
-            if let Some((status, reason)) = stored {
-                // Same id already stored: nothing written. A report stored as
-                // rejected evidence stays rejected however often it comes.
-                let st =
-                    if status == "rejected" { Status::Rejected(reason.unwrap_or_default()) } else { Status::Duplicate };
-                out.push((id, st));
-                continue;
+    /// Applies DESIGN §5's outcome rules to each batch, in order, in ONE
+    /// transaction (BEGIN IMMEDIATE … COMMIT), and returns each batch's
+    /// per-report statuses. When this returns `Ok`, everything is durable.
+    ///
+    /// `now` is the `received_at` of every report stored.
+    pub fn apply(&mut self, batches: &[&[Checked]], now: i64) -> Result<Vec<Vec<(Bytes32, Status)>>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let mut results = Vec::with_capacity(batch.len());
+            for item in batch.iter() {
+                results.push((item.id(), apply_one(&tx, item, now)?));
             }
-            let v = match item {
-                Checked::Invalid { report, error, .. } => {
-                    let reason = error.reason();
-                    tracing::warn!(id = %hex::encode(id), %reason, "report rejected");
-                    reject.execute(params![&id[..], now, reason, report.body, &report.signature.0[..]])?;
-                    out.push((id, Status::Rejected(reason)));
-                    continue;
-                }
-                Checked::Valid(v) => v,
-            };
-            let env = &v.envelope;
-            let seq = i64::try_from(env.seq).unwrap_or(i64::MAX);
-            let (mut status, mut reason) =
-                match device_q.query_row([&env.device[..]], |r| r.get::<_, Option<i64>>(0)).optional()? {
-                    None => ("quarantined", Some("unknown device")),
-                    Some(Some(_revoked)) => ("quarantined", Some("revoked")),
-                    Some(None) => ("verified", None),
-                };
-            let other: Option<Vec<u8>> = same_seq.query_row(params![&env.device[..], seq], |r| r.get(0)).optional()?;
-            if let Some(kept) = &other {
-                tracing::warn!(device = %hex::encode(env.device), seq, "equivocation: two reports at one seq");
-                fork.execute(params![&env.device[..], seq, kept, &id[..], now])?;
-                status = "rejected";
-                reason = Some("equivocation");
-            }
-            let obs = &env.observation;
-            insert.execute(params![
-                &id[..],
-                &env.device[..],
-                seq,
-                &env.prev[..],
-                env.recorded_at,
-                obs.observed_at,
-                obs.category as i64,
-                obs.position.lat,
-                obs.position.lon,
-                env.amends.as_ref().map(|a| &a[..]),
-                v.signed.body,
-                &v.signed.signature.0[..],
-                status,
-                reason,
-                now,
-            ])?;
-            out.push((
-                id,
-                match (status, reason) {
-                    ("verified", _) => Status::Accepted,
-                    ("quarantined", r) => Status::Quarantined(r.unwrap_or_default().to_string()),
-                    (_, r) => Status::Rejected(r.unwrap_or_default().to_string()),
-                },
-            ));
+            out.push(results);
         }
+        tx.commit()?;
         Ok(out)
     }
 
     /// Enrols a device (or renames it) and promotes its reports quarantined
-    /// as "unknown device". Returns how many were promoted.
-    pub fn add_device(&mut self, key: &Bytes32, name: Option<&str>, now: i64) -> Result<usize, StoreError> {
-        let tx = self.begin()?;
-        tx.execute(
-            "INSERT INTO devices (key, name, added_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO UPDATE SET name = COALESCE(excluded.name, devices.name)",
-            params![&key[..], name, now],
+    /// as "unknown device" to verified, except those at a forked seq, which
+    /// stay quarantined with the reason "equivocation".
+    pub fn add_device(&mut self, key: &Bytes32, name: Option<&str>, now: i64) -> Result<Enrolled, DeviceError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<Option<i64>> =
+            tx.query_row("SELECT revoked_at FROM devices WHERE key = ?1", [&key[..]], |r| r.get(0)).optional()?;
+        let new = match existing {
+            Some(Some(revoked_at)) => return Err(DeviceError::Revoked { revoked_at }),
+            Some(None) => {
+                tx.execute("UPDATE devices SET name = COALESCE(?2, name) WHERE key = ?1", params![&key[..], name])?;
+                false
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO devices (key, name, added_at) VALUES (?1, ?2, ?3)",
+                    params![&key[..], name, now],
+                )?;
+                true
+            }
+        };
+        let held_back = tx.execute(
+            "UPDATE reports SET reason = ?2
+             WHERE device = ?1 AND status = 'quarantined' AND reason = ?3
+               AND seq IN (SELECT seq FROM forks WHERE device = ?1)",
+            params![&key[..], REASON_EQUIVOCATION, REASON_UNKNOWN_DEVICE],
         )?;
-        let revoked: Option<i64> =
-            tx.query_row("SELECT revoked_at FROM devices WHERE key = ?1", [&key[..]], |r| r.get(0))?;
-        let promoted = if revoked.is_none() {
-            tx.execute(
-                "UPDATE reports SET status = 'verified', reason = NULL
-                 WHERE device = ?1 AND status = 'quarantined' AND reason = 'unknown device'",
-                [&key[..]],
-            )?
-        } else {
-            0
+        let promoted = tx.execute(
+            "UPDATE reports SET status = 'verified', reason = NULL
+             WHERE device = ?1 AND status = 'quarantined' AND reason = ?2",
+            params![&key[..], REASON_UNKNOWN_DEVICE],
+        )?;
+        tx.commit()?;
+        Ok(Enrolled { new, promoted: promoted as u64, held_back: held_back as u64 })
+    }
+
+    /// Revokes an enrolled device: reports of its key received from now on
+    /// are quarantined ("revoked"). Reports already verified stay verified:
+    /// they arrived while the key was trusted.
+    pub fn revoke_device(&mut self, key: &Bytes32, reason: Option<&str>, now: i64) -> Result<Revoked, DeviceError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<Option<i64>> =
+            tx.query_row("SELECT revoked_at FROM devices WHERE key = ?1", [&key[..]], |r| r.get(0)).optional()?;
+        let revoked = match existing {
+            None => return Err(DeviceError::NotEnrolled),
+            Some(Some(revoked_at)) => {
+                if reason.is_some() {
+                    tx.execute("UPDATE devices SET revoke_reason = ?2 WHERE key = ?1", params![&key[..], reason])?;
+                }
+                Revoked { revoked_at, new: false }
+            }
+            Some(None) => {
+                tx.execute(
+                    "UPDATE devices SET revoked_at = ?2, revoke_reason = ?3 WHERE key = ?1",
+                    params![&key[..], now, reason],
+                )?;
+                Revoked { revoked_at: now, new: true }
+            }
         };
         tx.commit()?;
-        Ok(promoted)
+        Ok(revoked)
     }
 
-    /// Revokes a device: later reports from it are quarantined. Returns
-    /// false if the device is not enrolled.
-    pub fn revoke_device(&mut self, key: &Bytes32, reason: Option<&str>, now: i64) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
-            "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?2), revoke_reason = COALESCE(?3, revoke_reason)
-             WHERE key = ?1",
-            params![&key[..], now, reason],
-        )?;
-        Ok(n > 0)
-    }
-
-    /// Every enrolled device, oldest first.
+    /// Every device, in enrolment order.
     pub fn devices(&self) -> Result<Vec<Device>, StoreError> {
         let mut q = self
             .conn
             .prepare("SELECT key, name, added_at, revoked_at, revoke_reason FROM devices ORDER BY added_at, key")?;
         let rows = q.query_map([], |r| {
             Ok(Device {
-                key: hex::encode(r.get::<_, Vec<u8>>(0)?),
+                key: blob32(r, 0)?,
                 name: r.get(1)?,
-                added_at: truce_shared::time::format_ms(r.get(2)?),
-                revoked_at: r.get::<_, Option<i64>>(3)?.map(truce_shared::time::format_ms),
+                added_at: r.get(2)?,
+                revoked_at: r.get(3)?,
                 revoke_reason: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Counts and chain health for `stats`.
-    pub fn stats(&self) -> Result<Stats, StoreError> {
-        let c = &self.conn;
-        let count = |sql: &str| -> Result<i64, StoreError> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
-        let mut by_reason = Vec::new();
-        {
-            let mut q = c.prepare(
-                "SELECT reason, SUM(n) FROM (
-                    SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason
-                    UNION ALL SELECT reason, COUNT(*) FROM reports WHERE status = 'rejected' GROUP BY reason)
-                 GROUP BY reason ORDER BY 2 DESC",
-            )?;
-            for row in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-                by_reason.push(row?);
-            }
+    /// One stored report by id.
+    pub fn report(&self, id: &Bytes32) -> Result<Option<ReportRow>, StoreError> {
+        let sql =
+            format!("SELECT {REPORT_COLUMNS} FROM reports r LEFT JOIN devices d ON d.key = r.device WHERE r.id = ?1");
+        Ok(self.conn.query_row(&sql, [&id[..]], report_row).optional()?)
+    }
+
+    /// Streams the stored reports that match `query` to `f`, one row at a
+    /// time, in bounded memory, and returns how many it passed. Stops at the
+    /// first error `f` returns.
+    pub fn for_each_report<E: From<StoreError>>(
+        &self,
+        query: &ReportQuery,
+        mut f: impl FnMut(ReportRow) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut sql = format!("SELECT {REPORT_COLUMNS} FROM reports r LEFT JOIN devices d ON d.key = r.device WHERE 1");
+        let mut args: Vec<Value> = Vec::new();
+        let mut filter = |cond: &str, v: Value| {
+            args.push(v);
+            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+        };
+        if let Some(s) = query.status {
+            filter("r.status =", Value::Text(s.as_str().into()));
         }
-        let mut chains = Vec::new();
-        {
-            let mut q = c.prepare(
-                "SELECT r.device, d.name, COUNT(DISTINCT r.seq), MAX(r.seq) FROM reports r
-                 LEFT JOIN devices d ON d.key = r.device GROUP BY r.device ORDER BY d.name, r.device",
-            )?;
-            let mut forks = c.prepare("SELECT COUNT(*) FROM forks WHERE device = ?1")?;
-            let mut seqs = c.prepare("SELECT DISTINCT seq FROM reports WHERE device = ?1 ORDER BY seq")?;
-            let rows: Vec<(Vec<u8>, Option<String>, i64, i64)> =
-                q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
-            for (device, name, distinct, max) in rows {
-                let mut missing = Vec::new();
-                if distinct < max {
-                    let mut expect = 1i64;
-                    for s in seqs.query_map([&device], |r| r.get::<_, i64>(0))? {
-                        let s = s?;
-                        if s > expect {
-                            missing.push((expect, s - 1));
-                        }
-                        expect = s + 1;
-                    }
-                }
-                chains.push(ChainStats {
-                    device: hex::encode(&device),
-                    name,
-                    reports: distinct,
-                    head_seq: max,
-                    missing,
-                    forks: forks.query_row([&device], |r| r.get(0))?,
-                });
-            }
+        if let Some(d) = query.device {
+            filter("r.device =", Value::Blob(d.to_vec()));
         }
-        Ok(Stats {
-            verified: count("SELECT COUNT(*) FROM reports WHERE status = 'verified'")?,
-            quarantined: count("SELECT COUNT(*) FROM reports WHERE status = 'quarantined'")?,
-            rejected: count("SELECT COUNT(*) FROM reports WHERE status = 'rejected'")?
-                + count("SELECT COUNT(*) FROM rejections")?,
-            rejected_by_reason: by_reason,
-            devices_enrolled: count("SELECT COUNT(*) FROM devices WHERE revoked_at IS NULL")?,
-            devices_revoked: count("SELECT COUNT(*) FROM devices WHERE revoked_at IS NOT NULL")?,
-            forks: count("SELECT COUNT(*) FROM forks")?,
-            chains,
-        })
+        if let Some(c) = query.category {
+            filter("r.category =", Value::Text(category_name(c)));
+        }
+        if let Some(t) = query.observed_since {
+            filter("r.observed_at >=", Value::Integer(t));
+        }
+        if let Some(t) = query.observed_until {
+            filter("r.observed_at <=", Value::Integer(t));
+        }
+        if let Some(n) = query.after {
+            filter("r.n >", Value::Integer(n));
+        }
+        sql.push_str(match query.order {
+            ReportOrder::Arrival => " ORDER BY r.n",
+            ReportOrder::Observed => " ORDER BY r.observed_at, r.n",
+        });
+        let mut q = self.conn.prepare(&sql).map_err(StoreError::from)?;
+        let mut rows = q.query(params_from_iter(args)).map_err(StoreError::from)?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            f(report_row(row).map_err(StoreError::from)?)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Streams every rejection (bytes that failed verification), oldest
+    /// first.
+    pub fn for_each_rejection<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(RejectionRow) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT id, device, reason, body, body_len, first_received_at, last_received_at, times
+                 FROM rejections ORDER BY n",
+            )
+            .map_err(StoreError::from)?;
+        let mut rows = q.query([]).map_err(StoreError::from)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(StoreError::from)? {
+            let row = (|| {
+                Ok::<_, rusqlite::Error>(RejectionRow {
+                    id: blob32(r, 0)?,
+                    device: opt_blob32(r, 1)?,
+                    reason: r.get(2)?,
+                    body: r.get(3)?,
+                    body_len: r.get::<_, i64>(4)? as u64,
+                    first_received_at: r.get(5)?,
+                    last_received_at: r.get(6)?,
+                    times: r.get::<_, i64>(7)? as u64,
+                })
+            })()
+            .map_err(StoreError::from)?;
+            f(row)?;
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
-/// What `stats` shows.
-#[derive(Debug, serde::Serialize)]
-pub struct Stats {
-    /// Verified reports.
-    pub verified: i64,
-    /// Quarantined reports.
-    pub quarantined: i64,
-    /// Rejected reports (stored evidence and refused bytes).
-    pub rejected: i64,
-    /// Rejections by reason.
-    pub rejected_by_reason: Vec<(String, i64)>,
-    /// Devices enrolled and not revoked.
-    pub devices_enrolled: i64,
-    /// Devices revoked.
-    pub devices_revoked: i64,
-    /// Forks (equivocations) seen.
-    pub forks: i64,
-    /// Per device chain health.
-    pub chains: Vec<ChainStats>,
+/// The outcome rules of DESIGN §5 for one report, inside the writer's
+/// transaction. The order of the checks is the rule:
+/// 1. verification failed → Rejected(reason), the bytes kept in `rejections`;
+/// 2. the same id is stored → Duplicate, nothing written (a report kept as
+///    rejected evidence answers Rejected again, so a resend gets the answer
+///    the first send got);
+/// 3. the device has a different report at this seq → Rejected
+///    ("equivocation"), stored as evidence, the fork recorded;
+/// 4. the key is enrolled → Accepted (verified); unknown → Quarantined
+///    ("unknown device"); revoked → Quarantined ("revoked").
+fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64) -> Result<Status, StoreError> {
+    let v = match item {
+        Checked::Invalid { id, report, error } => {
+            let reason = error.reason();
+            tracing::warn!(id = %hex::encode(&id[..8]), %reason, "report rejected");
+            let kept = &report.body[..report.body.len().min(limits::MAX_REPORT_BODY)];
+            let device = truce_shared::signing::claimed_device(&report.body).ok();
+            // The same bytes sent again bump a counter instead of adding a
+            // row: a replayed forgery costs one row, however often it comes.
+            tx.prepare_cached(
+                "INSERT INTO rejections (id, signature, device, reason, body, body_len, first_received_at, last_received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (id, signature) DO UPDATE SET times = times + 1, last_received_at = excluded.last_received_at",
+            )?
+            .execute(params![
+                &id[..],
+                &report.signature.0[..],
+                device.as_ref().map(|d| &d[..]),
+                reason,
+                kept,
+                report.body.len() as i64,
+                now
+            ])?;
+            return Ok(Status::Rejected(reason));
+        }
+        Checked::Valid(v) => v,
+    };
+    let id = v.id;
+    let env = &v.envelope;
+    let stored: Option<(String, Option<String>)> = tx
+        .prepare_cached("SELECT status, reason FROM reports WHERE id = ?1")?
+        .query_row([&id[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((status, reason)) = stored {
+        return Ok(if status == ReportStatus::Rejected.as_str() {
+            Status::Rejected(reason.unwrap_or_else(|| REASON_EQUIVOCATION.into()))
+        } else {
+            Status::Duplicate
+        });
+    }
+    let seq = env.seq as i64;
+    let kept: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT id FROM reports WHERE device = ?1 AND seq = ?2 AND status != 'rejected' LIMIT 1")?
+        .query_row(params![&env.device[..], seq], |r| r.get(0))
+        .optional()?;
+    let (status, reason) = if let Some(kept) = kept {
+        tracing::warn!(
+            device = %truce_shared::signing::fingerprint(&env.device),
+            seq = env.seq,
+            "equivocation: a second report at one seq; both kept as evidence"
+        );
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO forks (device, seq, kept, rejected, detected_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![&env.device[..], seq, kept, &id[..], now])?;
+        (ReportStatus::Rejected, Some(REASON_EQUIVOCATION))
+    } else {
+        let revoked_at: Option<Option<i64>> = tx
+            .prepare_cached("SELECT revoked_at FROM devices WHERE key = ?1")?
+            .query_row([&env.device[..]], |r| r.get(0))
+            .optional()?;
+        match revoked_at {
+            None => (ReportStatus::Quarantined, Some(REASON_UNKNOWN_DEVICE)),
+            Some(Some(_)) => (ReportStatus::Quarantined, Some(REASON_REVOKED)),
+            Some(None) => (ReportStatus::Verified, None),
+        }
+    };
+    let obs = &env.observation;
+    tx.prepare_cached(
+        "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category, lat, lon,
+                              amends, body, signature, status, reason, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        &id[..],
+        &env.device[..],
+        seq,
+        &env.prev[..],
+        env.recorded_at,
+        obs.observed_at,
+        obs.observed_until,
+        category_name(obs.category),
+        obs.position.lat,
+        obs.position.lon,
+        env.amends.as_ref().map(|a| &a[..]),
+        v.signed.body,
+        &v.signed.signature.0[..],
+        status.as_str(),
+        reason,
+        now,
+    ])?;
+    Ok(match status {
+        ReportStatus::Verified => Status::Accepted,
+        ReportStatus::Quarantined => Status::Quarantined(reason.unwrap_or_default().into()),
+        ReportStatus::Rejected => Status::Rejected(reason.unwrap_or_default().into()),
+    })
 }
 
-/// One device's chain as the server sees it.
-#[derive(Debug, serde::Serialize)]
-pub struct ChainStats {
-    /// Device key, hex.
-    pub device: String,
-    /// Enrolled name.
-    pub name: Option<String>,
-    /// Distinct seqs held.
-    pub reports: i64,
-    /// Highest seq held.
-    pub head_seq: i64,
-    /// Missing seq ranges (inclusive): reports withheld or not yet arrived.
-    pub missing: Vec<(i64, i64)>,
-    /// Seqs with two different reports.
-    pub forks: i64,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use truce_shared::{Basis, Observation, Position, ENVELOPE_VERSION};
+
+    fn obs(t: i64) -> Observation {
+        Observation {
+            observed_at: t,
+            observed_until: None,
+            position: Position { lat: 48.0, lon: 37.8, accuracy_m: None },
+            bearing_deg: None,
+            distance_m: None,
+            category: Category::SmallArmsFire,
+            effect: None,
+            weapon: None,
+            count: None,
+            basis: Basis::Heard,
+            description: "bursts to the north".into(),
+            attachments: vec![],
+        }
+    }
+
+    fn report(key: &SigningKey, seq: u64, prev: Bytes32, t: i64) -> SignedReport {
+        let env = Envelope {
+            version: ENVELOPE_VERSION,
+            device: key.verifying_key().to_bytes(),
+            seq,
+            prev,
+            recorded_at: t,
+            amends: None,
+            observation: obs(t),
+        };
+        truce_shared::sign(key, &env).unwrap()
+    }
+
+    fn apply(store: &mut Store, reports: &[SignedReport]) -> Vec<Status> {
+        let checked: Vec<Checked> = reports.iter().cloned().map(Checked::check).collect();
+        store.apply(&[&checked], 1_000).unwrap().remove(0).into_iter().map(|(_, s)| s).collect()
+    }
+
+    #[test]
+    fn the_outcomes_of_design_section_5() {
+        let mut s = Store::open_in_memory().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let dev = key.verifying_key().to_bytes();
+        let a = report(&key, 1, [0; 32], 10);
+        let b = report(&key, 2, a.id(), 20);
+        let fork = report(&key, 2, a.id(), 21);
+        let mut bad = report(&key, 3, b.id(), 30);
+        bad.signature.0[0] ^= 1;
+
+        assert_eq!(
+            apply(&mut s, &[a.clone(), a.clone()]),
+            vec![Status::Quarantined("unknown device".into()), Status::Duplicate]
+        );
+        let e = s.add_device(&dev, Some("laptop-1"), 50).unwrap();
+        assert_eq!(e, Enrolled { new: true, promoted: 1, held_back: 0 });
+        assert_eq!(s.report(&a.id()).unwrap().unwrap().status, ReportStatus::Verified);
+        assert_eq!(
+            apply(&mut s, &[b.clone(), fork.clone(), bad.clone(), bad.clone(), fork.clone()]),
+            vec![
+                Status::Accepted,
+                Status::Rejected("equivocation".into()),
+                Status::Rejected("bad signature".into()),
+                Status::Rejected("bad signature".into()),
+                Status::Rejected("equivocation".into()),
+            ]
+        );
+        let forks: i64 = s.conn().query_row("SELECT COUNT(*) FROM forks", [], |r| r.get(0)).unwrap();
+        assert_eq!(forks, 1);
+        let (rows, times): (i64, i64) = s
+            .conn()
+            .query_row("SELECT COUNT(*), SUM(times) FROM rejections", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((rows, times), (1, 2), "the same forged bytes twice are one row, counted twice");
+
+        let r = s.revoke_device(&dev, Some("laptop lost"), 60).unwrap();
+        assert_eq!(r, Revoked { revoked_at: 60, new: true });
+        let c = report(&key, 3, b.id(), 70);
+        assert_eq!(apply(&mut s, &[c]), vec![Status::Quarantined("revoked".into())]);
+        assert!(matches!(s.add_device(&dev, None, 80), Err(DeviceError::Revoked { revoked_at: 60 })));
+    }
+
+    #[test]
+    fn enrolment_holds_back_quarantined_forks() {
+        let mut s = Store::open_in_memory().unwrap();
+        let key = SigningKey::from_bytes(&[8; 32]);
+        let a = report(&key, 1, [0; 32], 10);
+        let a2 = report(&key, 1, [0; 32], 11);
+        let b = report(&key, 2, a.id(), 20);
+        apply(&mut s, &[a.clone(), a2, b.clone()]);
+        let e = s.add_device(&key.verifying_key().to_bytes(), None, 50).unwrap();
+        assert_eq!((e.promoted, e.held_back), (1, 1));
+        let row = s.report(&a.id()).unwrap().unwrap();
+        assert_eq!((row.status, row.reason.as_deref()), (ReportStatus::Quarantined, Some("equivocation")));
+        assert_eq!(s.report(&b.id()).unwrap().unwrap().status, ReportStatus::Verified);
+    }
+
+    #[test]
+    fn rows_stream_with_their_columns() {
+        let mut s = Store::open_in_memory().unwrap();
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let a = report(&key, 1, [0; 32], 10);
+        let b = report(&key, 2, a.id(), 5);
+        apply(&mut s, &[a.clone(), b.clone()]);
+        let mut seen = Vec::new();
+        let q = ReportQuery { order: ReportOrder::Observed, ..Default::default() };
+        let n = s
+            .for_each_report(&q, |r| {
+                seen.push(r);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(seen[0].id, b.id());
+        assert_eq!(seen[1].signed(), a);
+        assert_eq!(seen[1].category, "small-arms-fire");
+        assert_eq!(seen[1].envelope().unwrap().seq, 1);
+        let q = ReportQuery { after: Some(seen[1].n), ..Default::default() };
+        assert_eq!(s.for_each_report(&q, |_| Ok::<_, StoreError>(())).unwrap(), 1);
+    }
+
+    #[test]
+    fn seqs_above_i64_max_stay_distinct() {
+        let mut s = Store::open_in_memory().unwrap();
+        let key = SigningKey::from_bytes(&[10; 32]);
+        let big = report(&key, u64::MAX, [1; 32], 10);
+        let big2 = report(&key, u64::MAX - 1, [1; 32], 10);
+        assert_eq!(apply(&mut s, &[big.clone(), big2]).iter().filter(|s| matches!(s, Status::Rejected(_))).count(), 0);
+        assert_eq!(s.report(&big.id()).unwrap().unwrap().seq, u64::MAX);
+    }
 }

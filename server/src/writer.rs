@@ -1,85 +1,170 @@
-//! The one writer: a thread that owns the write connection and commits the
-//! batches of every connection together (group commit).
+//! The one writer: a thread that owns the store's write connection and
+//! commits the batches of every connection together (group commit).
 //!
-//! A connection sends its checked batch and waits on a oneshot; the writer
-//! takes everything queued, applies it in one transaction, commits, and only
-//! then answers each waiter. An answer therefore always means "durable".
+//! A connection sends its verified batch with a oneshot and waits. The
+//! writer takes the first batch queued and everything queued behind it,
+//! applies them all in one transaction ([`Store::apply`]), commits (one
+//! fsync for all of them), and only then answers each waiter. An answer
+//! therefore always means "durable": the connection may sign a receipt and
+//! send the Ack.
+//!
+//! With one writer, two connections submitting the same report at the same
+//! moment cannot both store it: the second sees the first's row, inside the
+//! same transaction or a later one. A failed commit answers every waiter
+//! with an error, so nothing is acknowledged that was not stored.
 
-use std::path::Path;
+use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 use truce_shared::wire::Status;
 use truce_shared::Bytes32;
 
-use crate::store::{Checked, Store, StoreError};
+use crate::store::{Store, StoreError};
+use crate::verify::Checked;
 
-/// Most batches folded into one transaction.
-const MAX_GROUP: usize = 512;
+/// Most batches folded into one transaction, so one commit's latency stays
+/// bounded however many connections are waiting.
+const MAX_GROUP_BATCHES: usize = 256;
 
-type Reply = Result<Vec<(Bytes32, Status)>, String>;
+/// Most reports folded into one transaction.
+const MAX_GROUP_REPORTS: usize = 16 * 1024;
 
-struct Job {
-    items: Vec<Checked>,
-    reply: oneshot::Sender<Reply>,
+/// Batches that may wait for the writer before connections have to wait to
+/// queue (backpressure on the network instead of memory).
+const QUEUE: usize = 1024;
+
+/// Why a batch was not stored. The connection sends no Ack; the agent
+/// keeps the reports and sends them again.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The transaction failed (disk full, database locked for too long…).
+    #[error("the store failed: {0}")]
+    Store(String),
+    /// The writer thread has stopped.
+    #[error("the writer has stopped")]
+    Stopped,
 }
 
-/// A handle to the writer thread. Cloning shares the writer; the thread
-/// exits when every handle is dropped and the queue is drained.
-#[derive(Clone)]
+/// Per-report outcome of a stored batch, in submit order.
+pub type Outcomes = Vec<(Bytes32, Status)>;
+
+struct Job {
+    batch: Vec<Checked>,
+    reply: oneshot::Sender<Result<Outcomes, WriteError>>,
+}
+
+/// A handle to the writer thread. Clones share the one writer; the thread
+/// commits what is queued and exits once every handle is dropped.
+#[derive(Debug, Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    queue: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("reports", &self.batch.len()).finish()
+    }
+}
+
+/// The writer thread, to join after every [`Writer`] handle is dropped.
+#[derive(Debug)]
+pub struct WriterThread(JoinHandle<()>);
+
+impl WriterThread {
+    /// Waits for the writer to commit what is queued and exit.
+    pub fn join(self) {
+        if self.0.join().is_err() {
+            tracing::error!("the writer thread panicked");
+        }
+    }
 }
 
 impl Writer {
-    /// Opens the store and starts the writer thread.
-    pub fn start(db: &Path) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
-        let mut store = Store::open(db)?;
-        let (tx, mut rx) = mpsc::channel::<Job>(1024);
-        let handle = std::thread::Builder::new()
-            .name("truce-writer".into())
-            .spawn(move || {
-                while let Some(first) = rx.blocking_recv() {
-                    let mut jobs = vec![first];
-                    while jobs.len() < MAX_GROUP {
-                        match rx.try_recv() {
-                            Ok(j) => jobs.push(j),
-                            Err(_) => break,
-                        }
-                    }
-                    match commit(&mut store, &jobs) {
-                        Ok(results) => {
-                            for (job, r) in jobs.into_iter().zip(results) {
-                                let _ = job.reply.send(Ok(r));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, batches = jobs.len(), "commit failed: nothing acked");
-                            for job in jobs {
-                                let _ = job.reply.send(Err(e.to_string()));
-                            }
-                        }
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Sqlite(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        Ok((Writer { tx }, handle))
+    /// Starts the writer thread, which takes ownership of `store`.
+    pub fn spawn(store: Store) -> std::io::Result<(Writer, WriterThread)> {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let handle = std::thread::Builder::new().name("truce-writer".into()).spawn(move || writer_loop(store, rx))?;
+        Ok((Writer { queue }, WriterThread(handle)))
     }
 
-    /// Stores a checked batch; returns once it is durably committed.
-    pub async fn submit(&self, items: Vec<Checked>) -> Reply {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { items, reply }).await.map_err(|_| "the writer has stopped".to_string())?;
-        rx.await.map_err(|_| "the writer has stopped".to_string())?
+    /// Stores a verified batch; returns once it is durably committed, with
+    /// each report's outcome.
+    pub async fn commit(&self, batch: Vec<Checked>) -> Result<Outcomes, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Job { batch, reply }).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// [`Writer::commit`] for threads outside the async runtime.
+    pub fn commit_blocking(&self, batch: Vec<Checked>) -> Result<Outcomes, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.blocking_send(Job { batch, reply }).map_err(|_| WriteError::Stopped)?;
+        answer.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
 }
 
-fn commit(store: &mut Store, jobs: &[Job]) -> Result<Vec<Vec<(Bytes32, Status)>>, StoreError> {
-    let now = truce_shared::time::now_ms();
-    let tx = store.begin()?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        results.push(Store::apply(&tx, &job.items, now)?);
+fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut reports = first.batch.len();
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP_BATCHES && reports < MAX_GROUP_REPORTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    reports += job.batch.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let now = truce_shared::time::now_ms();
+        let batches: Vec<&[Checked]> = jobs.iter().map(|j| j.batch.as_slice()).collect();
+        match store.apply(&batches, now) {
+            Ok(results) => {
+                tracing::debug!(batches = jobs.len(), reports, "committed");
+                for (job, outcomes) in jobs.into_iter().zip(results) {
+                    // A waiter that went away (its client hung up) just
+                    // misses its answer; the reports are stored.
+                    let _ = job.reply.send(Ok(outcomes));
+                }
+            }
+            Err(e) if jobs.len() > 1 => {
+                // Don't let one bad batch fail its neighbours: retry each in
+                // its own transaction.
+                tracing::warn!(error = %e, batches = jobs.len(), "group commit failed; retrying batch by batch");
+                for job in jobs {
+                    let r = store.apply(&[job.batch.as_slice()], now).map(|mut v| v.remove(0));
+                    let _ = job.reply.send(r.map_err(|e| failed(&e)));
+                }
+            }
+            Err(e) => {
+                let _ = jobs.remove(0).reply.send(Err(failed(&e)));
+            }
+        }
     }
-    tx.commit()?;
-    Ok(results)
+}
+
+fn failed(e: &StoreError) -> WriteError {
+    tracing::error!(error = %e, "commit failed: the batch is not acknowledged");
+    WriteError::Store(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_answer_comes_after_commit_and_the_thread_ends_with_its_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let (w, thread) = Writer::spawn(Store::open(&path).unwrap()).unwrap();
+        let bad = truce_shared::SignedReport { body: vec![1, 2, 3], signature: truce_shared::Signature64([0; 64]) };
+        let out = w.commit(vec![Checked::check(bad)]).await.unwrap();
+        assert!(matches!(out[0].1, Status::Rejected(_)));
+        // Another connection sees the row as soon as the answer arrived.
+        let n: i64 =
+            Store::open(&path).unwrap().conn().query_row("SELECT COUNT(*) FROM rejections", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        drop(w);
+        tokio::task::spawn_blocking(move || thread.join()).await.unwrap();
+    }
 }

@@ -1,0 +1,145 @@
+//! The database schema and its migrations: the one place that says what the
+//! server's SQLite file looks like.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. A new
+//! version appends a migration to [`MIGRATIONS`]; nothing already released is
+//! ever edited, so every database walks the same path to the current shape.
+//! A database newer than this build is refused rather than guessed at.
+//!
+//! ```text
+//! devices     one row per enrolled key: name, added_at, revoked_at, revoke_reason
+//! reports     every signed report whose signature verified, exactly once per id:
+//!             n (arrival order), id, device, seq, prev, recorded_at, observed_at,
+//!             observed_until, category, lat, lon, amends, body, signature,
+//!             status (verified | quarantined | rejected), reason, received_at,
+//!             incident (NULL until incidents are computed)
+//! rejections  reports that failed verification: the bytes as received (bounded),
+//!             the reason, and how many times the same bytes arrived
+//! forks       two different reports from one device at one seq (equivocation):
+//!             the one kept and the one rejected; both stay in `reports`
+//! ```
+//!
+//! Times are unix milliseconds UTC. `seq` is stored as the two's-complement
+//! bit pattern of the u64 (`seq as i64`), so every valid seq has one distinct
+//! value even above `i64::MAX`; read it back with `as u64`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::store::StoreError;
+
+/// Migrations in order; `user_version` = how many have been applied.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Version 1: devices, reports, rejections, forks.
+const V1: &str = "
+CREATE TABLE devices (
+    key           BLOB PRIMARY KEY CHECK (length(key) = 32),
+    name          TEXT,
+    added_at      INTEGER NOT NULL,
+    revoked_at    INTEGER,
+    revoke_reason TEXT
+);
+
+CREATE TABLE reports (
+    n              INTEGER PRIMARY KEY,
+    id             BLOB NOT NULL UNIQUE CHECK (length(id) = 32),
+    device         BLOB NOT NULL,
+    seq            INTEGER NOT NULL,
+    prev           BLOB NOT NULL,
+    recorded_at    INTEGER NOT NULL,
+    observed_at    INTEGER NOT NULL,
+    observed_until INTEGER,
+    category       TEXT NOT NULL,
+    lat            REAL NOT NULL,
+    lon            REAL NOT NULL,
+    amends         BLOB,
+    body           BLOB NOT NULL,
+    signature      BLOB NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('verified', 'quarantined', 'rejected')),
+    reason         TEXT,
+    received_at    INTEGER NOT NULL,
+    incident       INTEGER
+);
+-- Chains: duplicates of a seq (forks), gaps, promotion on enrolment.
+CREATE INDEX reports_device_seq ON reports (device, seq);
+-- Incidents look for the same category close in time.
+CREATE INDEX reports_category_time ON reports (category, observed_at);
+-- Exports filter by time.
+CREATE INDEX reports_observed ON reports (observed_at);
+-- \"Is this report amended by a later one?\"
+CREATE INDEX reports_amends ON reports (amends) WHERE amends IS NOT NULL;
+
+CREATE TABLE rejections (
+    n                 INTEGER PRIMARY KEY,
+    id                BLOB NOT NULL,
+    signature         BLOB NOT NULL,
+    device            BLOB,
+    reason            TEXT NOT NULL,
+    body              BLOB NOT NULL,
+    body_len          INTEGER NOT NULL,
+    first_received_at INTEGER NOT NULL,
+    last_received_at  INTEGER NOT NULL,
+    times             INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (id, signature)
+);
+
+CREATE TABLE forks (
+    device      BLOB NOT NULL,
+    seq         INTEGER NOT NULL,
+    kept        BLOB NOT NULL,
+    rejected    BLOB NOT NULL,
+    detected_at INTEGER NOT NULL,
+    PRIMARY KEY (device, seq, rejected)
+);
+";
+
+/// Brings the database up to [`SCHEMA_VERSION`], one migration per
+/// transaction. Safe to race with another process opening the same file:
+/// each step re-reads the version inside its write transaction.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { found: version, supported: SCHEMA_VERSION });
+        }
+        let Some(step) = usize::try_from(version).ok().and_then(|v| MIGRATIONS.get(v)) else {
+            return Ok(());
+        };
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_gets_every_migration_once() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c).unwrap();
+        migrate(&mut c).unwrap();
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let tables: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('devices', 'reports', 'rejections', 'forks')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 4);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        assert!(matches!(migrate(&mut c), Err(StoreError::TooNew { .. })));
+    }
+}

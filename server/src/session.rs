@@ -1,0 +1,195 @@
+//! One client session: the protocol of DESIGN §4 after TLS is up.
+//!
+//! ```text
+//! client: Hello  → server: Welcome | Refuse
+//! client: Submit → server: Ack   (after the durable commit; in order)
+//! client: Bye
+//! ```
+//!
+//! [`serve`] is generic over the stream, so the same state machine runs over
+//! TLS in the server and over an in-memory pipe in tests and fuzzing.
+//!
+//! Each Submit is handled in turn: verify off the async threads, commit
+//! through the writer, sign the receipt, send the Ack. Agents may pipeline
+//! several Submits; the later ones wait in TCP's buffers, and their Acks
+//! come back in order. Every read and write has a deadline; a frame over the
+//! limit, an undecodable frame, a Submit over the batch limit or any
+//! message out of place ends the session with an error for the log. Nothing
+//! here panics on input.
+
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{timeout, timeout_at, Instant};
+use truce_shared::wire::{self, Message, Receipt, WireError, PROTOCOL_VERSION};
+use truce_shared::{limits, signing};
+
+use crate::settings::Limits;
+use crate::shutdown::Shutdown;
+use crate::verify::{Verifier, VerifyTaskFailed};
+use crate::writer::{WriteError, Writer};
+
+/// Largest `Hello` frame read: the protocol number, a 64-byte version
+/// string and a key need far less, and nothing bigger is buffered before
+/// the client has said who it is.
+const MAX_HELLO_FRAME: u32 = 1024;
+
+/// What every session shares.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The one writer.
+    pub writer: Writer,
+    /// The verification pool.
+    pub verifier: Verifier,
+    /// Signs receipts.
+    pub server_key: SigningKey,
+    /// The limits in force.
+    pub limits: Limits,
+}
+
+/// Why a session ended early. Logged as one line; never sent to the peer.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No Hello before the handshake deadline.
+    #[error("no Hello within the handshake timeout")]
+    HelloTimeout,
+    /// Silence, or a frame that took too long, between frames.
+    #[error("idle timeout: no complete frame for {0:?}")]
+    Idle(Duration),
+    /// The client did not take our answer in time.
+    #[error("write timeout: the client did not read for {0:?}")]
+    WriteTimeout(Duration),
+    /// Oversized, truncated or undecodable frame.
+    #[error("bad frame: {0}")]
+    Frame(#[from] WireError),
+    /// A message out of place.
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+    /// A Submit over the batch limit advertised in Welcome.
+    #[error("Submit of {n} reports is over the batch limit of {max}")]
+    BatchTooLarge {
+        /// Reports in the Submit.
+        n: usize,
+        /// `max_batch`.
+        max: u32,
+    },
+    /// Writing to the client failed.
+    #[error("write failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// Verification crashed; the batch is not acknowledged.
+    #[error(transparent)]
+    Verify(#[from] VerifyTaskFailed),
+    /// The batch was not stored; it is not acknowledged.
+    #[error("batch not acknowledged: {0}")]
+    Store(#[from] WriteError),
+}
+
+/// How a session ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client said Bye.
+    Bye,
+    /// The client closed the stream between frames.
+    Closed,
+    /// The server is shutting down (after the batch in progress).
+    Shutdown,
+    /// The client speaks another protocol version: Refuse sent.
+    Refused,
+}
+
+/// What a session did, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Batches acknowledged.
+    pub batches: u64,
+    /// Reports in them.
+    pub reports: u64,
+}
+
+/// Runs one session on `io` until Bye, end of stream, shutdown or error.
+/// The Hello must arrive before `hello_deadline`.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    ctx: &Context,
+    hello_deadline: Instant,
+    shutdown: &mut Shutdown,
+    peer: &str,
+    summary: &mut Summary,
+) -> Result<End, SessionError> {
+    let limits = &ctx.limits;
+    let first = tokio::select! {
+        _ = shutdown.recv() => return Ok(End::Shutdown),
+        r = timeout_at(hello_deadline, wire::read_message(io, MAX_HELLO_FRAME)) => r,
+    };
+    let (protocol, agent_version, device) = match first.map_err(|_| SessionError::HelloTimeout)?? {
+        None => return Ok(End::Closed),
+        Some(Message::Hello { protocol, agent_version, device }) => (protocol, agent_version, device),
+        Some(_) => return Err(SessionError::Protocol("the first message must be Hello")),
+    };
+    let agent: String = agent_version.chars().filter(|c| !c.is_control()).take(limits::MAX_AGENT_VERSION).collect();
+    if protocol != PROTOCOL_VERSION {
+        tracing::info!(%peer, protocol, agent = %agent, "refused: unsupported protocol version");
+        let reason = format!("protocol {protocol} is not supported: this server speaks protocol {PROTOCOL_VERSION}");
+        send(io, &Message::Refuse { reason }, limits).await?;
+        return Ok(End::Refused);
+    }
+    let welcome = Message::Welcome {
+        server_key: ctx.server_key.verifying_key().to_bytes(),
+        server_time: truce_shared::time::now_ms(),
+        max_batch: limits.max_batch,
+        max_frame: limits.max_frame,
+    };
+    send(io, &welcome, limits).await?;
+    tracing::info!(%peer, device = %signing::fingerprint(&device), agent = %agent, "session open");
+
+    loop {
+        let next = tokio::select! {
+            // Shutdown is checked first: between frames, it wins.
+            biased;
+            _ = shutdown.recv() => return Ok(End::Shutdown),
+            r = timeout(limits.idle_timeout, wire::read_message(io, limits.max_frame)) => r,
+        };
+        let msg = match next.map_err(|_| SessionError::Idle(limits.idle_timeout))?? {
+            None => return Ok(End::Closed),
+            Some(m) => m,
+        };
+        match msg {
+            Message::Submit { batch, reports } => {
+                if reports.len() > limits.max_batch as usize {
+                    return Err(SessionError::BatchTooLarge { n: reports.len(), max: limits.max_batch });
+                }
+                let n = reports.len();
+                // From here the batch runs to its Ack even if shutdown
+                // begins: the agent gets its answer.
+                let checked = ctx.verifier.check(reports).await?;
+                let results = ctx.writer.commit(checked).await?;
+                // Committed: only now may the receipt say "held".
+                let server_time = truce_shared::time::now_ms();
+                let signature = signing::sign_receipt(&ctx.server_key, server_time, &wire::held_ids(&results));
+                let ack = Message::Ack { batch, results, receipt: Receipt { server_time, signature } };
+                send(io, &ack, limits).await?;
+                summary.batches += 1;
+                summary.reports += n as u64;
+                tracing::debug!(%peer, batch, reports = n, "acked");
+            }
+            Message::Bye => return Ok(End::Bye),
+            Message::Hello { .. } => return Err(SessionError::Protocol("a second Hello")),
+            Message::Welcome { .. } | Message::Refuse { .. } | Message::Ack { .. } => {
+                return Err(SessionError::Protocol("a server message from the client"))
+            }
+        }
+    }
+}
+
+/// Writes one message within the idle timeout, so a client that stops
+/// reading cannot hold the session (or shutdown) forever.
+async fn send<S: AsyncWrite + Unpin>(io: &mut S, msg: &Message, limits: &Limits) -> Result<(), SessionError> {
+    timeout(limits.idle_timeout, async {
+        wire::write_message(io, msg, limits.max_frame).await?;
+        tokio::io::AsyncWriteExt::flush(io).await
+    })
+    .await
+    .map_err(|_| SessionError::WriteTimeout(limits.idle_timeout))??;
+    Ok(())
+}

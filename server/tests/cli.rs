@@ -1,0 +1,131 @@
+//! The command line a coordinator uses: `init` once, `device add|list|
+//! revoke`, `stats`, `--json` everywhere, and errors as one line that says
+//! what to do.
+
+use crate::common::*;
+
+fn one_line(err: &str) -> &str {
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    lines[0]
+}
+
+#[test]
+fn every_command_before_init_says_to_run_init() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("never-initialised");
+    let d = dir.to_str().unwrap();
+    for args in [&["device", "list"][..], &["stats"], &["device", "add", &"ab".repeat(32)], &["import", "x.truce"]] {
+        let err = fails(cli(&dir, args));
+        let line = one_line(&err);
+        assert!(line.contains(&format!("no server key in {d}: run `truce-server init` first")), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn init_makes_a_key_once_and_never_overwrites_it() {
+    let data = tempfile::tempdir().unwrap();
+    let out = ok(cli(data.path(), &["--json", "init"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let key = v["server_key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 64);
+    let err = fails(cli(data.path(), &["init"]));
+    assert!(one_line(&err).contains("already exists"), "{err}");
+    // Still the same key: the env var finds the same data dir as the flag.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_truce-server"))
+        .args(["--json", "stats"])
+        .env("TRUCE_SERVER_DIR", data.path())
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&ok_output(out)).unwrap();
+    assert_eq!(stats["reports"]["verified"], 0);
+    let on_disk = std::fs::read(data.path().join("server.key")).unwrap();
+    let sk = ed25519_dalek::SigningKey::from_bytes(&on_disk.try_into().unwrap());
+    assert_eq!(hex::encode(sk.verifying_key().to_bytes()), key);
+}
+
+fn ok_output(out: std::process::Output) -> Vec<u8> {
+    ok(out).into_bytes()
+}
+
+#[test]
+fn devices_are_enrolled_listed_and_revoked() {
+    let data = tempfile::tempdir().unwrap();
+    ok(cli(data.path(), &["init"]));
+    let (a, b) = (Device::new(), Device::new());
+    let out = ok(cli(data.path(), &["device", "add", &a.hex(), "--name", "laptop-07"]));
+    assert!(out.starts_with("enrolled laptop-07 "), "{out}");
+    ok(cli(data.path(), &["device", "add", &b.hex()]));
+    let out = ok(cli(data.path(), &["device", "revoke", &b.hex(), "--reason", "stolen"]));
+    assert!(out.contains("revoked") && out.contains("crl.pem"), "{out}");
+    let list = ok(cli(data.path(), &["--json", "device", "list"]));
+    let rows: Vec<serde_json::Value> = list.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0]["device"].as_str(), rows[0]["name"].as_str()), (Some(a.hex().as_str()), Some("laptop-07")));
+    assert!(rows[0]["revoked_at"].is_null());
+    assert_eq!(rows[1]["revoke_reason"], "stolen");
+    let text = ok(cli(data.path(), &["device", "list"]));
+    assert!(text.contains("laptop-07") && text.contains("REVOKED") && text.contains("(stolen)"), "{text}");
+
+    let err = fails(cli(data.path(), &["device", "add", "not-hex"]));
+    assert!(one_line(&err).contains("is not a device key: give the 64 hex digits"), "{err}");
+    let err = fails(cli(data.path(), &["device", "revoke", &Device::new().hex()]));
+    assert!(one_line(&err).contains("not enrolled"), "{err}");
+}
+
+#[test]
+fn run_refuses_bad_files_and_limits_in_one_line() {
+    let pki = Pki::new(&[]);
+    let data = tempfile::tempdir().unwrap();
+    ok(cli(data.path(), &["init"]));
+    let ca = pki.file("ca.pem");
+    let base = |extra: &[&str], key: &str| {
+        let mut args = vec!["run", "--listen", "127.0.0.1:0", "--ca", ca.to_str().unwrap()];
+        let (cert, key) = (pki.file("server.pem"), pki.file(key));
+        let (cert, key) = (cert.to_str().unwrap().to_string(), key.to_str().unwrap().to_string());
+        args.extend(["--cert", &cert, "--key", &key]);
+        args.extend_from_slice(extra);
+        fails(cli(data.path(), &args))
+    };
+    let err = base(&[], "missing.key");
+    assert!(one_line(&err).contains("cannot read") && err.contains("missing.key"), "{err}");
+    let err = base(&[], "ca.pem");
+    assert!(one_line(&err).contains("is not a PEM file with a private key"), "{err}");
+    let err = base(&["--max-frame", "100"], "server.key");
+    assert!(one_line(&err).contains("--max-frame 100 is too small"), "{err}");
+    let err = base(&["--idle-timeout", "0"], "server.key");
+    assert!(one_line(&err).contains("--idle-timeout must be a positive number of seconds"), "{err}");
+    let err = base(&["--crl", ca.to_str().unwrap()], "server.key");
+    assert!(one_line(&err).contains("CRL"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_shows_outcomes_devices_gaps_and_forks() {
+    let pki = Pki::new(&["laptop"]);
+    let server = TestServer::start(&pki, quick_limits()).await;
+    let mut d = Device::new();
+    ok(server.cli(&["device", "add", &d.hex(), "--name", "laptop-3"]));
+    let r1 = d.next("1");
+    let _withheld = d.next("2");
+    let r3 = d.next("3");
+    let fork = d.at(3, _withheld.id(), "another 3");
+    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    c.submit(vec![r1, r3, fork, tampered(&d.next("4"))]).await;
+    c.bye().await;
+    let out = ok(server.cli(&["--json", "stats"]));
+    let s: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(s["reports"]["verified"], 2);
+    assert_eq!(s["reports"]["rejected"], 1);
+    assert_eq!(s["rejected_by_reason"]["equivocation"], 1);
+    assert_eq!(s["rejected_by_reason"]["bad signature"], 1);
+    assert_eq!(s["devices"]["enrolled"], 1);
+    assert_eq!(s["forks"], 1);
+    let chain = &s["chains"][0];
+    assert_eq!(chain["name"], "laptop-3");
+    assert_eq!(chain["gaps"], serde_json::json!([[2, 2]]));
+    assert_eq!(chain["missing"], 1);
+    let text = ok(server.cli(&["stats"]));
+    assert!(text.contains("2 verified") && text.contains("missing (seq 2)") && text.contains("1 FORKED"), "{text}");
+    server.stop().await;
+}

@@ -1,0 +1,178 @@
+//! The report lock (DESIGN §5): every outcome over the wire, exactly as
+//! specified, with what the store keeps for each, the receipts, and
+//! enrolment and revocation through the real `device` commands.
+
+use truce_server::store::ReportStatus;
+use truce_shared::encoding;
+use truce_shared::wire::Status;
+
+use crate::common::*;
+
+fn quarantined(r: &str) -> Status {
+    Status::Quarantined(r.into())
+}
+
+fn rejected(r: &str) -> Status {
+    Status::Rejected(r.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_duplicate_quarantined_promoted_revoked() {
+    let pki = Pki::new(&["laptop"]);
+    let server = TestServer::start(&pki, quick_limits()).await;
+    let mut enrolled = Device::new();
+    let mut stranger = Device::new();
+    let mut lost = Device::new();
+    ok(server.cli(&["device", "add", &enrolled.hex(), "--name", "laptop-1"]));
+    ok(server.cli(&["device", "add", &lost.hex(), "--name", "laptop-2"]));
+    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    assert_eq!(c.server_key, server.server_key());
+
+    // Accepted, and the same report again (in the batch and later): Duplicate.
+    let (a1, a2) = (enrolled.next("a1"), enrolled.next("a2"));
+    let ack = c.submit(vec![a1.clone(), a2.clone(), a1.clone()]).await;
+    assert_eq!(ack.statuses(), vec![Status::Accepted, Status::Accepted, Status::Duplicate]);
+    assert_eq!(ack.results[0].0, a1.id());
+    assert_eq!(c.submit(vec![a1.clone()]).await.statuses(), vec![Status::Duplicate]);
+    let store = server.store();
+    assert_eq!(rows_with_id(&store, &a1.id()), 1, "a duplicate writes nothing");
+    let row = store.report(&a1.id()).unwrap().unwrap();
+    assert_eq!((row.status, row.seq, row.signed()), (ReportStatus::Verified, 1, a1.clone()));
+    assert!(row.received_at > 0 && row.incident.is_none());
+
+    // A key nobody enrolled: stored, quarantined; enrolment promotes it.
+    let (s1, s2) = (stranger.next("s1"), stranger.next("s2"));
+    let ack = c.submit(vec![s1.clone(), s2.clone()]).await;
+    assert_eq!(ack.statuses(), vec![quarantined("unknown device"), quarantined("unknown device")]);
+    assert_eq!(store.report(&s1.id()).unwrap().unwrap().status, ReportStatus::Quarantined);
+    let out = ok(server.cli(&["--json", "device", "add", &stranger.hex(), "--name", "late-enrolled"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["promoted"], 2, "{out}");
+    for id in [s1.id(), s2.id()] {
+        let r = store.report(&id).unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.reason, r.device_name.as_deref()),
+            (ReportStatus::Verified, None, Some("late-enrolled"))
+        );
+    }
+    assert_eq!(c.submit(vec![stranger.next("s3")]).await.statuses(), vec![Status::Accepted]);
+
+    // Revocation: reports received after it are quarantined; earlier ones stay verified.
+    let before = lost.next("before");
+    assert_eq!(c.submit(vec![before.clone()]).await.statuses(), vec![Status::Accepted]);
+    let out = ok(server.cli(&["device", "revoke", &lost.hex(), "--reason", "laptop lost at checkpoint 4"]));
+    assert!(out.contains("revoked"), "{out}");
+    let after = lost.next("after");
+    assert_eq!(c.submit(vec![after.clone()]).await.statuses(), vec![quarantined("revoked")]);
+    assert_eq!(store.report(&before.id()).unwrap().unwrap().status, ReportStatus::Verified);
+    let r = store.report(&after.id()).unwrap().unwrap();
+    assert_eq!((r.status, r.reason.as_deref()), (ReportStatus::Quarantined, Some("revoked")));
+    // A revoked key is not re-enrolled by mistake.
+    let err = fails(server.cli(&["device", "add", &lost.hex()]));
+    assert!(err.contains("revoked") && err.trim().lines().count() == 1, "{err}");
+    c.bye().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equivocation_is_rejected_and_both_versions_are_kept() {
+    let pki = Pki::new(&["laptop"]);
+    let server = TestServer::start(&pki, quick_limits()).await;
+    let mut d = Device::new();
+    ok(server.cli(&["device", "add", &d.hex()]));
+    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    let first = d.next("first");
+    let second = d.next("second");
+    let other_second = d.at(2, first.id(), "a different report at seq 2");
+    let ack = c.submit(vec![first.clone(), second.clone(), other_second.clone()]).await;
+    assert_eq!(ack.statuses(), vec![Status::Accepted, Status::Accepted, rejected("equivocation")]);
+    // Sent again (a lost Ack), it gets the same answer and no second row.
+    assert_eq!(c.submit(vec![other_second.clone()]).await.statuses(), vec![rejected("equivocation")]);
+
+    let store = server.store();
+    let kept = store.report(&second.id()).unwrap().unwrap();
+    let evidence = store.report(&other_second.id()).unwrap().unwrap();
+    assert_eq!(kept.status, ReportStatus::Verified);
+    assert_eq!(
+        (evidence.status, evidence.reason.as_deref(), evidence.seq),
+        (ReportStatus::Rejected, Some("equivocation"), 2)
+    );
+    assert_eq!(evidence.signed(), other_second, "the evidence is the exact signed bytes");
+    assert_eq!(rows_with_id(&store, &other_second.id()), 1);
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.forks, 1);
+    assert_eq!(stats.chains[0].forks, 1);
+    assert_eq!(stats.rejected_by_reason.get("equivocation"), Some(&1));
+    c.bye().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_and_counted() {
+    let pki = Pki::new(&["laptop"]);
+    let server = TestServer::start(&pki, quick_limits()).await;
+    let mut d = Device::new();
+    ok(server.cli(&["device", "add", &d.hex()]));
+    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+
+    let good = d.next("good");
+    let forged = tampered(&d.at(2, good.id(), "tampered"));
+    let mut altered = d.at(2, good.id(), "altered after signing");
+    let last = altered.body.len() - 1;
+    altered.body[last] ^= 1;
+    // Version 1 written as a two-byte varint: decodes, but is not the one encoding.
+    let canonical = encoding::encode(&d.envelope(2, good.id(), "aliased"));
+    let mut alias = vec![0x81, 0x00];
+    alias.extend_from_slice(&canonical[1..]);
+    let non_canonical = d.sign_raw(alias);
+    let mut env = d.envelope(2, good.id(), "latitude 91");
+    env.observation.position.lat = 91.0;
+    let out_of_range = d.sign_raw(encoding::encode(&env));
+    let mut malformed_body = encoding::encode(&d.envelope(2, good.id(), "cut short"));
+    malformed_body.truncate(40);
+    let malformed = d.sign_raw(malformed_body);
+
+    let ack = c
+        .submit(vec![
+            good.clone(),
+            forged.clone(),
+            altered.clone(),
+            non_canonical.clone(),
+            out_of_range.clone(),
+            malformed.clone(),
+            forged.clone(),
+        ])
+        .await;
+    let s = ack.statuses();
+    assert_eq!(s[0], Status::Accepted);
+    assert_eq!(s[1], rejected("bad signature"));
+    assert_eq!(s[2], rejected("bad signature"));
+    assert_eq!(s[3], rejected("non-canonical encoding"));
+    assert!(matches!(&s[4], Status::Rejected(r) if r.starts_with("invalid field: latitude 91")), "{:?}", s[4]);
+    assert_eq!(s[5], rejected("malformed"));
+    assert_eq!(s[6], rejected("bad signature"));
+    // The receipt covers only what the server holds.
+    assert_eq!(truce_shared::wire::held_ids(&ack.results), vec![good.id()]);
+
+    let store = server.store();
+    for r in [&forged, &altered, &non_canonical, &out_of_range, &malformed] {
+        assert_eq!(rows_with_id(&store, &r.id()), 0, "nothing unverified is a report");
+    }
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.reports.verified, 1);
+    assert_eq!((stats.rejections.distinct, stats.rejections.arrivals), (5, 6));
+    assert_eq!(stats.rejected_by_reason.get("bad signature"), Some(&3));
+    assert_eq!(stats.rejected_by_reason.get("non-canonical encoding"), Some(&1));
+    assert_eq!(stats.rejected_by_reason.get("malformed"), Some(&1));
+    // The refused bytes are kept for whoever investigates.
+    let mut kept = Vec::new();
+    store
+        .for_each_rejection(|r| {
+            kept.push(r);
+            Ok::<_, truce_server::StoreError>(())
+        })
+        .unwrap();
+    assert!(kept.iter().any(|r| r.body == forged.body && r.times == 2 && r.device == Some(d.public())));
+    c.bye().await;
+    server.stop().await;
+}
