@@ -62,3 +62,4 @@ pub mod writer;
 pub use server::{run, spawn, Handle, ServeError};
 pub use settings::{Limits, Settings};
 pub use store::{ReportQuery, ReportRow, ReportStatus, Store, StoreError};
+pub use verify::Checked;

@@ -3,10 +3,11 @@
 //!
 //! Every connection to the file sets WAL and `synchronous=FULL`, so a
 //! committed transaction survives power loss. [`Store::apply`] runs the
-//! outcome rules for many batches in ONE transaction: the writer thread
-//! ([`crate::writer`]) calls it for every batch queued from every
-//! connection (group commit), and `import` goes through the same writer, so
-//! a report gets the same answer however it arrived.
+//! outcome rules for a batch inside the caller's transaction: the writer
+//! thread ([`crate::writer`]) calls it for every batch queued from every
+//! connection and commits them together (group commit), and `import` goes
+//! through the same writer, so a report gets the same answer however it
+//! arrived.
 //!
 //! The store never verifies signatures: it takes [`Checked`] reports, whose
 //! verification ran elsewhere (off the async threads, in parallel). It
@@ -372,23 +373,22 @@ impl Store {
         &self.conn
     }
 
-    /// Applies DESIGN §5's outcome rules to each batch, in order, in ONE
-    /// transaction (BEGIN IMMEDIATE … COMMIT), and returns each batch's
-    /// per-report statuses. When this returns `Ok`, everything is durable.
+    /// Starts a write transaction (BEGIN IMMEDIATE: the write lock is taken
+    /// now, so the checks [`Store::apply`] makes cannot be overtaken by
+    /// another writer before the inserts).
+    pub fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    /// Applies DESIGN §5's outcome rules to one batch inside `tx` and
+    /// returns each report's status, in order. The writer calls it for every
+    /// batch queued from every connection, then commits once (group
+    /// commit); nothing is durable, or may be acknowledged, before that
+    /// commit returns.
     ///
     /// `now` is the `received_at` of every report stored.
-    pub fn apply(&mut self, batches: &[&[Checked]], now: i64) -> Result<Vec<Vec<(Bytes32, Status)>>, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut out = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let mut results = Vec::with_capacity(batch.len());
-            for item in batch.iter() {
-                results.push((item.id(), apply_one(&tx, item, now)?));
-            }
-            out.push(results);
-        }
-        tx.commit()?;
-        Ok(out)
+    pub fn apply(tx: &Transaction<'_>, batch: &[Checked], now: i64) -> Result<Vec<(Bytes32, Status)>, StoreError> {
+        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now)?))).collect()
     }
 
     /// Enrols a device (or renames it) and promotes its reports quarantined
@@ -706,7 +706,10 @@ mod tests {
 
     fn apply(store: &mut Store, reports: &[SignedReport]) -> Vec<Status> {
         let checked: Vec<Checked> = reports.iter().cloned().map(Checked::check).collect();
-        store.apply(&[&checked], 1_000).unwrap().remove(0).into_iter().map(|(_, s)| s).collect()
+        let tx = store.begin().unwrap();
+        let out = Store::apply(&tx, &checked, 1_000).unwrap();
+        tx.commit().unwrap();
+        out.into_iter().map(|(_, s)| s).collect()
     }
 
     #[test]

@@ -118,7 +118,7 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
         }
         let now = truce_shared::time::now_ms();
         let batches: Vec<&[Checked]> = jobs.iter().map(|j| j.batch.as_slice()).collect();
-        match store.apply(&batches, now) {
+        match commit(&mut store, &batches, now) {
             Ok(results) => {
                 tracing::debug!(batches = jobs.len(), reports, "committed");
                 for (job, outcomes) in jobs.into_iter().zip(results) {
@@ -132,7 +132,7 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
                 // its own transaction.
                 tracing::warn!(error = %e, batches = jobs.len(), "group commit failed; retrying batch by batch");
                 for job in jobs {
-                    let r = store.apply(&[job.batch.as_slice()], now).map(|mut v| v.remove(0));
+                    let r = commit(&mut store, &[job.batch.as_slice()], now).map(|mut v| v.remove(0));
                     let _ = job.reply.send(r.map_err(|e| failed(&e)));
                 }
             }
@@ -141,6 +141,15 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
             }
         }
     }
+}
+
+/// Applies each batch in ONE transaction and commits it; the results are
+/// durable when this returns `Ok`.
+fn commit(store: &mut Store, batches: &[&[Checked]], now: i64) -> Result<Vec<Outcomes>, StoreError> {
+    let tx = store.begin()?;
+    let results = batches.iter().map(|b| Store::apply(&tx, b, now)).collect::<Result<Vec<_>, _>>()?;
+    tx.commit()?;
+    Ok(results)
 }
 
 fn failed(e: &StoreError) -> WriteError {
