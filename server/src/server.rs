@@ -99,6 +99,9 @@ pub async fn run(
             reap(done);
         }
     }
+    while let Some(done) = tasks.try_join_next() {
+        reap(done);
+    }
     tracing::info!(connections = tasks.len(), "shutting down: no new connections; finishing batches in progress");
     drop(listener);
     let _ = stop.send(true);
