@@ -2,7 +2,7 @@
 //! server's SQLite file looks like.
 //!
 //! `PRAGMA user_version` holds the number of migrations applied. A new
-//! version appends a migration to [`MIGRATIONS`]; nothing already released is
+//! version appends a migration to `MIGRATIONS`; nothing already released is
 //! ever edited, so every database walks the same path to the current shape.
 //! A database newer than this build is refused rather than guessed at.
 //!

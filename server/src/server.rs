@@ -194,7 +194,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, 
 }
 
 /// A server running in the background of the current tokio runtime: for
-/// tests and benchmarks.
+/// tests and benchmarks. Dropping the handle shuts the server down too,
+/// without waiting for it.
 #[derive(Debug)]
 pub struct Handle {
     addr: SocketAddr,

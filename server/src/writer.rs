@@ -95,7 +95,8 @@ impl Writer {
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
-    /// [`Writer::commit`] for threads outside the async runtime.
+    /// [`Writer::commit`] for threads outside the async runtime (it panics
+    /// on a runtime thread, as every blocking tokio call does).
     pub fn commit_blocking(&self, batch: Vec<Checked>) -> Result<Outcomes, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.queue.blocking_send(Job { batch, reply }).map_err(|_| WriteError::Stopped)?;

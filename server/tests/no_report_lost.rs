@@ -4,35 +4,41 @@
 //! batch in progress finish and be acknowledged, then exits 0.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use truce_server::paths::DataDir;
 use truce_shared::wire::{held_ids, Status};
 use truce_shared::{Bytes32, SignedReport};
 
 use crate::common::*;
 
-fn stored_ids(data: &std::path::Path) -> BTreeSet<Bytes32> {
-    let store = DataDir::new(data).open_store().expect("reopen the store");
-    let mut q = store.conn().prepare("SELECT id FROM reports").unwrap();
-    let ids = q.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
-    ids.map(|id| id.unwrap().try_into().unwrap()).collect()
-}
+/// Server crashes in the SIGKILL test.
+const CRASHES: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
     let pki = Pki::new(&["laptop"]);
     let data = tempfile::tempdir().unwrap();
     ok(cli(data.path(), &["init"]));
-    let mut d = Device::new();
+    let mut d = Device::fixed(1);
     ok(cli(data.path(), &["device", "add", &d.hex()]));
     let mut acked: Vec<Bytes32> = Vec::new();
-    for round in 0..8 {
-        let mut server = ServerProcess::start(data.path(), &pki, &[]);
+    let mut sent: Vec<SignedReport> = Vec::new();
+    let mut port = None;
+    for round in 0..CRASHES {
+        // The first run picks a port; every restart comes back on it, as
+        // a real server would for agents that already know its address.
+        let mut server = match port {
+            None => ServerProcess::start(data.path(), &pki, &[]),
+            Some(addr) => ServerProcess::start_on(data.path(), &pki, &addr, &[]),
+        };
+        port.get_or_insert_with(|| server.addr.to_string());
         let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
         // Several batches in flight, so the kill lands while the server is
-        // busy committing the next one.
+        // busy verifying and committing the next ones.
         for _ in 0..4 {
-            c.send(d.batch(32, "before the crash")).await;
+            let batch = d.batch(32, "before the crash");
+            sent.extend(batch.iter().cloned());
+            c.send(batch).await;
         }
         let ack = c.ack().await.expect("an Ack before the kill");
         server.kill();
@@ -41,11 +47,31 @@ async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
         while let Some(more) = c.ack().await {
             acked.extend(held_ids(&more.results));
         }
+        // Reopen the file with plain SQLite, as after a real crash.
+        let db = open_db(data.path());
+        let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(integrity, "ok", "round {round}");
+        drop(db);
         let stored = stored_ids(data.path());
         let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).map(hex::encode).collect();
         assert!(lost.is_empty(), "round {round}: acked but not in the database after SIGKILL: {lost:?}");
     }
-    assert!(acked.len() >= 8 * 32);
+    assert!(acked.len() >= CRASHES * 32);
+
+    // After the crashes, the agent resends everything (it cannot know what
+    // the lost Acks said): the acked reports are Duplicates, the rest are
+    // Accepted now, and every report is stored exactly once.
+    let server = ServerProcess::start_on(data.path(), &pki, port.as_deref().unwrap(), &[]);
+    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    let acked: BTreeSet<Bytes32> = acked.into_iter().collect();
+    for chunk in sent.chunks(64) {
+        for (id, s) in c.submit(chunk.to_vec()).await.results {
+            assert!(s == Status::Duplicate || (s == Status::Accepted && !acked.contains(&id)), "{s:?}");
+        }
+    }
+    c.bye().await;
+    let n: i64 = open_db(data.path()).query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0)).unwrap();
+    assert_eq!((n as usize, stored_ids(data.path()).len()), (sent.len(), sent.len()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

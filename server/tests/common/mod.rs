@@ -232,10 +232,16 @@ impl ServerProcess {
     /// Starts `truce-server --data-dir data run --listen 127.0.0.1:0 …` with
     /// `pki`'s files and `extra` flags; returns once it listens.
     pub fn start(data: &Path, pki: &Pki, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_on(data, pki, "127.0.0.1:0", extra)
+    }
+
+    /// [`ServerProcess::start`] on a given address (a restart on the port
+    /// the agents already know).
+    pub fn start_on(data: &Path, pki: &Pki, listen: &str, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_truce-server"))
             .arg("--data-dir")
             .arg(data)
-            .args(["run", "--listen", "127.0.0.1:0", "--ca"])
+            .args(["run", "--listen", listen, "--ca"])
             .arg(pki.file("ca.pem"))
             .arg("--cert")
             .arg(pki.file("server.pem"))
@@ -266,6 +272,9 @@ impl ServerProcess {
             Ok(a) => a.parse().expect("listening address"),
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
+                // The reader thread may still be copying the last lines.
+                std::thread::sleep(Duration::from_millis(100));
                 panic!("truce-server did not start listening:\n{}", log.lock().expect("log").join("\n"));
             }
         };
@@ -275,6 +284,11 @@ impl ServerProcess {
     /// What it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log").join("\n")
+    }
+
+    /// The process id (for `kill`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// SIGKILL, the crash: returns once the process is gone.
@@ -482,6 +496,12 @@ impl Device {
         Device { key: signing::generate_key(), seq: 0, head: [0; 32] }
     }
 
+    /// A device with a fixed key (seed bytes all `seed`), so a failing
+    /// test names the same keys and ids on every run.
+    pub fn fixed(seed: u8) -> Device {
+        Device { key: SigningKey::from_bytes(&[seed; 32]), seq: 0, head: [0; 32] }
+    }
+
     /// The public key.
     pub fn public(&self) -> Bytes32 {
         self.key.verifying_key().to_bytes()
@@ -524,10 +544,12 @@ impl Device {
         truce_shared::sign(&self.key, &self.envelope(seq, prev, description)).expect("sign")
     }
 
-    /// Signs arbitrary bytes as a report body, skipping every check `sign`
-    /// makes: for forged, non-canonical and out-of-range reports.
+    /// Signs arbitrary bytes as a report body by hand, skipping every check
+    /// `sign` makes: for forged, non-canonical and out-of-range reports.
+    /// The domain prefix is spelled out as DESIGN §2.2 gives it, so these
+    /// tests also pin it.
     pub fn sign_raw(&self, body: Vec<u8>) -> SignedReport {
-        let mut msg = signing::REPORT_SIG_DOMAIN.to_vec();
+        let mut msg = b"truce/report/v1\0".to_vec();
         msg.extend_from_slice(&body);
         SignedReport { body, signature: Signature64(self.key.sign(&msg).to_bytes()) }
     }
@@ -538,6 +560,25 @@ pub fn tampered(r: &SignedReport) -> SignedReport {
     let mut t = r.clone();
     t.signature.0[7] ^= 0x10;
     t
+}
+
+/// The SQLite file of a data dir, opened with plain rusqlite (not through
+/// the server's `Store`), the way an investigator would after a crash.
+pub fn open_db(data: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(DataDir::new(data).db_file()).expect("open the database")
+}
+
+/// Every report id in the database of `data`.
+pub fn stored_ids(data: &Path) -> std::collections::BTreeSet<Bytes32> {
+    let db = open_db(data);
+    let mut q = db.prepare("SELECT id FROM reports").expect("query");
+    let ids = q.query_map([], |r| r.get::<_, Vec<u8>>(0)).expect("ids");
+    ids.map(|id| id.expect("row").try_into().expect("32-byte id")).collect()
+}
+
+/// `truce-server --json stats` for a data dir.
+pub fn stats_json(data: &Path) -> serde_json::Value {
+    serde_json::from_str(ok(cli(data, &["--json", "stats"])).trim()).expect("stats JSON")
 }
 
 /// Rows in the store with this id (must be 0 or 1).
