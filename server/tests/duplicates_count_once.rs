@@ -18,11 +18,10 @@ async fn thirty_two_connections_with_overlapping_batches_store_each_report_once(
     const BATCH: usize = 20;
     let pki = Pki::new(&["laptop"]);
     let server = TestServer::start(&pki, quick_limits()).await;
-    let store = server.store();
     let now = truce_shared::time::now_ms();
     let mut all: Vec<SignedReport> = Vec::new();
-    for _ in 0..8 {
-        let mut d = Device::new();
+    for seed in 0..8 {
+        let mut d = Device::fixed(20 + seed);
         store_add(&server, &d);
         all.extend(d.batch(40, "overlap"));
     }
@@ -72,11 +71,18 @@ async fn thirty_two_connections_with_overlapping_batches_store_each_report_once(
     assert_eq!(accepted.len(), all.len(), "every distinct report accepted");
     // … and accepted exactly once, however many connections sent it.
     assert!(accepted.values().all(|&n| n == 1), "{accepted:?}");
-    let rows: i64 = store.conn().query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0)).unwrap();
-    let distinct: i64 = store.conn().query_row("SELECT COUNT(DISTINCT id) FROM reports", [], |r| r.get(0)).unwrap();
+    // The database itself, read with plain SQLite: one row per report.
+    let db = open_db(server.data_dir());
+    let rows: i64 = db.query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0)).unwrap();
+    let distinct: i64 = db.query_row("SELECT COUNT(DISTINCT id) FROM reports", [], |r| r.get(0)).unwrap();
     assert_eq!((rows, distinct), (all.len() as i64, all.len() as i64));
-    let latest: i64 = store.conn().query_row("SELECT MIN(received_at) FROM reports", [], |r| r.get(0)).unwrap();
-    assert!(latest >= now);
+    let stored = stored_ids(server.data_dir());
+    assert!(all.iter().all(|r| stored.contains(&r.id())), "every distinct report is stored");
+    let earliest: i64 = db.query_row("SELECT MIN(received_at) FROM reports", [], |r| r.get(0)).unwrap();
+    assert!(earliest >= now);
+    let verified: i64 =
+        db.query_row("SELECT COUNT(*) FROM reports WHERE status = 'verified'", [], |r| r.get(0)).unwrap();
+    assert_eq!(verified, all.len() as i64);
     server.stop().await;
 }
 

@@ -32,11 +32,14 @@ async fn only_the_missions_current_certificates_over_tls13_and_truce1_get_a_sess
     for (what, config) in cases {
         let r = first_answer(server.addr, config).await;
         assert!(r.is_err(), "{what}: the server must refuse, got {r:?}");
+        // Right after, on the same server, the good client gets in.
+        let good = first_answer(server.addr, pki.client_tls("good")).await;
+        assert!(matches!(good, Ok(Message::Welcome { .. })), "after {what}: {good:?}");
     }
 
     // And the good client still works after all that.
     let mut c = Client::open(server.addr, pki.client_tls("good")).await;
-    let mut d = Device::new();
+    let mut d = Device::fixed(1);
     let ack = c.submit(vec![d.next("after the refusals")]).await;
     assert_eq!(ack.results.len(), 1);
     c.bye().await;
@@ -89,4 +92,30 @@ async fn the_refusals_are_handshake_failures_where_tls_allows() {
     let r = tokio::time::timeout(PATIENCE, wire::read_message(&mut bare, 1024)).await.expect("closed promptly");
     assert!(matches!(r, Ok(None) | Err(_)), "no ALPN: the server closes without answering: {r:?}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_revoked_with_truce_certs_is_refused_once_the_server_restarts_with_the_new_crl() {
+    // The operator's procedure (server/README.md): `truce-certs revoke NAME`,
+    // then restart `truce-server run --crl crl.pem`, which reads CRLs at start.
+    let pki = Pki::new(&["laptop-07", "laptop-08"]);
+    let data = tempfile::tempdir().unwrap();
+    ok(cli(data.path(), &["init"]));
+    let mut server = ServerProcess::start(data.path(), &pki, &[]);
+    for laptop in ["laptop-07", "laptop-08"] {
+        let r = first_answer(server.addr, pki.client_tls(laptop)).await;
+        assert!(matches!(r, Ok(Message::Welcome { .. })), "{laptop} before the revocation: {r:?}");
+    }
+    pki.revoke("laptop-07");
+    assert!(server.terminate().success());
+    let addr = server.addr.to_string();
+    let server = ServerProcess::start_on(data.path(), &pki, &addr, &[]);
+    let r = first_answer(server.addr, pki.client_tls("laptop-07")).await;
+    assert!(r.is_err(), "a revoked laptop must be refused after the restart: {r:?}");
+    let r = first_answer(server.addr, pki.client_tls("laptop-08")).await;
+    assert!(matches!(r, Ok(Message::Welcome { .. })), "the other laptop still gets in: {r:?}");
+    eventually("the refusal is logged with its reason", || {
+        server.log().lines().any(|l| l.contains("handshake refused") && l.contains("Revoked"))
+    })
+    .await;
 }

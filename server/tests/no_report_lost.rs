@@ -23,13 +23,13 @@ async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
     ok(cli(data.path(), &["device", "add", &d.hex()]));
     let mut acked: Vec<Bytes32> = Vec::new();
     let mut sent: Vec<SignedReport> = Vec::new();
-    let mut port = None;
+    let mut port: Option<String> = None;
     for round in 0..CRASHES {
         // The first run picks a port; every restart comes back on it, as
         // a real server would for agents that already know its address.
-        let mut server = match port {
+        let mut server = match &port {
             None => ServerProcess::start(data.path(), &pki, &[]),
-            Some(addr) => ServerProcess::start_on(data.path(), &pki, &addr, &[]),
+            Some(addr) => ServerProcess::start_on(data.path(), &pki, addr, &[]),
         };
         port.get_or_insert_with(|| server.addr.to_string());
         let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
@@ -75,42 +75,67 @@ async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_acks_the_batches_it_stored_and_exits_0() {
+async fn sigterm_acks_the_batches_in_flight_and_exits_0() {
     let pki = Pki::new(&["laptop"]);
     let data = tempfile::tempdir().unwrap();
     ok(cli(data.path(), &["init"]));
-    let mut d = Device::new();
+    let mut d = Device::fixed(2);
+    let mut e = Device::fixed(3);
     ok(cli(data.path(), &["device", "add", &d.hex()]));
-    let batches: Vec<Vec<SignedReport>> = (0..20).map(|_| d.batch(64, "during shutdown")).collect();
+    ok(cli(data.path(), &["device", "add", &e.hex()]));
+    let batches: Vec<Vec<SignedReport>> = (0..10).map(|_| d.batch(64, "during shutdown")).collect();
+    let other = e.batch(64, "the other connection");
 
     let mut server = ServerProcess::start(data.path(), &pki, &[]);
     let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    let mut c2 = Client::open(server.addr, pki.client_tls("laptop")).await;
+    // Bystanders that must not hold up the exit: a session that never
+    // submits, and a TCP connection that never starts TLS (the default
+    // idle and handshake timeouts are a minute and ten seconds).
+    let idle = Client::open(server.addr, pki.client_tls("laptop")).await;
+    let _tcp_only = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+
+    // Hold SQLite's write lock, so the batches are certainly in flight
+    // (verified, waiting at the writer) when SIGTERM arrives.
+    let lock = open_db(data.path());
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     for b in &batches {
         c.send(b.clone()).await;
     }
-    let mut acked = BTreeSet::new();
-    let first = c.ack().await.expect("first Ack");
-    acked.extend(held_ids(&first.results));
-    // SIGTERM while the next batches are being verified and committed.
+    c2.send(other.clone()).await;
+    let no_ack = tokio::time::timeout(Duration::from_millis(300), c.ack()).await;
+    assert!(no_ack.is_err(), "nothing may be acked while the database is locked");
     server.sigterm();
-    let mut acks = 1;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server.is_running(), "the server must wait for its batches in flight:\n{}", server.log());
+    lock.execute_batch("ROLLBACK").unwrap();
+    let released = Instant::now();
+
+    let mut acked = BTreeSet::new();
+    let mut acks = 0;
     while let Some(ack) = c.ack().await {
         assert!(ack.statuses().iter().all(|s| *s == Status::Accepted));
         acked.extend(held_ids(&ack.results));
         acks += 1;
     }
-    let status = tokio::task::spawn_blocking(move || {
+    assert!(acks >= 1, "the batch in flight when SIGTERM came must be acked");
+    let ack2 = c2.ack().await.expect("the other connection's batch in flight is acked too");
+    acked.extend(held_ids(&ack2.results));
+    assert_eq!(held_ids(&ack2.results).len(), other.len());
+    let (status, log) = tokio::task::spawn_blocking(move || {
         let s = server.wait();
         (s, server.log())
     })
     .await
     .unwrap();
-    assert!(status.0.success(), "exit status {:?}; log:\n{}", status.0, status.1);
-    assert!(status.1.contains("shutdown requested"), "{}", status.1);
+    assert!(status.success(), "exit status {status:?}; log:\n{log}");
+    assert!(log.contains("shutdown requested"), "{log}");
+    let took = released.elapsed();
+    assert!(took < Duration::from_secs(5), "exit took {took:?} after the commit could proceed:\n{log}");
+    drop(idle);
     // Every batch the server stored was acknowledged before it exited:
-    // what is in the database is exactly what the agent was told.
-    assert_eq!(stored_ids(data.path()), acked, "stored == acked ({acks} Acks)");
-    eprintln!("SIGTERM: {acks} of 20 batches acked");
+    // what is in the database is exactly what the agents were told.
+    assert_eq!(stored_ids(data.path()), acked, "stored == acked ({acks} Acks on the busy connection)");
 
     // The rest is delivered on the next run; the acked ones are Duplicates.
     let server = ServerProcess::start(data.path(), &pki, &[]);
@@ -121,5 +146,29 @@ async fn sigterm_acks_the_batches_it_stored_and_exits_0() {
             assert_eq!(s, expect);
         }
     }
-    assert_eq!(stored_ids(data.path()).len(), 20 * 64);
+    assert_eq!(stored_ids(data.path()).len(), 11 * 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_stream_of_pipelined_batches_leaves_stored_equal_to_acked() {
+    // No lock this time: SIGTERM lands wherever it lands in a stream of
+    // pipelined batches, and whatever the server stored it acknowledged.
+    let pki = Pki::new(&["laptop"]);
+    let data = tempfile::tempdir().unwrap();
+    ok(cli(data.path(), &["init"]));
+    let mut d = Device::fixed(4);
+    ok(cli(data.path(), &["device", "add", &d.hex()]));
+    let mut server = ServerProcess::start(data.path(), &pki, &[]);
+    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    for _ in 0..20 {
+        c.send(d.batch(64, "streaming")).await;
+    }
+    let mut acked: BTreeSet<Bytes32> = held_ids(&c.ack().await.expect("first Ack").results).into_iter().collect();
+    server.sigterm();
+    while let Some(ack) = c.ack().await {
+        acked.extend(held_ids(&ack.results));
+    }
+    let status = tokio::task::spawn_blocking(move || server.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(stored_ids(data.path()), acked);
 }

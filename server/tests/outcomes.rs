@@ -16,13 +16,28 @@ fn rejected(r: &str) -> Status {
     Status::Rejected(r.into())
 }
 
+/// What the database holds, coarsely: report rows, the highest row number
+/// ever used, the sum of their arrival times, refused arrivals and forks.
+/// Equal before and after means nothing was written.
+fn footprint(store: &truce_server::Store) -> (i64, i64, i64, i64, i64) {
+    let c = store.conn();
+    let (rows, max_n, received): (i64, i64, i64) = c
+        .query_row("SELECT COUNT(*), IFNULL(MAX(n), 0), IFNULL(SUM(received_at), 0) FROM reports", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let refused: i64 = c.query_row("SELECT IFNULL(SUM(times), 0) FROM rejections", [], |r| r.get(0)).unwrap();
+    let forks: i64 = c.query_row("SELECT COUNT(*) FROM forks", [], |r| r.get(0)).unwrap();
+    (rows, max_n, received, refused, forks)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_duplicate_quarantined_promoted_revoked() {
     let pki = Pki::new(&["laptop"]);
     let server = TestServer::start(&pki, quick_limits()).await;
-    let mut enrolled = Device::new();
-    let mut stranger = Device::new();
-    let mut lost = Device::new();
+    let mut enrolled = Device::fixed(1);
+    let mut stranger = Device::fixed(2);
+    let mut lost = Device::fixed(3);
     ok(server.cli(&["device", "add", &enrolled.hex(), "--name", "laptop-1"]));
     ok(server.cli(&["device", "add", &lost.hex(), "--name", "laptop-2"]));
     let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
@@ -33,9 +48,16 @@ async fn accepted_duplicate_quarantined_promoted_revoked() {
     let ack = c.submit(vec![a1.clone(), a2.clone(), a1.clone()]).await;
     assert_eq!(ack.statuses(), vec![Status::Accepted, Status::Accepted, Status::Duplicate]);
     assert_eq!(ack.results[0].0, a1.id());
-    assert_eq!(c.submit(vec![a1.clone()]).await.statuses(), vec![Status::Duplicate]);
     let store = server.store();
-    assert_eq!(rows_with_id(&store, &a1.id()), 1, "a duplicate writes nothing");
+    let before = footprint(&store);
+    let row_before = store.report(&a1.id()).unwrap().unwrap();
+    let ack = c.submit(vec![a1.clone(), a2.clone()]).await;
+    assert_eq!(ack.statuses(), vec![Status::Duplicate, Status::Duplicate]);
+    // Still covered by the receipt: the server holds them.
+    assert_eq!(truce_shared::wire::held_ids(&ack.results), vec![a1.id(), a2.id()]);
+    assert_eq!(footprint(&store), before, "a duplicate writes nothing");
+    assert_eq!(store.report(&a1.id()).unwrap().unwrap(), row_before, "the first arrival's row is untouched");
+    assert_eq!(rows_with_id(&store, &a1.id()), 1);
     let row = store.report(&a1.id()).unwrap().unwrap();
     assert_eq!((row.status, row.seq, row.signed()), (ReportStatus::Verified, 1, a1.clone()));
     assert!(row.received_at > 0 && row.incident.is_none());
@@ -78,7 +100,7 @@ async fn accepted_duplicate_quarantined_promoted_revoked() {
 async fn equivocation_is_rejected_and_both_versions_are_kept() {
     let pki = Pki::new(&["laptop"]);
     let server = TestServer::start(&pki, quick_limits()).await;
-    let mut d = Device::new();
+    let mut d = Device::fixed(4);
     ok(server.cli(&["device", "add", &d.hex()]));
     let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
     let first = d.next("first");
@@ -111,7 +133,7 @@ async fn equivocation_is_rejected_and_both_versions_are_kept() {
 async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_and_counted() {
     let pki = Pki::new(&["laptop"]);
     let server = TestServer::start(&pki, quick_limits()).await;
-    let mut d = Device::new();
+    let mut d = Device::fixed(4);
     ok(server.cli(&["device", "add", &d.hex()]));
     let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
 
@@ -125,8 +147,10 @@ async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_an
     let mut alias = vec![0x81, 0x00];
     alias.extend_from_slice(&canonical[1..]);
     let non_canonical = d.sign_raw(alias);
+    // `sign` refuses latitude 91, so the body is signed by hand.
     let mut env = d.envelope(2, good.id(), "latitude 91");
     env.observation.position.lat = 91.0;
+    assert!(truce_shared::sign(&d.key, &env).is_err());
     let out_of_range = d.sign_raw(encoding::encode(&env));
     let mut malformed_body = encoding::encode(&d.envelope(2, good.id(), "cut short"));
     malformed_body.truncate(40);
@@ -164,6 +188,21 @@ async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_an
     assert_eq!(stats.rejected_by_reason.get("bad signature"), Some(&3));
     assert_eq!(stats.rejected_by_reason.get("non-canonical encoding"), Some(&1));
     assert_eq!(stats.rejected_by_reason.get("malformed"), Some(&1));
+    // `truce-server stats`, as an operator runs it, counts every refusal.
+    let cli_stats = stats_json(server.data_dir());
+    assert_eq!(cli_stats["rejections"]["arrivals"], 6, "{cli_stats}");
+    assert_eq!(cli_stats["rejected_by_reason"]["bad signature"], 3, "{cli_stats}");
+    assert_eq!(cli_stats["rejected_by_reason"]["non-canonical encoding"], 1, "{cli_stats}");
+    assert_eq!(cli_stats["rejected_by_reason"]["malformed"], 1, "{cli_stats}");
+    let by_reason = cli_stats["rejected_by_reason"].as_object().unwrap();
+    let out_of_range_count: u64 = by_reason
+        .iter()
+        .filter(|(k, _)| k.starts_with("invalid field: latitude 91"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(out_of_range_count, 1, "{cli_stats}");
+    let text = ok(server.cli(&["stats"]));
+    assert!(text.contains("refused: 6 report(s) failed verification (5 distinct)"), "{text}");
     // The refused bytes are kept for whoever investigates.
     let mut kept = Vec::new();
     store

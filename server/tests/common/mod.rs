@@ -291,6 +291,11 @@ impl ServerProcess {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL, the crash: returns once the process is gone.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
