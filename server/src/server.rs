@@ -66,14 +66,16 @@ pub async fn run(
     let (writer, writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
     let ctx = Arc::new(Context {
         writer,
-        verifier: Verifier::new(settings.verify_threads),
+        // tokio's semaphores hold at most MAX_PERMITS (2^61) and panic
+        // above it; more threads or connections than that is "no cap".
+        verifier: Verifier::new(settings.verify_threads.min(Semaphore::MAX_PERMITS)),
         server_key: settings.server_key,
         limits: settings.limits.clone(),
     });
     let me = Listener {
         acceptor: TlsAcceptor::from(settings.tls),
         ctx,
-        permits: Arc::new(Semaphore::new(settings.limits.max_connections)),
+        permits: Arc::new(Semaphore::new(settings.limits.max_connections.min(Semaphore::MAX_PERMITS))),
     };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");

@@ -441,3 +441,21 @@ async fn the_run_flags_set_every_limit() {
     let t = start.elapsed();
     assert!(t >= Duration::from_secs(2) && t < Duration::from_secs(4), "--handshake-timeout 2: dropped after {t:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_values_the_limit_flags_take_start_a_working_server() {
+    // usize::MAX connections and verification threads mean "no cap": the
+    // server must start and serve, not panic.
+    let pki = Pki::new(&["good"]);
+    let data = tempfile::tempdir().unwrap();
+    ok(cli(data.path(), &["init"]));
+    let max = usize::MAX.to_string();
+    let server = ServerProcess::start(
+        data.path(),
+        &pki,
+        &["--max-connections", &max, "--verify-threads", &max, "--max-frame", &u32::MAX.to_string()],
+    );
+    let mut c = Client::open(server.addr, pki.client_tls("good")).await;
+    assert_eq!(c.max_frame, u32::MAX);
+    assert_eq!(c.submit(Device::fixed(13).batch(3, "no cap")).await.results.len(), 3);
+}
