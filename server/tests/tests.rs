@@ -6,15 +6,15 @@
 // PKI from truce-certs, servers, TLS clients, signing devices; all clean up in Drop.
 mod common;
 
-// The first lock: no cert, another CA, expired, revoked, TLS 1.2, wrong or no ALPN all fail; a good client works.
+// The first lock: no cert, another CA, expired, revoked, TLS 1.2, wrong or no ALPN all fail beside a good client; a CRL takes effect on restart.
 mod handshake_refusals;
 // The second lock: every outcome of DESIGN §5 over the wire, with receipts, enrolment and revocation.
 mod outcomes;
 // 32 connections submitting overlapping batches: every distinct report stored and accepted exactly once.
 mod duplicates_count_once;
-// Ack only after commit (SIGKILL right after an Ack loses nothing); SIGTERM finishes in-flight batches, exits 0.
+// Ack only after commit (20 SIGKILLs right after an Ack lose nothing); SIGTERM acks the batches in flight, exits 0.
 mod no_report_lost;
-// Oversized, garbage, slow and rude clients are cut off at the limit while a good client is served.
+// Oversized, garbage, slow and rude clients are cut off while a good client is served; every limit at its edge.
 mod bad_clients;
 // `import` of bundles gives the same outcomes as the wire; broken bundles are reported by index.
 mod import;
