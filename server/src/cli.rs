@@ -19,7 +19,7 @@ use truce_shared::{limits, Bytes32};
 
 use crate::paths::DataDir;
 use crate::settings::{Limits, Settings};
-use crate::store::Device;
+use crate::store::{Device, ReportQuery};
 
 /// The Truce collection server: accepts the mission's laptops over mutual
 /// TLS, verifies every signed report, stores each exactly once, durably.
@@ -55,10 +55,53 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Export stored reports as JSON Lines (verified only by default).
+    /// Export reports for investigators: CSV, JSON Lines, GeoJSON or a bundle.
+    ///
+    /// Verified reports only, latest version of each, unless --status or
+    /// --history say otherwise. Examples:
+    ///   truce-server export --format csv --out reports.csv
+    ///   truce-server export --format geojson --since 2026-11-20T00:00:00Z --category shelling --out shelling.geojson
+    ///   truce-server export --format bundle --out evidence.truceb --devices-out evidence.devices.jsonl
     Export(ExportArgs),
-    /// Counts by outcome, devices, and gaps and forks in each device's chain.
+    /// Re-verify a bundle offline, with no database: each report's outcome, then the totals.
+    ///
+    /// Exits 1 if any report fails. Example:
+    ///   truce-server verify evidence.truceb --devices evidence.devices.jsonl
+    Verify {
+        /// The bundle (TRUCEB01) to check.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// The enrolled devices (from `export --devices-out` or `device list --json`): a report of
+        /// any other key fails as "unknown device".
+        #[arg(long, value_name = "FILE")]
+        devices: Option<PathBuf>,
+        /// Print only failures and the totals.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List incidents (reports of one event), or change how reports are grouped.
+    ///
+    /// Reports of one category from any devices within the time window and the distance of each
+    /// other form one incident; its corroboration is the number of distinct devices. Changing
+    /// the window regroups every report. Example:
+    ///   truce-server incidents --window-minutes 15 --radius-m 3000
+    Incidents(IncidentsArgs),
+    /// Counts by outcome, devices, gaps and forks in each device's chain, incidents.
     Stats,
+}
+
+/// `incidents` flags.
+#[derive(clap::Args, Debug)]
+pub struct IncidentsArgs {
+    /// Only incidents reported by at least this many devices.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_corroboration: u64,
+    /// Set the time window: reports at most this many minutes apart (default 10).
+    #[arg(long, value_name = "MINUTES")]
+    pub window_minutes: Option<u32>,
+    /// Set the distance window: event positions at most this many metres apart (default 2000).
+    #[arg(long, value_name = "METRES")]
+    pub radius_m: Option<u32>,
 }
 
 /// `run` flags.
@@ -125,18 +168,39 @@ pub enum DeviceCmd {
 /// `export` flags.
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// Output format (this version: jsonl).
-    #[arg(long, default_value = "jsonl")]
-    pub format: String,
-    /// Write here instead of stdout.
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: crate::export::Format,
+    /// Write here instead of stdout (written whole, then renamed into place).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Which reports.
+    /// Which reports, by status.
     #[arg(long, value_enum, default_value = "verified")]
     pub status: crate::export::StatusFilter,
-    /// Every version of amended reports (this version always shows every version).
+    /// Only reports observed at or after this time (RFC 3339, "now", "-24h").
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only reports observed at or before this time (RFC 3339, "now", "-1h").
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this device (64 hex).
+    #[arg(long, value_name = "HEX")]
+    pub device: Option<String>,
+    /// Only this category (kebab-case, e.g. shelling, small-arms-fire).
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: Option<String>,
+    /// Only reports whose monitor stood in this box: west,south,east,north in degrees.
+    #[arg(long, value_name = "W,S,E,N", allow_hyphen_values = true)]
+    pub bbox: Option<String>,
+    /// Only reports in incidents seen by at least this many devices.
+    #[arg(long, value_name = "N")]
+    pub min_corroboration: Option<u64>,
+    /// Every version of amended reports, not only the latest.
     #[arg(long)]
     pub history: bool,
+    /// With --format bundle: also write the device list (name and key) here, for `verify --devices`.
+    #[arg(long, value_name = "FILE")]
+    pub devices_out: Option<PathBuf>,
 }
 
 /// Parses arguments, runs the command, prints an error as one line.
@@ -173,9 +237,13 @@ fn parse_key(text: &str) -> Result<Bytes32> {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let dir = DataDir::resolve(cli.data_dir)?;
     let json = cli.json;
     let mut out = std::io::stdout().lock();
+    // `verify` needs no data directory: anyone can run it anywhere.
+    if let Command::Verify { bundle, devices, quiet } = &cli.command {
+        return verify(bundle, devices.as_deref(), *quiet, json, &mut out);
+    }
+    let dir = DataDir::resolve(cli.data_dir)?;
     match cli.command {
         Command::Init => {
             let key = dir.init()?;
@@ -195,7 +263,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&dir, args)?,
         Command::Device(cmd) => device(&dir, cmd, json, &mut out)?,
         Command::Import { files } => return import(&dir, &files, json, &mut out),
-        Command::Export(args) => export(&dir, &args, &mut out)?,
+        Command::Export(args) => export(&dir, &args, json)?,
+        Command::Verify { .. } => unreachable!("handled above"),
+        Command::Incidents(args) => incidents(&dir, &args, json, &mut out)?,
         Command::Stats => stats(&dir, json, &mut out)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -322,23 +392,204 @@ fn import(dir: &DataDir, files: &[PathBuf], json: bool, out: &mut impl Write) ->
     Ok(if s.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn export(dir: &DataDir, args: &ExportArgs, out: &mut impl Write) -> Result<()> {
-    if args.format != "jsonl" {
-        anyhow::bail!("export format {:?} is not available yet: use --format jsonl", args.format);
+fn parse_bbox(text: &str) -> Result<[f64; 4]> {
+    let bad = || format!("--bbox {text:?}: give west,south,east,north in degrees, e.g. 37.5,47.9,38.1,48.3");
+    let v: Vec<f64> = text.split(',').map(|p| p.trim().parse::<f64>()).collect::<Result<_, _>>().with_context(bad)?;
+    let [w, s, e, n]: [f64; 4] = v.try_into().ok().with_context(bad)?;
+    let lon = |x: f64| x.is_finite() && (-180.0..=180.0).contains(&x);
+    let lat = |x: f64| x.is_finite() && (-90.0..=90.0).contains(&x);
+    if !(lon(w) && lon(e) && lat(s) && lat(n)) || s > n {
+        anyhow::bail!("{}: longitudes within ±180, latitudes within ±90, south ≤ north", bad());
+    }
+    Ok([w, s, e, n])
+}
+
+fn parse_category(text: &str) -> Result<truce_shared::Category> {
+    serde_json::from_value(serde_json::Value::String(text.trim().to_string())).ok().with_context(|| {
+        format!(
+            "--category {text:?} is not a category: use one of explosion, shelling, small-arms-fire, heavy-weapons, \
+             airstrike, drone, mine, casualty, damage, movement-restriction, projectile-in-flight, muzzle-flash, \
+             illumination-flare, nothing-observed, other"
+        )
+    })
+}
+
+fn parse_time(text: &str, flag: &str) -> Result<i64> {
+    truce_shared::time::parse_time(text, truce_shared::time::now_ms())
+        .map_err(|e| anyhow::anyhow!("--{flag} {text:?}: {e}"))
+}
+
+/// Writes `f`'s output to `path` through a temporary file beside it, renamed
+/// into place only when complete: a failed export never leaves a file that
+/// looks whole.
+fn write_file<T>(path: &std::path::Path, f: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<T> {
+    let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".partial");
+    let tmp = path.with_file_name(tmp_name);
+    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+    let result = f(&mut w).and_then(|v| {
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(v)
+    });
+    match result {
+        Ok(v) => {
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn export(dir: &DataDir, args: &ExportArgs, json: bool) -> Result<()> {
+    use crate::export::Format;
+    let query = ReportQuery {
+        status: args.status.status(),
+        device: args.device.as_deref().map(parse_key).transpose()?,
+        category: args.category.as_deref().map(parse_category).transpose()?,
+        observed_since: args.since.as_deref().map(|t| parse_time(t, "since")).transpose()?,
+        observed_until: args.until.as_deref().map(|t| parse_time(t, "until")).transpose()?,
+        bbox: args.bbox.as_deref().map(parse_bbox).transpose()?,
+        min_corroboration: args.min_corroboration,
+        latest_only: !args.history,
+        ..Default::default()
+    };
+    if args.devices_out.is_some() && args.format != Format::Bundle {
+        anyhow::bail!("--devices-out goes with --format bundle (other formats carry device names in every row)");
     }
     let store = dir.open_store()?;
-    match &args.out {
-        Some(p) => {
-            let f = std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
-            let mut w = std::io::BufWriter::new(f);
-            crate::export::jsonl(&store, args.status, &mut w)?;
-            w.flush()?;
-        }
+    let n = match &args.out {
+        Some(p) => write_file(p, |w| Ok(crate::export::export(&store, &query, args.format, w)?))?,
         None => {
-            let mut w = std::io::BufWriter::new(out);
-            crate::export::jsonl(&store, args.status, &mut w)?;
+            let stdout = std::io::stdout();
+            if args.format == Format::Bundle && std::io::IsTerminal::is_terminal(&stdout) {
+                anyhow::bail!("a bundle is binary: give --out FILE (or redirect stdout to a file)");
+            }
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            let n = crate::export::export(&store, &query, args.format, &mut w)?;
             w.flush()?;
+            n
         }
+    };
+    let devices = match &args.devices_out {
+        Some(p) => Some(write_file(p, |w| Ok(crate::export::devices(&store, w)?))?),
+        None => None,
+    };
+    // The count goes to stderr: stdout may be the export itself.
+    if json {
+        eprintln!("{}", json!({"exported": n, "out": args.out, "devices": devices, "devices_out": args.devices_out}));
+    } else if let Some(p) = &args.out {
+        eprint!("exported {n} report(s) to {}", p.display());
+        if let (Some(d), Some(dp)) = (devices, &args.devices_out) {
+            eprint!("; {d} device(s) to {}", dp.display());
+        }
+        eprintln!();
+    }
+    Ok(())
+}
+
+fn verify(
+    bundle: &std::path::Path,
+    devices: Option<&std::path::Path>,
+    quiet: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    use crate::offline::{verify_bundle, DeviceList};
+    let list = devices.map(|p| DeviceList::open(p).with_context(|| format!("{}", p.display()))).transpose()?;
+    let file = std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
+    let totals = verify_bundle(file, list.as_ref(), |c| {
+        if json {
+            return writeln!(out, "{}", serde_json::to_string(c).map_err(std::io::Error::other)?);
+        }
+        if quiet && c.ok {
+            return Ok(());
+        }
+        let who = match (&c.device_name, &c.device) {
+            (Some(n), _) => n.clone(),
+            (None, Some(d)) => d.get(..16).unwrap_or(d).to_string(),
+            (None, None) => "-".into(),
+        };
+        let id = c.id.as_deref().map(|i| &i[..16]).unwrap_or("-");
+        let seq = c.seq.map(|s| format!("seq {s}")).unwrap_or_default();
+        if c.ok {
+            write!(out, "ok    #{:<6} {id}…  {who} {seq}  {}", c.index, c.observed_at.as_deref().unwrap_or(""))?;
+            if let Some(note) = &c.note {
+                write!(out, "  ({note})")?;
+            }
+            writeln!(out)
+        } else {
+            writeln!(
+                out,
+                "FAIL  #{:<6} at byte {}: {}  (id as read {id}…, device {who})",
+                c.index,
+                c.offset,
+                c.error.as_deref().unwrap_or("failed")
+            )
+        }
+    })
+    .with_context(|| format!("{}", bundle.display()))?;
+    if json {
+        writeln!(out, "{}", json!({"totals": totals}))?;
+    } else {
+        write!(out, "{} report(s): {} verified, {} failed", totals.reports, totals.ok, totals.failed)?;
+        if list.is_none() {
+            write!(out, " (signatures only: give --devices FILE to check enrolment too)")?;
+        }
+        writeln!(out)?;
+        if totals.truncated {
+            writeln!(out, "the bundle is damaged: reading stopped at the report marked FAIL")?;
+        }
+    }
+    Ok(if totals.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn incidents(dir: &DataDir, args: &IncidentsArgs, json: bool, out: &mut impl Write) -> Result<()> {
+    let mut store = dir.open_store()?;
+    if args.window_minutes.is_some() || args.radius_m.is_some() {
+        let old = store.incident_window()?;
+        let w = crate::incidents::Window::new(
+            args.window_minutes.unwrap_or(old.minutes),
+            args.radius_m.unwrap_or(old.metres),
+        )?;
+        let n = store.set_incident_window(w)?;
+        if !json {
+            writeln!(
+                out,
+                "incident window now {} min, {} m; reports regrouped into {n} incident(s)",
+                w.minutes, w.metres
+            )?;
+        }
+    }
+    let list = store.incidents(args.min_corroboration)?;
+    if json {
+        for i in &list {
+            let mut v = serde_json::to_value(i)?;
+            v["first_at"] = json!(format_ms(i.first_at));
+            v["last_at"] = json!(format_ms(i.last_at));
+            writeln!(out, "{v}")?;
+        }
+        return Ok(());
+    }
+    let w = store.incident_window()?;
+    writeln!(out, "{} incident(s) (window {} min, {} m)", list.len(), w.minutes, w.metres)?;
+    for i in &list {
+        writeln!(
+            out,
+            "  #{:<6} {:<22} {} .. {}  {} report(s) from {} device(s)",
+            i.id,
+            i.category,
+            format_ms(i.first_at),
+            format_ms(i.last_at),
+            i.reports,
+            i.devices
+        )?;
     }
     Ok(())
 }
@@ -367,6 +618,12 @@ fn stats(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()> {
         writeln!(out, "  rejected ({reason}): {n}")?;
     }
     writeln!(out, "devices: {} enrolled, {} revoked; forks: {}", s.devices.enrolled, s.devices.revoked, s.forks)?;
+    let i = &s.incidents;
+    writeln!(
+        out,
+        "incidents: {} ({} seen by 2 or more devices, at most {}); window {} min, {} m",
+        i.total, i.corroborated, i.max_corroboration, i.window.minutes, i.window.metres
+    )?;
     for c in &s.chains {
         let mut line = format!(
             "  {} {} ({}): {} seq(s), head {}",

@@ -1,16 +1,27 @@
-//! `export`: stored reports out, streamed row by row.
+//! `export`: stored reports out, for the people who investigate, streamed
+//! row by row so a store of any size exports in bounded memory.
 //!
-//! This first version writes JSON Lines: each report's identity, chain
-//! position, status and every observation field, decoded from the exact
-//! signed bytes the store kept. The investigator's formats (CSV, GeoJSON,
-//! bundles), filters and incidents build on the same streaming reader,
-//! [`Store::for_each_report`].
+//! Four formats (field names and samples in `server/INVESTIGATORS.md`):
+//! - CSV: one header row, RFC 4180 quoting, times in RFC 3339 UTC;
+//! - JSON Lines: one object a line, the same fields;
+//! - GeoJSON: an RFC 7946 FeatureCollection, one Point feature per report
+//!   at the monitor's position, [lon, lat], the same fields as properties
+//!   (the estimated event position rides along as `est_lon`/`est_lat`);
+//! - bundle: the exact signed bytes (DESIGN §4), which anyone can check
+//!   with `truce-server verify`, and beside it the device list.
+//!
+//! Every row is decoded from the exact bytes the device signed, so an
+//! export shows what the monitor signed, never a copy that could drift.
 
 use std::io::Write;
 
-use serde_json::json;
+use serde::Serialize;
+use truce_shared::bundle::BundleWriter;
+use truce_shared::time::format_ms;
+use truce_shared::{Basis, Category, Effect, Qualifier};
 
-use crate::store::{ReportOrder, ReportQuery, ReportStatus, Store, StoreError};
+use crate::incidents::estimated_position;
+use crate::store::{ReportOrder, ReportQuery, ReportRow, ReportStatus, Store, StoreError};
 
 /// Which statuses to export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,6 +48,19 @@ impl StatusFilter {
     }
 }
 
+/// The export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated values with a header row (RFC 4180).
+    Csv,
+    /// JSON Lines: one JSON object a line.
+    Jsonl,
+    /// A GeoJSON FeatureCollection (RFC 7946).
+    Geojson,
+    /// A Truce bundle: the exact signed reports, verifiable offline.
+    Bundle,
+}
+
 /// Why an export stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -57,47 +81,331 @@ pub enum ExportError {
     /// Encoding a row failed.
     #[error("cannot encode a row: {0}")]
     Json(#[from] serde_json::Error),
+    /// Writing CSV failed.
+    #[error("cannot write CSV: {0}")]
+    Csv(#[from] csv::Error),
 }
 
-/// Writes one JSON object per stored report with status `status`, in
-/// observation order, and returns how many.
-pub fn jsonl(store: &Store, status: StatusFilter, out: &mut impl Write) -> Result<u64, ExportError> {
-    let query = ReportQuery { status: status.status(), order: ReportOrder::Observed, ..Default::default() };
-    store.for_each_report(&query, |row| {
+/// One evidence file, as exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AttachmentOut {
+    /// File name as the monitor knew it.
+    pub name: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+}
+
+/// One exported report: the columns of CSV, the objects of JSON Lines, the
+/// properties of GeoJSON. Field order is the CSV column order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportRow {
+    /// Report id, 64 hex.
+    pub id: String,
+    /// Device public key, 64 hex.
+    pub device: String,
+    /// The device's enrolled name.
+    pub device_name: Option<String>,
+    /// Position in the device's chain.
+    pub seq: u64,
+    /// Id of the device's previous report.
+    pub prev: String,
+    /// verified, quarantined or rejected.
+    pub status: ReportStatus,
+    /// Why quarantined or rejected.
+    pub reason: Option<String>,
+    /// When the server first stored it (RFC 3339 UTC).
+    pub received_at: String,
+    /// The laptop's clock when it signed.
+    pub recorded_at: String,
+    /// When it happened.
+    pub observed_at: String,
+    /// End of a continuous event.
+    pub observed_until: Option<String>,
+    /// Monitor latitude (WGS84).
+    pub lat: f64,
+    /// Monitor longitude (WGS84).
+    pub lon: f64,
+    /// Position accuracy in metres.
+    pub accuracy_m: Option<u32>,
+    /// Bearing to the event, degrees from true north.
+    pub bearing_deg: Option<u16>,
+    /// Nearest estimate of the distance to the event, metres.
+    pub distance_min_m: Option<u32>,
+    /// Farthest estimate of the distance to the event, metres.
+    pub distance_max_m: Option<u32>,
+    /// Estimated event latitude (midpoint of the distance range along the bearing).
+    pub est_lat: Option<f64>,
+    /// Estimated event longitude.
+    pub est_lon: Option<f64>,
+    /// What was observed.
+    pub category: Category,
+    /// Impact, outgoing, airburst, undetermined.
+    pub effect: Option<Effect>,
+    /// Assessed weapon.
+    pub weapon: Option<String>,
+    /// How many (explosions, bursts, vehicles).
+    pub count: Option<u32>,
+    /// exact, about, at-least.
+    pub count_qualifier: Option<Qualifier>,
+    /// seen, heard, reported.
+    pub basis: Basis,
+    /// The monitor's words.
+    pub description: String,
+    /// Evidence files.
+    pub attachments: Vec<AttachmentOut>,
+    /// The report this one corrects.
+    pub amends: Option<String>,
+    /// The latest report of the same device that corrects this one.
+    pub amended_by: Option<String>,
+    /// The incident it belongs to.
+    pub incident: Option<i64>,
+    /// Distinct devices reporting that incident.
+    pub corroboration: Option<u64>,
+}
+
+/// The CSV header: [`ExportRow`]'s fields in order.
+pub const CSV_HEADER: [&str; 31] = [
+    "id",
+    "device",
+    "device_name",
+    "seq",
+    "prev",
+    "status",
+    "reason",
+    "received_at",
+    "recorded_at",
+    "observed_at",
+    "observed_until",
+    "lat",
+    "lon",
+    "accuracy_m",
+    "bearing_deg",
+    "distance_min_m",
+    "distance_max_m",
+    "est_lat",
+    "est_lon",
+    "category",
+    "effect",
+    "weapon",
+    "count",
+    "count_qualifier",
+    "basis",
+    "description",
+    "attachments",
+    "amends",
+    "amended_by",
+    "incident",
+    "corroboration",
+];
+
+impl ExportRow {
+    /// Decodes a stored row's signed body into the exported fields.
+    pub fn from_row(row: ReportRow) -> Result<ExportRow, ExportError> {
         let env =
             row.envelope().map_err(|e| ExportError::Corrupt { id: hex::encode(row.id), detail: e.to_string() })?;
-        let o = &env.observation;
-        let v = json!({
-            "id": hex::encode(row.id),
-            "device": hex::encode(row.device),
-            "device_name": row.device_name,
-            "seq": row.seq,
-            "prev": hex::encode(row.prev),
-            "status": row.status,
-            "reason": row.reason,
-            "received_at": truce_shared::time::format_ms(row.received_at),
-            "recorded_at": truce_shared::time::format_ms(env.recorded_at),
-            "observed_at": truce_shared::time::format_ms(o.observed_at),
-            "observed_until": o.observed_until.map(truce_shared::time::format_ms),
-            "lat": o.position.lat,
-            "lon": o.position.lon,
-            "accuracy_m": o.position.accuracy_m,
-            "bearing_deg": o.bearing_deg,
-            "distance_m": o.distance_m,
-            "category": o.category,
-            "effect": o.effect,
-            "weapon": o.weapon,
-            "count": o.count.map(|c| json!({"n": c.n, "qualifier": c.qualifier})),
-            "basis": o.basis,
-            "description": o.description,
-            "attachments": o.attachments.iter().map(|a| json!({
-                "name": a.name, "media_type": a.media_type, "size": a.size, "sha256": hex::encode(a.sha256),
-            })).collect::<Vec<_>>(),
-            "amends": env.amends.map(hex::encode),
-            "incident": row.incident,
-        });
-        serde_json::to_writer(&mut *out, &v)?;
+        let o = env.observation;
+        let est = estimated_position(&o);
+        Ok(ExportRow {
+            id: hex::encode(row.id),
+            device: hex::encode(row.device),
+            device_name: row.device_name,
+            seq: row.seq,
+            prev: hex::encode(row.prev),
+            status: row.status,
+            reason: row.reason,
+            received_at: format_ms(row.received_at),
+            recorded_at: format_ms(env.recorded_at),
+            observed_at: format_ms(o.observed_at),
+            observed_until: o.observed_until.map(format_ms),
+            lat: o.position.lat,
+            lon: o.position.lon,
+            accuracy_m: o.position.accuracy_m,
+            bearing_deg: o.bearing_deg,
+            distance_min_m: o.distance_m.map(|d| d.0),
+            distance_max_m: o.distance_m.map(|d| d.1),
+            est_lat: est.map(|p| p.0),
+            est_lon: est.map(|p| p.1),
+            category: o.category,
+            effect: o.effect,
+            weapon: o.weapon,
+            count: o.count.map(|c| c.n),
+            count_qualifier: o.count.map(|c| c.qualifier),
+            basis: o.basis,
+            description: o.description,
+            attachments: o
+                .attachments
+                .into_iter()
+                .map(|a| AttachmentOut {
+                    name: a.name,
+                    media_type: a.media_type,
+                    size: a.size,
+                    sha256: hex::encode(a.sha256),
+                })
+                .collect(),
+            amends: env.amends.map(hex::encode),
+            amended_by: row.amended_by.map(hex::encode),
+            incident: row.incident,
+            corroboration: row.corroboration,
+        })
+    }
+
+    /// The CSV record, in [`CSV_HEADER`] order. Attachments are one cell
+    /// holding their JSON array (names may hold any character).
+    fn csv_record(&self) -> Result<[String; 31], ExportError> {
+        fn opt<T: ToString>(v: &Option<T>) -> String {
+            v.as_ref().map(ToString::to_string).unwrap_or_default()
+        }
+        fn name<T: Serialize>(v: &T) -> String {
+            match serde_json::to_value(v) {
+                Ok(serde_json::Value::String(s)) => s,
+                _ => String::new(),
+            }
+        }
+        let attachments =
+            if self.attachments.is_empty() { String::new() } else { serde_json::to_string(&self.attachments)? };
+        Ok([
+            self.id.clone(),
+            self.device.clone(),
+            opt(&self.device_name),
+            self.seq.to_string(),
+            self.prev.clone(),
+            self.status.as_str().to_string(),
+            opt(&self.reason),
+            self.received_at.clone(),
+            self.recorded_at.clone(),
+            self.observed_at.clone(),
+            opt(&self.observed_until),
+            self.lat.to_string(),
+            self.lon.to_string(),
+            opt(&self.accuracy_m),
+            opt(&self.bearing_deg),
+            opt(&self.distance_min_m),
+            opt(&self.distance_max_m),
+            opt(&self.est_lat),
+            opt(&self.est_lon),
+            name(&self.category),
+            self.effect.as_ref().map(name).unwrap_or_default(),
+            opt(&self.weapon),
+            opt(&self.count),
+            self.count_qualifier.as_ref().map(name).unwrap_or_default(),
+            name(&self.basis),
+            self.description.clone(),
+            attachments,
+            opt(&self.amends),
+            opt(&self.amended_by),
+            opt(&self.incident),
+            opt(&self.corroboration),
+        ])
+    }
+}
+
+/// Writes every selected report to `out` in `format` and returns how many.
+/// Rows come in observation order (arrival order for bundles, so a chain
+/// imports in the order it was stored).
+pub fn export(
+    store: &Store,
+    query: &ReportQuery,
+    format: Format,
+    out: &mut (impl Write + ?Sized),
+) -> Result<u64, ExportError> {
+    let mut query = query.clone();
+    query.order = if format == Format::Bundle { ReportOrder::Arrival } else { ReportOrder::Observed };
+    match format {
+        Format::Jsonl => store.for_each_report(&query, |row| {
+            serde_json::to_writer(&mut *out, &ExportRow::from_row(row)?)?;
+            out.write_all(b"\n")?;
+            Ok(())
+        }),
+        Format::Csv => {
+            let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(&mut *out);
+            w.write_record(CSV_HEADER)?;
+            let n = store.for_each_report(&query, |row| {
+                w.write_record(ExportRow::from_row(row)?.csv_record()?)?;
+                Ok::<_, ExportError>(())
+            })?;
+            w.flush()?;
+            Ok(n)
+        }
+        Format::Geojson => {
+            out.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
+            let mut first = true;
+            let n = store.for_each_report(&query, |row| {
+                let r = ExportRow::from_row(row)?;
+                if !first {
+                    out.write_all(b",\n")?;
+                }
+                first = false;
+                let feature = Feature {
+                    kind: "Feature",
+                    id: &r.id,
+                    geometry: Point { kind: "Point", coordinates: [r.lon, r.lat] },
+                    properties: &r,
+                };
+                serde_json::to_writer(&mut *out, &feature)?;
+                Ok::<_, ExportError>(())
+            })?;
+            out.write_all(b"\n]}\n")?;
+            Ok(n)
+        }
+        Format::Bundle => {
+            let mut w = BundleWriter::new(&mut *out)?;
+            let n = store.for_each_report(&query, |row| {
+                w.write(&row.signed())?;
+                Ok::<_, ExportError>(())
+            })?;
+            w.finish()?;
+            Ok(n)
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Feature<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    geometry: Point,
+    properties: &'a ExportRow,
+}
+
+#[derive(Serialize)]
+struct Point {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    coordinates: [f64; 2],
+}
+
+/// One device in a devices file, beside a bundle: what `verify --devices`
+/// reads to check enrolment. The same fields as `device list --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DeviceEntry {
+    /// The public key, 64 hex.
+    pub device: String,
+    /// The enrolled name.
+    pub name: Option<String>,
+    /// When it was enrolled (RFC 3339).
+    pub added_at: Option<String>,
+    /// When it was revoked (RFC 3339), if it was.
+    pub revoked_at: Option<String>,
+}
+
+/// Writes the device registry as JSON Lines (one [`DeviceEntry`] a line).
+pub fn devices(store: &Store, out: &mut (impl Write + ?Sized)) -> Result<u64, ExportError> {
+    let mut n = 0;
+    for d in store.devices()? {
+        let e = DeviceEntry {
+            device: hex::encode(d.key),
+            name: d.name,
+            added_at: Some(format_ms(d.added_at)),
+            revoked_at: d.revoked_at.map(format_ms),
+        };
+        serde_json::to_writer(&mut *out, &e)?;
         out.write_all(b"\n")?;
-        Ok(())
-    })
+        n += 1;
+    }
+    Ok(n)
 }

@@ -21,9 +21,11 @@
 //! - [`writer`]: the one writer thread and its group commit.
 //! - [`store`]: the outcome rules of DESIGN §5, devices, streaming reads.
 //! - [`schema`]: the SQLite schema and its migrations.
-//! - [`stats`]: counts, devices, gaps and forks.
+//! - [`incidents`]: reports of one event grouped as they arrive; corroboration.
+//! - [`stats`]: counts, devices, gaps and forks, incidents.
 //! - [`import`]: bundles in, through the same verifier and writer.
-//! - [`export`]: reports out, streamed.
+//! - [`export`]: reports out (CSV, JSON Lines, GeoJSON, bundles), streamed.
+//! - [`offline`]: `verify`: a bundle re-verified with no database.
 //!
 //! # Starting a server in-process
 //!
@@ -47,6 +49,8 @@
 pub mod cli;
 pub mod export;
 pub mod import;
+pub mod incidents;
+pub mod offline;
 pub mod paths;
 pub mod schema;
 pub mod server;

@@ -17,6 +17,14 @@
 //!             the reason, and how many times the same bytes arrived
 //! forks       two different reports from one device at one seq (equivocation):
 //!             the one kept and the one rejected; both stay in `reports`
+//!
+//! version 2 (incidents):
+//! reports     + ev_lat, ev_lon: where the event was (the estimated position
+//!             where bearing and distance allow, else the monitor's)
+//! incidents   one row per group of reports of one event: category, first and
+//!             last observed_at, reports, devices (the corroboration count)
+//! incident_devices  the distinct devices of each incident
+//! settings    named values: the incident window (minutes, metres)
 //! ```
 //!
 //! Times are unix milliseconds UTC. `seq` is stored as the two's-complement
@@ -28,7 +36,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Migrations in order; `user_version` = how many have been applied.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -96,6 +104,37 @@ CREATE TABLE forks (
 );
 ";
 
+/// Version 2: incidents. Existing reports get the monitor's position as
+/// their event position; `Store::open` regroups them on the first open
+/// (see `crate::incidents::rebuild`).
+const V2: &str = "
+ALTER TABLE reports ADD COLUMN ev_lat REAL;
+ALTER TABLE reports ADD COLUMN ev_lon REAL;
+UPDATE reports SET ev_lat = lat, ev_lon = lon;
+CREATE INDEX reports_incident ON reports (incident) WHERE incident IS NOT NULL;
+
+CREATE TABLE incidents (
+    id       INTEGER PRIMARY KEY,
+    category TEXT NOT NULL,
+    first_at INTEGER NOT NULL,
+    last_at  INTEGER NOT NULL,
+    reports  INTEGER NOT NULL,
+    devices  INTEGER NOT NULL
+);
+
+CREATE TABLE incident_devices (
+    incident INTEGER NOT NULL,
+    device   BLOB NOT NULL,
+    PRIMARY KEY (incident, device)
+) WITHOUT ROWID;
+
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO settings (name, value) VALUES ('regroup', 1);
+";
+
 /// Brings the database up to [`SCHEMA_VERSION`], one migration per
 /// transaction. Safe to race with another process opening the same file:
 /// each step re-reads the version inside its write transaction.
@@ -128,12 +167,12 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         let tables: i64 = c
             .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('devices', 'reports', 'rejections', 'forks')",
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('devices', 'reports', 'rejections', 'forks', 'incidents')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 4);
+        assert_eq!(tables, 5);
     }
 
     #[test]

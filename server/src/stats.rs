@@ -36,6 +36,21 @@ pub struct Stats {
     pub forks: u64,
     /// Each device that has reports stored, in key order.
     pub chains: Vec<Chain>,
+    /// Incidents: reports of one event grouped.
+    pub incidents: IncidentCounts,
+}
+
+/// Incidents and how they are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IncidentCounts {
+    /// All incidents.
+    pub total: u64,
+    /// Incidents reported by two or more devices.
+    pub corroborated: u64,
+    /// The largest corroboration count.
+    pub max_corroboration: u64,
+    /// The window reports are grouped by.
+    pub window: crate::incidents::Window,
 }
 
 /// Reports by status.
@@ -140,6 +155,12 @@ impl Store {
             },
             forks: count(self, "SELECT COUNT(*) FROM forks")?,
             chains: self.chains()?,
+            incidents: IncidentCounts {
+                total: count(self, "SELECT COUNT(*) FROM incidents")?,
+                corroborated: count(self, "SELECT COUNT(*) FROM incidents WHERE devices >= 2")?,
+                max_corroboration: count(self, "SELECT MAX(devices) FROM incidents")?,
+                window: self.incident_window()?,
+            },
         };
         tx.finish()?;
         Ok(stats)

@@ -21,6 +21,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Tra
 use truce_shared::wire::Status;
 use truce_shared::{limits, Bytes32, Category, Envelope, Signature64, SignedReport};
 
+use crate::incidents::{self, Incident, Window};
 use crate::schema;
 use crate::verify::Checked;
 
@@ -194,8 +195,12 @@ pub struct ReportRow {
     pub reason: Option<String>,
     /// When the server first stored it, unix ms.
     pub received_at: i64,
-    /// The incident it belongs to, once incidents are computed.
+    /// The incident it belongs to (verified reports that describe an event).
     pub incident: Option<i64>,
+    /// Distinct devices in that incident.
+    pub corroboration: Option<u64>,
+    /// The latest verified report of the same device that amends this one.
+    pub amended_by: Option<Bytes32>,
 }
 
 impl std::fmt::Debug for ReportRow {
@@ -262,6 +267,14 @@ pub struct ReportQuery {
     pub observed_until: Option<i64>,
     /// Only reports stored after arrival number `n` (resume a stream).
     pub after: Option<i64>,
+    /// Only reports whose monitor position lies in this box (west, south,
+    /// east, north; west > east crosses the antimeridian).
+    pub bbox: Option<[f64; 4]>,
+    /// Only reports in an incident corroborated by at least this many devices.
+    pub min_corroboration: Option<u64>,
+    /// Leave out versions superseded by a verified amendment (the default
+    /// view of an export; `--history` shows every version).
+    pub latest_only: bool,
     /// The order of the stream.
     pub order: ReportOrder,
 }
@@ -276,9 +289,17 @@ pub enum ReportOrder {
     Observed,
 }
 
+/// The latest verified amendment of `r` by the same device.
+const AMENDED_BY: &str = "(SELECT x.id FROM reports x WHERE x.amends = r.id AND x.device = r.device
+      AND x.status = 'verified' ORDER BY x.seq DESC LIMIT 1)";
+
 const REPORT_COLUMNS: &str =
     "r.n, r.id, r.device, d.name, r.seq, r.prev, r.recorded_at, r.observed_at, r.observed_until,
-     r.category, r.lat, r.lon, r.amends, r.body, r.signature, r.status, r.reason, r.received_at, r.incident";
+     r.category, r.lat, r.lon, r.amends, r.body, r.signature, r.status, r.reason, r.received_at, r.incident,
+     i.devices";
+
+const REPORT_FROM: &str =
+    "FROM reports r LEFT JOIN devices d ON d.key = r.device LEFT JOIN incidents i ON i.id = r.incident";
 
 /// Reads a 32-byte blob column; anything else means the file was damaged.
 fn blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Bytes32> {
@@ -328,6 +349,8 @@ fn report_row(row: &Row<'_>) -> rusqlite::Result<ReportRow> {
         reason: row.get(16)?,
         received_at: row.get(17)?,
         incident: row.get(18)?,
+        corroboration: row.get::<_, Option<i64>>(19)?.map(|c| c as u64),
+        amended_by: opt_blob32(row, 20)?,
     })
 }
 
@@ -364,6 +387,16 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn)?;
+        // A migration (or an interrupted regrouping) asks for the incidents
+        // to be grouped again; whoever opens the file first does it.
+        let regroup: Option<i64> =
+            conn.query_row("SELECT value FROM settings WHERE name = 'regroup'", [], |r| r.get(0)).optional()?;
+        if regroup == Some(1) {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let window = Window::load(&tx)?;
+            incidents::rebuild(&tx, window)?;
+            tx.commit()?;
+        }
         Ok(Store { conn })
     }
 
@@ -388,7 +421,43 @@ impl Store {
     ///
     /// `now` is the `received_at` of every report stored.
     pub fn apply(tx: &Transaction<'_>, batch: &[Checked], now: i64) -> Result<Vec<(Bytes32, Status)>, StoreError> {
-        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now)?))).collect()
+        let window = Window::load(tx)?;
+        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now, window)?))).collect()
+    }
+
+    /// The incident window in force (stored in the database).
+    pub fn incident_window(&self) -> Result<Window, StoreError> {
+        Window::load(&self.conn)
+    }
+
+    /// Changes the incident window and groups every report again under it.
+    /// Returns the number of incidents.
+    pub fn set_incident_window(&mut self, window: Window) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        window.save(&tx)?;
+        let n = incidents::rebuild(&tx, window)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// The incidents corroborated by at least `min_devices` devices, most
+    /// corroborated first, then newest.
+    pub fn incidents(&self, min_devices: u64) -> Result<Vec<Incident>, StoreError> {
+        let mut q = self.conn.prepare(
+            "SELECT id, category, first_at, last_at, reports, devices FROM incidents
+             WHERE devices >= ?1 ORDER BY devices DESC, last_at DESC, id",
+        )?;
+        let rows = q.query_map([min_devices.min(i64::MAX as u64) as i64], |r| {
+            Ok(Incident {
+                id: r.get(0)?,
+                category: r.get(1)?,
+                first_at: r.get(2)?,
+                last_at: r.get(3)?,
+                reports: r.get::<_, i64>(4)? as u64,
+                devices: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Enrols a device (or renames it) and promotes its reports quarantined
@@ -418,11 +487,29 @@ impl Store {
                AND seq IN (SELECT seq FROM forks WHERE device = ?1)",
             params![&key[..], REASON_EQUIVOCATION, REASON_UNKNOWN_DEVICE],
         )?;
-        let promoted = tx.execute(
-            "UPDATE reports SET status = 'verified', reason = NULL
-             WHERE device = ?1 AND status = 'quarantined' AND reason = ?2",
-            params![&key[..], REASON_UNKNOWN_DEVICE],
-        )?;
+        let promoted: Vec<i64> = tx
+            .prepare(
+                "UPDATE reports SET status = 'verified', reason = NULL
+                 WHERE device = ?1 AND status = 'quarantined' AND reason = ?2 RETURNING n",
+            )?
+            .query_map(params![&key[..], REASON_UNKNOWN_DEVICE], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        // The promoted reports join their incidents, oldest observation
+        // first (the order does not change the groups, only their ids).
+        let window = Window::load(&tx)?;
+        let ordered: Vec<i64> = {
+            let mut q = tx.prepare_cached("SELECT observed_at FROM reports WHERE n = ?1")?;
+            let mut with_time = promoted
+                .iter()
+                .map(|&n| Ok((q.query_row([n], |r| r.get::<_, i64>(0))?, n)))
+                .collect::<Result<Vec<_>, rusqlite::Error>>()?;
+            with_time.sort_unstable();
+            with_time.into_iter().map(|(_, n)| n).collect()
+        };
+        for n in ordered {
+            incidents::on_verified(&tx, n, window)?;
+        }
+        let promoted = promoted.len();
         tx.commit()?;
         Ok(Enrolled { new, promoted: promoted as u64, held_back: held_back as u64 })
     }
@@ -473,8 +560,7 @@ impl Store {
 
     /// One stored report by id.
     pub fn report(&self, id: &Bytes32) -> Result<Option<ReportRow>, StoreError> {
-        let sql =
-            format!("SELECT {REPORT_COLUMNS} FROM reports r LEFT JOIN devices d ON d.key = r.device WHERE r.id = ?1");
+        let sql = format!("SELECT {REPORT_COLUMNS}, {AMENDED_BY} {REPORT_FROM} WHERE r.id = ?1");
         Ok(self.conn.query_row(&sql, [&id[..]], report_row).optional()?)
     }
 
@@ -486,29 +572,48 @@ impl Store {
         query: &ReportQuery,
         mut f: impl FnMut(ReportRow) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let mut sql = format!("SELECT {REPORT_COLUMNS} FROM reports r LEFT JOIN devices d ON d.key = r.device WHERE 1");
+        let mut sql = format!("SELECT {REPORT_COLUMNS}, {AMENDED_BY} AS amended_by {REPORT_FROM} WHERE 1");
         let mut args: Vec<Value> = Vec::new();
-        let mut filter = |cond: &str, v: Value| {
+        // Each condition takes its value as the next numbered parameter.
+        fn filter(sql: &mut String, args: &mut Vec<Value>, cond: &str, v: Value) {
             args.push(v);
             sql.push_str(&format!(" AND {cond} ?{}", args.len()));
-        };
+        }
         if let Some(s) = query.status {
-            filter("r.status =", Value::Text(s.as_str().into()));
+            filter(&mut sql, &mut args, "r.status =", Value::Text(s.as_str().into()));
         }
         if let Some(d) = query.device {
-            filter("r.device =", Value::Blob(d.to_vec()));
+            filter(&mut sql, &mut args, "r.device =", Value::Blob(d.to_vec()));
         }
         if let Some(c) = query.category {
-            filter("r.category =", Value::Text(category_name(c)));
+            filter(&mut sql, &mut args, "r.category =", Value::Text(category_name(c)));
         }
         if let Some(t) = query.observed_since {
-            filter("r.observed_at >=", Value::Integer(t));
+            filter(&mut sql, &mut args, "r.observed_at >=", Value::Integer(t));
         }
         if let Some(t) = query.observed_until {
-            filter("r.observed_at <=", Value::Integer(t));
+            filter(&mut sql, &mut args, "r.observed_at <=", Value::Integer(t));
         }
         if let Some(n) = query.after {
-            filter("r.n >", Value::Integer(n));
+            filter(&mut sql, &mut args, "r.n >", Value::Integer(n));
+        }
+        if let Some(c) = query.min_corroboration {
+            filter(&mut sql, &mut args, "i.devices >=", Value::Integer(c.min(i64::MAX as u64) as i64));
+        }
+        if let Some([w, s, e, n]) = query.bbox {
+            filter(&mut sql, &mut args, "r.lat >=", Value::Real(s));
+            filter(&mut sql, &mut args, "r.lat <=", Value::Real(n));
+            if w <= e {
+                filter(&mut sql, &mut args, "r.lon >=", Value::Real(w));
+                filter(&mut sql, &mut args, "r.lon <=", Value::Real(e));
+            } else {
+                args.push(Value::Real(w));
+                args.push(Value::Real(e));
+                sql.push_str(&format!(" AND (r.lon >= ?{} OR r.lon <= ?{})", args.len() - 1, args.len()));
+            }
+        }
+        if query.latest_only {
+            sql.push_str(" AND amended_by IS NULL");
         }
         sql.push_str(match query.order {
             ReportOrder::Arrival => " ORDER BY r.n",
@@ -570,7 +675,7 @@ impl Store {
 ///    ("equivocation"), stored as evidence, the fork recorded;
 /// 4. the key is enrolled → Accepted (verified); unknown → Quarantined
 ///    ("unknown device"); revoked → Quarantined ("revoked").
-fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64) -> Result<Status, StoreError> {
+fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64, window: Window) -> Result<Status, StoreError> {
     let v = match item {
         Checked::Invalid { id, report, error } => {
             let reason = error.reason();
@@ -638,10 +743,11 @@ fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64) -> Result<Status, S
         }
     };
     let obs = &env.observation;
+    let (ev_lat, ev_lon) = incidents::event_position(obs);
     tx.prepare_cached(
         "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category, lat, lon,
-                              amends, body, signature, status, reason, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                              amends, body, signature, status, reason, received_at, ev_lat, ev_lon)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?
     .execute(params![
         &id[..],
@@ -660,7 +766,12 @@ fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64) -> Result<Status, S
         status.as_str(),
         reason,
         now,
+        ev_lat,
+        ev_lon,
     ])?;
+    if status == ReportStatus::Verified {
+        incidents::on_verified(tx, tx.last_insert_rowid(), window)?;
+    }
     Ok(match status {
         ReportStatus::Verified => Status::Accepted,
         ReportStatus::Quarantined => Status::Quarantined(reason.unwrap_or_default().into()),

@@ -60,7 +60,8 @@ async fn accepted_duplicate_quarantined_promoted_revoked() {
     assert_eq!(rows_with_id(&store, &a1.id()), 1);
     let row = store.report(&a1.id()).unwrap().unwrap();
     assert_eq!((row.status, row.seq, row.signed()), (ReportStatus::Verified, 1, a1.clone()));
-    assert!(row.received_at > 0 && row.incident.is_none());
+    assert!(row.received_at > 0);
+    assert!(row.incident.is_some() && row.corroboration == Some(1), "a verified report joins an incident");
 
     // A key nobody enrolled: stored, quarantined; enrolment promotes it.
     let (s1, s2) = (stranger.next("s1"), stranger.next("s2"));
