@@ -178,7 +178,7 @@ pub(crate) fn on_verified(tx: &Transaction<'_>, n: i64, window: Window) -> Resul
     let eligible: bool = tx
         .prepare_cached(
             "SELECT r.category != 'nothing-observed' AND NOT EXISTS (
-                 SELECT 1 FROM reports x WHERE x.amends = r.id AND x.device = r.device AND x.status = 'verified')
+                 SELECT 1 FROM reports x WHERE x.amends = r.id AND +x.device = r.device AND x.status = 'verified')
              FROM reports r WHERE r.n = ?1 AND r.status = 'verified' AND r.incident IS NULL",
         )?
         .query_row([n], |r| r.get(0))

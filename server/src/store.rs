@@ -290,7 +290,7 @@ pub enum ReportOrder {
 }
 
 /// The latest verified amendment of `r` by the same device.
-const AMENDED_BY: &str = "(SELECT x.id FROM reports x WHERE x.amends = r.id AND x.device = r.device
+const AMENDED_BY: &str = "(SELECT x.id FROM reports x WHERE x.amends = r.id AND +x.device = r.device
       AND x.status = 'verified' ORDER BY x.seq DESC LIMIT 1)";
 
 const REPORT_COLUMNS: &str =

@@ -20,3 +20,7 @@ mod bad_clients;
 mod import;
 // The command line: init, device add/list/revoke, stats, and one-line errors.
 mod cli;
+// Export in CSV, JSON Lines, GeoJSON and bundles; filters; amendments; offline verify; 1,000,000 rows in bounded memory.
+mod investigators;
+// Incidents: same category within 10 min and 2 km; corroboration by distinct devices; late arrivals; window changes.
+mod incidents;
