@@ -140,6 +140,18 @@ pub fn claimed_device(body: &[u8]) -> Result<Bytes32, VerifyError> {
     rest.get(..32).and_then(|k| k.try_into().ok()).ok_or(VerifyError::NoDevice)
 }
 
+/// The one Ed25519 check behind [`verify`] and [`verify_receipt`]:
+/// `verify_strict` over `message` exactly as given (the callers add their
+/// domain prefix). It refuses non-canonical S (S ≥ L), non-canonical and
+/// small-order public keys and R, and checks the cofactorless equation.
+/// There is deliberately no batch path: every signature goes through here,
+/// so no faster verifier can accept a different set.
+pub fn verify_ed25519(public: &Bytes32, message: &[u8], signature: &[u8; 64]) -> Result<(), VerifyError> {
+    let key = VerifyingKey::from_bytes(public).map_err(|_| VerifyError::BadKey)?;
+    let sig = ed25519_dalek::Signature::from_bytes(signature);
+    key.verify_strict(message, &sig).map_err(|_| VerifyError::BadSignature)
+}
+
 /// Verifies a signed report: size, `verify_strict`, decode, canonical
 /// re-encoding, field rules. The one function every verifier calls.
 pub fn verify(report: &SignedReport) -> Result<VerifiedReport, VerifyError> {
@@ -148,9 +160,7 @@ pub fn verify(report: &SignedReport) -> Result<VerifiedReport, VerifyError> {
         return Err(VerifyError::TooLarge(body.len()));
     }
     let device = claimed_device(body)?;
-    let key = VerifyingKey::from_bytes(&device).map_err(|_| VerifyError::BadKey)?;
-    let sig = ed25519_dalek::Signature::from_bytes(&report.signature.0);
-    key.verify_strict(&domain_message(REPORT_SIG_DOMAIN, body), &sig).map_err(|_| VerifyError::BadSignature)?;
+    verify_ed25519(&device, &domain_message(REPORT_SIG_DOMAIN, body), &report.signature.0)?;
     let envelope = encoding::decode_canonical(body)?;
     envelope.validate()?;
     let id = report_id(body);
@@ -173,9 +183,7 @@ pub fn sign_receipt(key: &SigningKey, server_time: i64, ids: &[Bytes32]) -> Sign
 
 /// Checks a receipt against the server key and the ids it claims to cover.
 pub fn verify_receipt(server_key: &Bytes32, server_time: i64, ids: &[Bytes32], sig: &Signature64) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(server_key) else { return false };
-    let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
-    key.verify_strict(&receipt_message(server_time, ids), &sig).is_ok()
+    verify_ed25519(server_key, &receipt_message(server_time, ids), &sig.0).is_ok()
 }
 
 /// A new random Ed25519 key from the OS's generator.
