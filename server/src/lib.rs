@@ -26,6 +26,8 @@
 //! - [`import`]: bundles in, through the same verifier and writer.
 //! - [`export`]: reports out (CSV, JSON Lines, GeoJSON, bundles), streamed.
 //! - [`offline`]: `verify`: a bundle re-verified with no database.
+//! - [`fuzzing`]: the property the session fuzz target and its regression
+//!   corpus check.
 //!
 //! # Starting a server in-process
 //!
@@ -48,6 +50,7 @@
 
 pub mod cli;
 pub mod export;
+pub mod fuzzing;
 pub mod import;
 pub mod incidents;
 pub mod offline;

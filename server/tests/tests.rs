@@ -24,3 +24,5 @@ mod cli;
 mod investigators;
 // Incidents: same category within 10 min and 2 km; corroboration by distinct devices; late arrivals; window changes.
 mod incidents;
+// The session fuzz target's seeds and every past crash input replayed without the fuzzer.
+mod fuzz_corpus;

@@ -13,6 +13,8 @@
 //! - [`bundle`]: streaming writer and reader for `TRUCEB01` bundle files.
 //! - [`limits`]: every limit, named once, with its default.
 //! - [`time`]: RFC 3339 and relative times.
+//! - [`fuzzing`]: the properties the fuzz targets and their regression
+//!   corpus check.
 //!
 //! Agent and server use these and never re-implement them.
 
@@ -22,6 +24,7 @@
 pub mod bundle;
 pub mod encoding;
 pub mod frame;
+pub mod fuzzing;
 pub mod limits;
 pub mod report;
 pub mod signing;
