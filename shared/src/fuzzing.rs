@@ -75,11 +75,13 @@ pub fn bundle(data: &[u8]) {
     let mut framing_error = false;
     for item in reader {
         assert!(!framing_error, "the reader went on after a framing error");
-        n += 1;
-        // Each frame takes at least its 4-byte header after the 8-byte magic.
-        assert!(8 + 4 * n <= data.len(), "more items than the input can frame");
         match item {
             Ok(report) => {
+                n += 1;
+                // Each report takes at least its 4-byte header after the
+                // 8-byte magic. (A truncated header is one error item, and
+                // is allowed to take fewer bytes.)
+                assert!(8 + 4 * n <= data.len(), "more reports than the input can frame");
                 assert!(report.body.len() <= MAX_BUNDLE_FRAME as usize);
                 if let Ok(v) = signing::verify(&report) {
                     assert_eq!(v.id, report.id());

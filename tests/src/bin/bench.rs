@@ -106,10 +106,17 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut quick = false;
     let mut json = false;
-    for a in &args {
+    let mut only: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--json" => json = true,
+            "--only" => {
+                only = Some(
+                    it.next().context("--only needs a figure: ingest, record, wire, export, idle or agent")?.clone(),
+                )
+            }
             "-h" | "--help" => {
                 println!("{}", HELP);
                 return Ok(());
@@ -125,31 +132,47 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let pki = Pki::new(&["bench"]);
     let mut f = Figures::default();
+    let want = |name: &str| only.as_deref().map_or(true, |o| o == name);
+    if let Some(o) = &only {
+        ensure!(
+            ["ingest", "record", "wire", "export", "idle", "agent"].contains(&o.as_str()),
+            "--only {o}: unknown figure"
+        );
+    }
 
-    step(json, "verify reference");
-    f.verify_per_s = median((0..plan.runs).map(|_| verify_rate(plan.verify_per_core)).collect());
-    step(json, "server ingest");
-    f.ingest_per_s = ingest(&rt, &pki, plan)?;
-    f.ingest_ratio = f.ingest_per_s / f.verify_per_s;
-
-    step(json, "record latency");
-    let rec = record_latency(plan)?;
-    (f.record_p50_ms, f.record_p99_ms, f.commit_p50_ms, f.commit_p99_ms) = rec;
-    f.record_p99_ratio = f.record_p99_ms / f.commit_p99_ms;
-    step(json, "record as a process");
-    f.record_cli_p50_ms = record_cli(plan)?;
-
-    step(json, "bytes on the wire");
-    (f.wire_bytes, f.signed_bytes) = wire_bytes(&pki, plan)?;
-    f.wire_ratio = f.wire_bytes / f.signed_bytes;
-    f.handshake_bytes = handshake_bytes(&rt, &pki, plan)?;
-
-    step(json, "export");
-    f.export_per_s = export_rate(plan)?;
-    step(json, "idle connections");
-    f.idle_conn_kb = idle_connections(&rt, &pki, plan)?;
-    step(json, "agent sync memory");
-    f.agent_sync_peak_mb = agent_sync_peak(&pki, plan)?;
+    if want("ingest") {
+        step(json, "verify reference");
+        f.verify_per_s = median((0..plan.runs).map(|_| verify_rate(plan.verify_per_core)).collect());
+        step(json, "server ingest");
+        f.ingest_per_s = ingest(&rt, &pki, plan)?;
+        f.ingest_ratio = f.ingest_per_s / f.verify_per_s;
+    }
+    if want("record") {
+        step(json, "record latency");
+        (f.record_p50_ms, f.record_p99_ms, f.commit_p50_ms, f.commit_p99_ms) = record_latency(plan)?;
+        f.record_p99_ratio = f.record_p99_ms / f.commit_p99_ms;
+        step(json, "record as a process");
+        f.record_cli_p50_ms = record_cli(plan)?;
+    }
+    if want("wire") {
+        step(json, "bytes on the wire");
+        (f.wire_bytes, f.signed_bytes) = wire_bytes(&pki, plan)?;
+        f.wire_ratio = f.wire_bytes / f.signed_bytes;
+        f.handshake_bytes = handshake_bytes(&rt, &pki, plan)?;
+    }
+    if want("export") {
+        step(json, "export");
+        f.export_per_s = export_rate(plan)?;
+    }
+    if want("idle") {
+        step(json, "idle connections");
+        f.idle_conn_kb = idle_connections(&rt, &pki, plan)?;
+    }
+    if want("agent") {
+        step(json, "agent sync memory");
+        f.agent_sync_peak_mb = agent_sync_peak(&pki, plan)?;
+    }
+    step(json, "done");
 
     let all = [
         f.ingest_per_s,
@@ -164,7 +187,9 @@ fn main() -> Result<()> {
         f.idle_conn_kb,
         f.agent_sync_peak_mb,
     ];
-    ensure!(all.iter().all(|v| v.is_finite() && *v > 0.0), "a figure is missing or not positive");
+    if only.is_none() {
+        ensure!(all.iter().all(|v| v.is_finite() && *v > 0.0), "a figure is missing or not positive");
+    }
     if json {
         let mut v = serde_json::to_value(&f)?;
         v["quick"] = quick.into();
@@ -180,14 +205,18 @@ fn main() -> Result<()> {
 
 const HELP: &str = "truce bench: the performance figures of DESIGN §7, each beside its reference
 
-Usage: cargo run --release -p truce-tests --bin bench -- [--quick] [--json]
+Usage: cargo run --release -p truce-tests --bin bench -- [--quick] [--json] [--only FIGURE]
 
-  --quick   a smaller run (under a minute), for checking the harness works
-  --json    print one JSON object instead of the table";
+  --quick        a smaller run (under a minute), for checking the harness works
+  --json         print one JSON object instead of the table
+  --only FIGURE  measure one group only (ingest, record, wire, export, idle,
+                 agent), for profiling; the others print as 0";
 
 fn step(json: bool, what: &str) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed();
     if !json {
-        eprintln!("… {what}");
+        eprintln!("[{:>5.1} s] {what}", t.as_secs_f64());
     }
 }
 
