@@ -195,31 +195,31 @@ pub(crate) fn on_verified(tx: &Transaction<'_>, n: i64, window: Window) -> Resul
 /// Puts `m` into the incident of every report close to it, merging those
 /// incidents into the oldest, or into a new incident of its own.
 fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreError> {
-    // A box around the event position narrows the scan; the exact distance
-    // is checked below.
+    // Incidents whose time span and latitude span come within the window
+    // of the event are the only candidates; in each, the first member
+    // within the distance settles it. The latitude bound is safe: a degree
+    // of latitude is at least 111,195 m of great circle.
     let dlat = f64::from(window.metres) / 111_000.0 + 1e-6;
+    let (from, to) = (m.observed_at.saturating_sub(window.millis()), m.observed_at.saturating_add(window.millis()));
+    let (south, north) = (m.ev.0 - dlat, m.ev.0 + dlat);
+    let candidates: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM incidents
+             WHERE category = ?1 AND last_at >= ?2 AND first_at <= ?3 AND max_lat >= ?4 AND min_lat <= ?5",
+        )?
+        .query_map(params![m.category, from, to, south, north], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut near: Vec<i64> = Vec::new();
-    {
+    for incident in candidates {
         let mut q = tx.prepare_cached(
-            "SELECT incident, ev_lat, ev_lon FROM reports
-             WHERE category = ?1 AND observed_at BETWEEN ?2 AND ?3 AND incident IS NOT NULL
-               AND ev_lat BETWEEN ?4 AND ?5 AND n != ?6",
+            "SELECT ev_lat, ev_lon FROM reports
+             WHERE incident = ?1 AND observed_at BETWEEN ?2 AND ?3 AND ev_lat BETWEEN ?4 AND ?5 AND n != ?6",
         )?;
-        let mut rows = q.query(params![
-            m.category,
-            m.observed_at.saturating_sub(window.millis()),
-            m.observed_at.saturating_add(window.millis()),
-            m.ev.0 - dlat,
-            m.ev.0 + dlat,
-            m.n,
-        ])?;
+        let mut rows = q.query(params![incident, from, to, south, north, m.n])?;
         while let Some(r) = rows.next()? {
-            let incident: i64 = r.get(0)?;
-            if near.contains(&incident) {
-                continue;
-            }
-            if distance_m(m.ev, (r.get(1)?, r.get(2)?)) <= f64::from(window.metres) {
+            if distance_m(m.ev, (r.get(0)?, r.get(1)?)) <= f64::from(window.metres) {
                 near.push(incident);
+                break;
             }
         }
     }
@@ -227,9 +227,10 @@ fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreEr
         Some(&t) => t,
         None => {
             tx.prepare_cached(
-                "INSERT INTO incidents (category, first_at, last_at, reports, devices) VALUES (?1, ?2, ?2, 0, 0)",
+                "INSERT INTO incidents (category, first_at, last_at, reports, devices, min_lat, max_lat)
+                 VALUES (?1, ?2, ?2, 0, 0, ?3, ?3)",
             )?
-            .execute(params![m.category, m.observed_at])?;
+            .execute(params![m.category, m.observed_at, m.ev.0])?;
             tx.last_insert_rowid()
         }
     };
@@ -245,7 +246,9 @@ fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreEr
             "UPDATE incidents SET
                  first_at = MIN(first_at, (SELECT first_at FROM incidents WHERE id = ?2)),
                  last_at = MAX(last_at, (SELECT last_at FROM incidents WHERE id = ?2)),
-                 reports = reports + (SELECT reports FROM incidents WHERE id = ?2)
+                 reports = reports + (SELECT reports FROM incidents WHERE id = ?2),
+                 min_lat = MIN(min_lat, (SELECT min_lat FROM incidents WHERE id = ?2)),
+                 max_lat = MAX(max_lat, (SELECT max_lat FROM incidents WHERE id = ?2))
              WHERE id = ?1",
         )?
         .execute([target, other])?;
@@ -256,10 +259,11 @@ fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreEr
         .execute(params![target, m.device])?;
     tx.prepare_cached(
         "UPDATE incidents SET first_at = MIN(first_at, ?2), last_at = MAX(last_at, ?2), reports = reports + 1,
+             min_lat = MIN(min_lat, ?3), max_lat = MAX(max_lat, ?3),
              devices = (SELECT COUNT(*) FROM incident_devices WHERE incident = ?1)
          WHERE id = ?1",
     )?
-    .execute([target, m.observed_at])?;
+    .execute(params![target, m.observed_at, m.ev.0])?;
     Ok(target)
 }
 

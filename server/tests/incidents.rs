@@ -195,3 +195,25 @@ fn quarantined_reports_corroborate_once_enrolled_and_a_new_window_regroups() {
     let err = fails(m.cli(&["incidents", "--radius-m", "0"]));
     assert!(err.contains("1 to 100000 metres"), "{err}");
 }
+
+#[test]
+fn a_long_chain_is_found_from_either_end_and_a_crowd_at_one_spot_is_one_incident() {
+    // A column of reports 1.5 km apart along 9 km: one chained incident,
+    // whose span the server must keep as it grows, so that reports near
+    // either end still join it. Then 300 reports at one spot (the shape
+    // of a heavy barrage) stay one incident with one more device.
+    let mut m = Mission::new();
+    let mut d = devices(&m, 4);
+    let column: Vec<SignedReport> = (0..7).map(|i| at(&mut d[0], Category::Shelling, i, 1.5 * i as f64)).collect();
+    m.import(&column);
+    let north_end = at(&mut d[1], Category::Shelling, 7, 10.4);
+    let south_end = at(&mut d[2], Category::Shelling, 0, -1.9);
+    m.import(&[north_end.clone(), south_end.clone()]);
+    let crowd: Vec<SignedReport> = (0..300).map(|i| at(&mut d[3], Category::Shelling, i % 5, 4.5)).collect();
+    m.import(&crowd);
+    let g = grouping(&m);
+    let incident = of(&g, &column[0]).0;
+    for r in column.iter().chain([&north_end, &south_end]).chain(&crowd) {
+        assert_eq!(of(&g, r), (incident, 4), "{g:?}");
+    }
+}
