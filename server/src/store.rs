@@ -302,29 +302,32 @@ const REPORT_FROM: &str =
     "FROM reports r LEFT JOIN devices d ON d.key = r.device LEFT JOIN incidents i ON i.id = r.incident";
 
 /// Reads a 32-byte blob column; anything else means the file was damaged.
+/// Borrows the blob rather than allocating: exports read three a row.
 fn blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Bytes32> {
-    let v: Vec<u8> = row.get(idx)?;
-    v.try_into().map_err(|v: Vec<u8>| {
+    blob_array(row, idx)
+}
+
+fn opt_blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Bytes32>> {
+    match row.get_ref(idx)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => blob32(row, idx).map(Some),
+    }
+}
+
+fn blob_array<const N: usize>(row: &Row<'_>, idx: usize) -> rusqlite::Result<[u8; N]> {
+    let v = row.get_ref(idx)?;
+    let blob = v.as_blob().map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, v.data_type(), e.into()))?;
+    blob.try_into().map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
             idx,
             rusqlite::types::Type::Blob,
-            format!("{} bytes, not 32", v.len()).into(),
+            format!("{} bytes, not {N}", blob.len()).into(),
         )
     })
 }
 
-fn opt_blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Bytes32>> {
-    match row.get::<_, Option<Vec<u8>>>(idx)? {
-        None => Ok(None),
-        Some(_) => blob32(row, idx).map(Some),
-    }
-}
-
 fn report_row(row: &Row<'_>) -> rusqlite::Result<ReportRow> {
-    let sig: Vec<u8> = row.get(14)?;
-    let signature = sig.try_into().map(Signature64).map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(14, rusqlite::types::Type::Blob, "signature is not 64 bytes".into())
-    })?;
+    let signature = Signature64(blob_array(row, 14)?);
     let status: String = row.get(15)?;
     let status = ReportStatus::parse(&status).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(15, rusqlite::types::Type::Text, format!("status {status:?}").into())

@@ -37,7 +37,8 @@ pub fn format_ms(ms: i64) -> String {
     put(14, 2, sod / 60 % 60);
     put(17, 2, sod % 60);
     put(20, 3, milli);
-    b.iter().map(|&c| char::from(c)).collect()
+    // Only ASCII digits and separators were written, so this never falls back.
+    std::str::from_utf8(&b).map_or_else(|_| format_ms_slow(ms), str::to_owned)
 }
 
 fn format_ms_slow(ms: i64) -> String {
