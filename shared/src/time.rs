@@ -14,8 +14,8 @@ pub fn now_ms() -> i64 {
 /// times outside the calendar's range are shown as raw milliseconds.
 pub fn format_ms(ms: i64) -> String {
     // Exports format two or three times per row, a million rows at a time,
-    // so years 0000–9999 take a direct path (the same text as `slow`, which
-    // the tests check); anything else goes through the `time` crate.
+    // so years 0000–9999 take a direct path (the same text as `format_ms_slow`,
+    // which the tests check); anything else goes through the `time` crate.
     let secs = ms.div_euclid(1000);
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     if !(0..=9999).contains(&y) {
