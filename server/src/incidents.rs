@@ -144,13 +144,18 @@ pub fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
 }
 
 /// One report as grouping sees it.
-struct Member {
-    n: i64,
-    device: Vec<u8>,
-    category: String,
-    observed_at: i64,
-    ev: (f64, f64),
+pub(crate) struct Member {
+    /// Its arrival number; 0 for a report not stored yet (rowids start at 1).
+    pub n: i64,
+    pub device: Vec<u8>,
+    pub category: String,
+    pub observed_at: i64,
+    /// The event position (see [`event_position`]).
+    pub ev: (f64, f64),
 }
+
+/// The category that is not an event, so never part of an incident.
+const NOTHING_OBSERVED: &str = "nothing-observed";
 
 fn member(tx: &Transaction<'_>, n: i64) -> Result<Option<Member>, StoreError> {
     Ok(tx
@@ -161,9 +166,10 @@ fn member(tx: &Transaction<'_>, n: i64) -> Result<Option<Member>, StoreError> {
         .optional()?)
 }
 
-/// Report `n` has just become verified (stored as verified, or promoted):
-/// a version it amends leaves its incident, and it joins one unless it is
-/// itself superseded or says nothing was observed.
+/// Report `n`, already stored, has just become verified (promoted on
+/// enrolment, or grouped again): a version it amends leaves its incident,
+/// and it joins one unless it is itself superseded or says nothing was
+/// observed.
 pub(crate) fn on_verified(tx: &Transaction<'_>, n: i64, window: Window) -> Result<(), StoreError> {
     let amended: Option<i64> = tx
         .prepare_cached(
@@ -192,9 +198,66 @@ pub(crate) fn on_verified(tx: &Transaction<'_>, n: i64, window: Window) -> Resul
     Ok(())
 }
 
-/// Puts `m` into the incident of every report close to it, merging those
-/// incidents into the oldest, or into a new incident of its own.
+/// A report about to be stored as verified, with `id`: the incident it
+/// joins (created, or merged from the incidents it bridges), or `None`
+/// when it takes no part (nothing observed, or a verified amendment of it
+/// arrived first). The caller stores the report with that incident in the
+/// same INSERT, then calls [`stored_verified`]. This is the ingest path: the
+/// report's fields are in hand, so nothing is read back or updated twice.
+pub(crate) fn place_new(
+    tx: &Transaction<'_>,
+    id: &[u8],
+    m: &Member,
+    window: Window,
+) -> Result<Option<i64>, StoreError> {
+    if m.category == NOTHING_OBSERVED {
+        return Ok(None);
+    }
+    let superseded = tx
+        .prepare_cached("SELECT 1 FROM reports WHERE amends = ?1 AND +device = ?2 AND status = 'verified' LIMIT 1")?
+        .exists(params![id, m.device])?;
+    if superseded {
+        return Ok(None);
+    }
+    target(tx, m, window).map(Some)
+}
+
+/// After [`place_new`]'s report is stored as number `n`: it is counted into
+/// its incident, and the version it amends (same device) leaves its own.
+pub(crate) fn stored_verified(
+    tx: &Transaction<'_>,
+    incident: Option<i64>,
+    m: &Member,
+    amends: Option<&[u8]>,
+    window: Window,
+) -> Result<(), StoreError> {
+    if let Some(t) = incident {
+        count_in(tx, t, m)?;
+    }
+    if let Some(a) = amends {
+        let amended: Option<i64> = tx
+            .prepare_cached("SELECT n FROM reports WHERE id = ?1 AND device = ?2 AND incident IS NOT NULL")?
+            .query_row(params![a, m.device], |r| r.get(0))
+            .optional()?;
+        if let Some(a) = amended {
+            leave(tx, a, window)?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts stored report `m` into the incident of every report close to it.
 fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreError> {
+    let t = target(tx, m, window)?;
+    tx.prepare_cached("UPDATE reports SET incident = ?1 WHERE n = ?2")?.execute([t, m.n])?;
+    count_in(tx, t, m)?;
+    Ok(t)
+}
+
+/// The incident `m` belongs in: the incidents of every report close to it,
+/// merged into the oldest, or a new incident of its own. `m` itself is not
+/// counted in it yet ([`count_in`]).
+fn target(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreError> {
     // Incidents whose time span and latitude span come within the window
     // of the event are the only candidates; in each, the first member
     // within the distance settles it. The latitude bound is safe: a degree
@@ -248,23 +311,30 @@ fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreEr
                  last_at = MAX(last_at, (SELECT last_at FROM incidents WHERE id = ?2)),
                  reports = reports + (SELECT reports FROM incidents WHERE id = ?2),
                  min_lat = MIN(min_lat, (SELECT min_lat FROM incidents WHERE id = ?2)),
-                 max_lat = MAX(max_lat, (SELECT max_lat FROM incidents WHERE id = ?2))
+                 max_lat = MAX(max_lat, (SELECT max_lat FROM incidents WHERE id = ?2)),
+                 devices = (SELECT COUNT(*) FROM incident_devices WHERE incident = ?1)
              WHERE id = ?1",
         )?
         .execute([target, other])?;
         tx.prepare_cached("DELETE FROM incidents WHERE id = ?1")?.execute([other])?;
     }
-    tx.prepare_cached("UPDATE reports SET incident = ?1 WHERE n = ?2")?.execute([target, m.n])?;
-    tx.prepare_cached("INSERT OR IGNORE INTO incident_devices (incident, device) VALUES (?1, ?2)")?
-        .execute(params![target, m.device])?;
+    Ok(target)
+}
+
+/// Counts `m`, whose row already names incident `t`, into that incident's
+/// device set, report count and spans. The device count goes up only when
+/// the device is new to the incident, so nothing is counted over again.
+fn count_in(tx: &Transaction<'_>, t: i64, m: &Member) -> Result<(), StoreError> {
+    let new_device = tx
+        .prepare_cached("INSERT OR IGNORE INTO incident_devices (incident, device) VALUES (?1, ?2)")?
+        .execute(params![t, m.device])?;
     tx.prepare_cached(
         "UPDATE incidents SET first_at = MIN(first_at, ?2), last_at = MAX(last_at, ?2), reports = reports + 1,
-             min_lat = MIN(min_lat, ?3), max_lat = MAX(max_lat, ?3),
-             devices = (SELECT COUNT(*) FROM incident_devices WHERE incident = ?1)
+             min_lat = MIN(min_lat, ?3), max_lat = MAX(max_lat, ?3), devices = devices + ?4
          WHERE id = ?1",
     )?
-    .execute(params![target, m.observed_at, m.ev.0])?;
-    Ok(target)
+    .execute(params![t, m.observed_at, m.ev.0, new_device as i64])?;
+    Ok(())
 }
 
 /// Takes report `n` out of its incident (a later version superseded it).

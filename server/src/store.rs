@@ -13,6 +13,7 @@
 //! verification ran elsewhere (off the async threads, in parallel). It
 //! does not know about connections, receipts or TLS.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -425,7 +426,9 @@ impl Store {
     /// `now` is the `received_at` of every report stored.
     pub fn apply(tx: &Transaction<'_>, batch: &[Checked], now: i64) -> Result<Vec<(Bytes32, Status)>, StoreError> {
         let window = Window::load(tx)?;
-        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now, window)?))).collect()
+        // A batch is usually one device's: its enrolment is read once.
+        let mut devices = HashMap::new();
+        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now, window, &mut devices)?))).collect()
     }
 
     /// The incident window in force (stored in the database).
@@ -668,6 +671,11 @@ impl Store {
     }
 }
 
+/// Enrolment as the batch found it: `None` unknown, `Some(None)` enrolled,
+/// `Some(Some(t))` revoked at `t`. Nothing changes it within a transaction
+/// (enrolment and revocation are commands, not the writer).
+type Enrolment = Option<Option<i64>>;
+
 /// The outcome rules of DESIGN §5 for one report, inside the writer's
 /// transaction. The order of the checks is the rule:
 /// 1. verification failed → Rejected(reason), the bytes kept in `rejections`;
@@ -678,7 +686,13 @@ impl Store {
 ///    ("equivocation"), stored as evidence, the fork recorded;
 /// 4. the key is enrolled → Accepted (verified); unknown → Quarantined
 ///    ("unknown device"); revoked → Quarantined ("revoked").
-fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64, window: Window) -> Result<Status, StoreError> {
+fn apply_one(
+    tx: &Transaction<'_>,
+    item: &Checked,
+    now: i64,
+    window: Window,
+    devices: &mut HashMap<Bytes32, Enrolment>,
+) -> Result<Status, StoreError> {
     let v = match item {
         Checked::Invalid { id, report, error } => {
             let reason = error.reason();
@@ -707,22 +721,31 @@ fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64, window: Window) -> 
     };
     let id = v.id;
     let env = &v.envelope;
-    let stored: Option<(String, Option<String>)> = tx
-        .prepare_cached("SELECT status, reason FROM reports WHERE id = ?1")?
-        .query_row([&id[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((status, reason)) = stored {
-        return Ok(if status == ReportStatus::Rejected.as_str() {
-            Status::Rejected(reason.unwrap_or_else(|| REASON_EQUIVOCATION.into()))
-        } else {
-            Status::Duplicate
-        });
-    }
     let seq = env.seq as i64;
-    let kept: Option<Vec<u8>> = tx
-        .prepare_cached("SELECT id FROM reports WHERE device = ?1 AND seq = ?2 AND status != 'rejected' LIMIT 1")?
-        .query_row(params![&env.device[..], seq], |r| r.get(0))
-        .optional()?;
+    // One look at the reports stored at this device and seq settles rules
+    // 2 and 3: an id is the hash of a body that names its device and seq,
+    // so this very report, if stored, is among them; any other one not
+    // rejected is the report this one forks from.
+    let mut kept: Option<Vec<u8>> = None;
+    {
+        let mut q =
+            tx.prepare_cached("SELECT id, status, reason FROM reports WHERE device = ?1 AND seq = ?2 ORDER BY n")?;
+        let mut rows = q.query(params![&env.device[..], seq])?;
+        while let Some(r) = rows.next()? {
+            let stored_id = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            let status = ReportStatus::parse(r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?);
+            if stored_id == id {
+                return Ok(if status == Some(ReportStatus::Rejected) {
+                    Status::Rejected(r.get::<_, Option<String>>(2)?.unwrap_or_else(|| REASON_EQUIVOCATION.into()))
+                } else {
+                    Status::Duplicate
+                });
+            }
+            if kept.is_none() && status != Some(ReportStatus::Rejected) {
+                kept = Some(stored_id.to_vec());
+            }
+        }
+    }
     let (status, reason) = if let Some(kept) = kept {
         tracing::warn!(
             device = %truce_shared::signing::fingerprint(&env.device),
@@ -735,10 +758,17 @@ fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64, window: Window) -> 
         .execute(params![&env.device[..], seq, kept, &id[..], now])?;
         (ReportStatus::Rejected, Some(REASON_EQUIVOCATION))
     } else {
-        let revoked_at: Option<Option<i64>> = tx
-            .prepare_cached("SELECT revoked_at FROM devices WHERE key = ?1")?
-            .query_row([&env.device[..]], |r| r.get(0))
-            .optional()?;
+        let revoked_at = match devices.get(&env.device) {
+            Some(&known) => known,
+            None => {
+                let found: Enrolment = tx
+                    .prepare_cached("SELECT revoked_at FROM devices WHERE key = ?1")?
+                    .query_row([&env.device[..]], |r| r.get(0))
+                    .optional()?;
+                devices.insert(env.device, found);
+                found
+            }
+        };
         match revoked_at {
             None => (ReportStatus::Quarantined, Some(REASON_UNKNOWN_DEVICE)),
             Some(Some(_)) => (ReportStatus::Quarantined, Some(REASON_REVOKED)),
@@ -747,10 +777,22 @@ fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64, window: Window) -> 
     };
     let obs = &env.observation;
     let (ev_lat, ev_lon) = incidents::event_position(obs);
+    let category = category_name(obs.category);
+    // A verified report finds its incident before it is stored, so the one
+    // INSERT writes it whole: no read back, no second write of the row.
+    let member = incidents::Member {
+        n: 0,
+        device: env.device.to_vec(),
+        category,
+        observed_at: obs.observed_at,
+        ev: (ev_lat, ev_lon),
+    };
+    let incident =
+        if status == ReportStatus::Verified { incidents::place_new(tx, &id, &member, window)? } else { None };
     tx.prepare_cached(
         "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category, lat, lon,
-                              amends, body, signature, status, reason, received_at, ev_lat, ev_lon)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                              amends, body, signature, status, reason, received_at, ev_lat, ev_lon, incident)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     )?
     .execute(params![
         &id[..],
@@ -760,7 +802,7 @@ fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64, window: Window) -> 
         env.recorded_at,
         obs.observed_at,
         obs.observed_until,
-        category_name(obs.category),
+        member.category,
         obs.position.lat,
         obs.position.lon,
         env.amends.as_ref().map(|a| &a[..]),
@@ -771,9 +813,10 @@ fn apply_one(tx: &Transaction<'_>, item: &Checked, now: i64, window: Window) -> 
         now,
         ev_lat,
         ev_lon,
+        incident,
     ])?;
     if status == ReportStatus::Verified {
-        incidents::on_verified(tx, tx.last_insert_rowid(), window)?;
+        incidents::stored_verified(tx, incident, &member, env.amends.as_ref().map(|a| &a[..]), window)?;
     }
     Ok(match status {
         ReportStatus::Verified => Status::Accepted,
