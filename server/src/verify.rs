@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
-use truce_shared::{Bytes32, SignedReport, VerifiedReport, VerifyError};
+use truce_shared::{Bytes32, KeyCache, SignedReport, VerifiedReport, VerifyError};
 
 /// A report after verification, ready for the writer.
 #[derive(Debug)]
@@ -35,7 +35,13 @@ pub enum Checked {
 impl Checked {
     /// Verifies one report with the one verification function.
     pub fn check(report: SignedReport) -> Checked {
-        match truce_shared::verify(&report) {
+        Checked::check_with(report, &mut KeyCache::default())
+    }
+
+    /// [`Checked::check`] for one of many reports: `keys` keeps the last
+    /// device key parsed.
+    pub fn check_with(report: SignedReport, keys: &mut KeyCache) -> Checked {
+        match truce_shared::verify_with(&report, keys) {
             Ok(v) => Checked::Valid(Box::new(v)),
             Err(error) => Checked::Invalid { id: report.id(), report, error },
         }
@@ -85,7 +91,8 @@ impl Verifier {
         let permit = self.permits.clone().acquire_owned().await.map_err(|e| VerifyTaskFailed(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            reports.into_iter().map(Checked::check).collect()
+            let mut keys = KeyCache::default();
+            reports.into_iter().map(|r| Checked::check_with(r, &mut keys)).collect()
         })
         .await
         .map_err(VerifyTaskFailed::from_join)

@@ -35,4 +35,4 @@ pub use report::{
     Attachment, Basis, Bytes32, Category, Count, Effect, Envelope, Observation, Position, Qualifier, Signature64,
     SignedReport, ValidationError, ENVELOPE_VERSION,
 };
-pub use signing::{sign, verify, VerifiedReport, VerifyError};
+pub use signing::{sign, verify, verify_with, KeyCache, VerifiedReport, VerifyError};

@@ -140,27 +140,59 @@ pub fn claimed_device(body: &[u8]) -> Result<Bytes32, VerifyError> {
     rest.get(..32).and_then(|k| k.try_into().ok()).ok_or(VerifyError::NoDevice)
 }
 
-/// The one Ed25519 check behind [`verify`] and [`verify_receipt`]:
-/// `verify_strict` over `message` exactly as given (the callers add their
-/// domain prefix). It refuses non-canonical S (S ≥ L), non-canonical and
+/// The one Ed25519 check behind [`verify`], [`verify_with`] and
+/// [`verify_receipt`]: `verify_strict` over `message` exactly as given (the
+/// callers add their domain prefix). It refuses non-canonical S (S ≥ L), non-canonical and
 /// small-order public keys and R, and checks the cofactorless equation.
 /// There is deliberately no batch path: every signature goes through here,
 /// so no faster verifier can accept a different set.
 pub fn verify_ed25519(public: &Bytes32, message: &[u8], signature: &[u8; 64]) -> Result<(), VerifyError> {
     let key = VerifyingKey::from_bytes(public).map_err(|_| VerifyError::BadKey)?;
+    verify_strict_with(&key, message, signature)
+}
+
+fn verify_strict_with(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Result<(), VerifyError> {
     let sig = ed25519_dalek::Signature::from_bytes(signature);
     key.verify_strict(message, &sig).map_err(|_| VerifyError::BadSignature)
+}
+
+/// The last device key [`verify_with`] parsed. Parsing a key decompresses
+/// a curve point (a field exponentiation, about a tenth of a verification
+/// in profiles of ingest); the reports of one batch almost always come
+/// from one device, so its key is parsed once. The parsed key is the one
+/// `VerifyingKey::from_bytes` gives for those bytes, so what is accepted
+/// does not change: only keys that parsed are kept.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    last: Option<(Bytes32, VerifyingKey)>,
+}
+
+impl KeyCache {
+    fn key(&mut self, public: &Bytes32) -> Result<&VerifyingKey, VerifyError> {
+        if self.last.as_ref().map(|(bytes, _)| bytes) != Some(public) {
+            let key = VerifyingKey::from_bytes(public).map_err(|_| VerifyError::BadKey)?;
+            self.last = Some((*public, key));
+        }
+        // Just filled when it did not hold this key.
+        self.last.as_ref().map(|(_, key)| key).ok_or(VerifyError::BadKey)
+    }
 }
 
 /// Verifies a signed report: size, `verify_strict`, decode, canonical
 /// re-encoding, field rules. The one function every verifier calls.
 pub fn verify(report: &SignedReport) -> Result<VerifiedReport, VerifyError> {
+    verify_with(report, &mut KeyCache::default())
+}
+
+/// [`verify`], parsing the device key only when it differs from the last
+/// one `keys` saw. For a loop over many reports.
+pub fn verify_with(report: &SignedReport, keys: &mut KeyCache) -> Result<VerifiedReport, VerifyError> {
     let body = &report.body;
     if body.len() > limits::MAX_REPORT_BODY {
         return Err(VerifyError::TooLarge(body.len()));
     }
     let device = claimed_device(body)?;
-    verify_ed25519(&device, &domain_message(REPORT_SIG_DOMAIN, body), &report.signature.0)?;
+    verify_strict_with(keys.key(&device)?, &domain_message(REPORT_SIG_DOMAIN, body), &report.signature.0)?;
     let envelope = encoding::decode_canonical(body)?;
     envelope.validate()?;
     let id = report_id(body);
@@ -202,6 +234,59 @@ pub fn fingerprint(key: &Bytes32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::tests::sample_observation;
+    use crate::report::ENVELOPE_VERSION;
+
+    fn signed(key: &SigningKey, seq: u64) -> SignedReport {
+        let env = Envelope {
+            version: ENVELOPE_VERSION,
+            device: key.verifying_key().to_bytes(),
+            seq,
+            prev: if seq == 1 { [0; 32] } else { [9; 32] },
+            recorded_at: 1_760_000_000_000,
+            amends: None,
+            observation: sample_observation(),
+        };
+        sign(key, &env).unwrap()
+    }
+
+    /// A report whose body claims `device` but is signed by `key`.
+    fn claiming(device: Bytes32, key: &SigningKey, seq: u64) -> SignedReport {
+        let mut env: Envelope = encoding::decode(&signed(key, seq).body).unwrap();
+        env.device = device;
+        let body = encoding::encode(&env);
+        let signature = Signature64(key.sign(&domain_message(REPORT_SIG_DOMAIN, &body)).to_bytes());
+        SignedReport { body, signature }
+    }
+
+    #[test]
+    fn a_cached_key_answers_exactly_as_a_fresh_one() {
+        let (a, b) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+        let a_pub = a.verifying_key().to_bytes();
+        // Not a curve point: y = 2 has no x on edwards25519.
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        assert!(VerifyingKey::from_bytes(&not_a_point).is_err());
+        let mut flipped = signed(&a, 3);
+        flipped.signature.0[40] ^= 1;
+        let reports = [
+            signed(&a, 1),
+            claiming(a_pub, &b, 2), // b's signature over a body claiming a's key, right after a's key was cached
+            flipped,
+            signed(&b, 4),
+            claiming(not_a_point, &a, 5),
+            signed(&a, 6),
+            claiming(a_pub, &b, 7),
+        ];
+        let mut keys = KeyCache::default();
+        let outcomes: Vec<_> = reports.iter().map(|r| verify_with(r, &mut keys).map(|v| v.id)).collect();
+        let fresh: Vec<_> = reports.iter().map(|r| verify(r).map(|v| v.id)).collect();
+        assert_eq!(outcomes, fresh);
+        let ok: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, false, true, false, true, false]);
+        assert_eq!(outcomes[4], Err(VerifyError::BadKey));
+        assert_eq!(outcomes[6], Err(VerifyError::BadSignature));
+    }
 
     #[test]
     fn a_reason_never_exceeds_the_reason_limit() {
