@@ -238,12 +238,18 @@ fn parse_key(text: &str) -> Result<Bytes32> {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let json = cli.json;
-    let mut out = std::io::stdout().lock();
     // `verify` needs no data directory: anyone can run it anywhere.
     if let Command::Verify { bundle, devices, quiet } = &cli.command {
-        return verify(bundle, devices.as_deref(), *quiet, json, &mut out);
+        return verify(bundle, devices.as_deref(), *quiet, json, &mut std::io::stdout().lock());
     }
     let dir = DataDir::resolve(cli.data_dir)?;
+    // An export may write stdout from a thread of its own: stdout is not
+    // locked here for it.
+    if let Command::Export(args) = &cli.command {
+        export(&dir, args, json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Init => {
             let key = dir.init()?;
@@ -263,7 +269,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&dir, args)?,
         Command::Device(cmd) => device(&dir, cmd, json, &mut out)?,
         Command::Import { files } => return import(&dir, &files, json, &mut out),
-        Command::Export(args) => export(&dir, &args, json)?,
+        Command::Export(_) => unreachable!("handled above"),
         Command::Verify { .. } => unreachable!("handled above"),
         Command::Incidents(args) => incidents(&dir, &args, json, &mut out)?,
         Command::Stats => stats(&dir, json, &mut out)?,
@@ -422,7 +428,7 @@ fn parse_time(text: &str, flag: &str) -> Result<i64> {
 /// Writes `f`'s output to `path` through a temporary file beside it, renamed
 /// into place only when complete: a failed export never leaves a file that
 /// looks whole.
-fn write_file<T>(path: &std::path::Path, f: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<T> {
+fn write_file<T>(path: &std::path::Path, f: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>) -> Result<T> {
     let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
@@ -471,7 +477,8 @@ fn export(dir: &DataDir, args: &ExportArgs, json: bool) -> Result<()> {
             if args.format == Format::Bundle && std::io::IsTerminal::is_terminal(&stdout) {
                 anyhow::bail!("a bundle is binary: give --out FILE (or redirect stdout to a file)");
             }
-            let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            // Not locked: JSON Lines are written from a thread of their own.
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
             let n = crate::export::export(&store, &query, args.format, &mut w)?;
             w.flush()?;
             n
