@@ -581,7 +581,14 @@ impl Store {
         query: &ReportQuery,
         mut f: impl FnMut(ReportRow) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let mut sql = format!("SELECT {REPORT_COLUMNS}, {AMENDED_BY} AS amended_by {REPORT_FROM} WHERE 1");
+        // With latest_only every row streamed has no amendment, so the
+        // column is NULL and the subquery runs once, in the filter; SQLite
+        // would otherwise run it twice a row (column and filter).
+        let mut sql = if query.latest_only {
+            format!("SELECT {REPORT_COLUMNS}, NULL AS amended_by {REPORT_FROM} WHERE {AMENDED_BY} IS NULL")
+        } else {
+            format!("SELECT {REPORT_COLUMNS}, {AMENDED_BY} AS amended_by {REPORT_FROM} WHERE 1")
+        };
         let mut args: Vec<Value> = Vec::new();
         // Each condition takes its value as the next numbered parameter.
         fn filter(sql: &mut String, args: &mut Vec<Value>, cond: &str, v: Value) {
@@ -620,9 +627,6 @@ impl Store {
                 args.push(Value::Real(e));
                 sql.push_str(&format!(" AND (r.lon >= ?{} OR r.lon <= ?{})", args.len() - 1, args.len()));
             }
-        }
-        if query.latest_only {
-            sql.push_str(" AND amended_by IS NULL");
         }
         sql.push_str(match query.order {
             ReportOrder::Arrival => " ORDER BY r.n",

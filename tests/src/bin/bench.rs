@@ -89,6 +89,9 @@ struct Figures {
     ingest_ratio: f64,
     ingest_per_server_cpu_s: f64,
     ingest_cpu_ratio: f64,
+    ingest_server_cpu_us: f64,
+    ingest_writer_cpu_us: f64,
+    ingest_loadgen_cpu_us: f64,
     record_p50_ms: f64,
     record_p99_ms: f64,
     commit_p50_ms: f64,
@@ -100,6 +103,8 @@ struct Figures {
     wire_ratio: f64,
     handshake_bytes: f64,
     export_per_s: f64,
+    export_bytes: f64,
+    export_write_per_s: f64,
     idle_conn_kb: f64,
     agent_sync_peak_mb: f64,
 }
@@ -146,7 +151,10 @@ fn main() -> Result<()> {
         step(json, "verify reference");
         f.verify_per_s = median((0..plan.runs).map(|_| verify_rate(plan.verify_per_core)).collect());
         step(json, "server ingest");
-        (f.ingest_per_s, f.ingest_per_server_cpu_s) = ingest(&rt, &pki, plan)?;
+        let cost = ingest(&rt, &pki, plan)?;
+        (f.ingest_per_s, f.ingest_per_server_cpu_s) = (cost.per_s, 1e6 / cost.server_cpu_us);
+        (f.ingest_server_cpu_us, f.ingest_writer_cpu_us, f.ingest_loadgen_cpu_us) =
+            (cost.server_cpu_us, cost.writer_cpu_us, cost.loadgen_cpu_us);
         f.ingest_ratio = f.ingest_per_s / f.verify_per_s;
         f.ingest_cpu_ratio = f.ingest_per_server_cpu_s / (f.verify_per_s / cores() as f64);
     }
@@ -165,7 +173,7 @@ fn main() -> Result<()> {
     }
     if want("export") {
         step(json, "export");
-        f.export_per_s = export_rate(plan)?;
+        (f.export_per_s, f.export_bytes, f.export_write_per_s) = export_rate(plan)?;
     }
     if want("idle") {
         step(json, "idle connections");
@@ -359,7 +367,17 @@ async fn open_session(
 /// come back Accepted). Median rate over `runs`, and the median of reports
 /// per CPU-second the server process used (the load generator shares the
 /// same cores, so this shows the server's own cost per report).
-fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
+/// What ingest measured: the rate, and the CPU each report cost the
+/// server and the load generator (medians over runs).
+struct IngestCost {
+    per_s: f64,
+    server_cpu_us: f64,
+    /// Of the server's: its one SQLite writer thread.
+    writer_cpu_us: f64,
+    loadgen_cpu_us: f64,
+}
+
+fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<IngestCost> {
     const IN_FLIGHT: usize = 4;
     let max_batch = limits::MAX_BATCH as usize;
     let mut server = Server::init();
@@ -372,7 +390,7 @@ fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<(f64, 
     let addr = server.addr;
     let pid = server.pid().context("server pid")?;
     let mut rates = Vec::new();
-    let mut per_cpu_s = Vec::new();
+    let (mut server_us, mut writer_us, mut loadgen_us) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..plan.runs {
         // Sign this run's reports up front: the clock measures the server.
         let mut work = Vec::new();
@@ -385,13 +403,15 @@ fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<(f64, 
                 .collect();
             work.push((c.key.verifying_key().to_bytes(), frames));
         }
-        let mut cpu_before = 0.0;
+        let (mut cpu_before, mut writer_before, mut own_before) = (0.0, 0.0, 0.0);
         let elapsed = rt.block_on(async {
             let mut sessions = Vec::new();
             for (device, frames) in work {
                 sessions.push((open_session(&connector, addr, device).await?, frames));
             }
             cpu_before = proc_cpu_s(pid)?;
+            writer_before = writer_cpu_s(pid)?;
+            own_before = proc_cpu_s(std::process::id())?;
             let t = Instant::now();
             let tasks: Vec<_> =
                 sessions.into_iter().map(|(tls, frames)| tokio::spawn(submit_all(tls, frames, IN_FLIGHT))).collect();
@@ -408,16 +428,41 @@ fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<(f64, 
             Ok::<_, anyhow::Error>(elapsed)
         })?;
         let cpu = proc_cpu_s(pid)? - cpu_before;
+        let own = proc_cpu_s(std::process::id())? - own_before;
+        let writer = writer_cpu_s(pid)? - writer_before;
         let reports = (plan.connections * plan.per_connection) as f64;
         rates.push(reports / elapsed.as_secs_f64());
-        per_cpu_s.push(reports / cpu);
+        server_us.push(cpu * 1e6 / reports);
+        writer_us.push(writer * 1e6 / reports);
+        loadgen_us.push(own * 1e6 / reports);
     }
-    Ok((median(rates), median(per_cpu_s)))
+    Ok(IngestCost {
+        per_s: median(rates),
+        server_cpu_us: median(server_us),
+        writer_cpu_us: median(writer_us),
+        loadgen_cpu_us: median(loadgen_us),
+    })
 }
 
 /// User + system CPU seconds a process has used so far.
 fn proc_cpu_s(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_s(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds of the server's writer thread (named `truce-writer`).
+fn writer_cpu_s(pid: u32) -> Result<f64> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = task?.path();
+        if std::fs::read_to_string(dir.join("comm"))?.trim() == "truce-writer" {
+            return stat_cpu_s(&dir.join("stat").to_string_lossy());
+        }
+    }
+    bail!("the server {pid} has no truce-writer thread")
+}
+
+/// utime + stime of a stat(5) file, in seconds.
+fn stat_cpu_s(path: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(path)?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc stat")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -579,8 +624,13 @@ fn handshake_bytes(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Resu
 }
 
 /// Export rate to JSON Lines from a store of `export_rows` reports, as the
-/// `truce-server export` process runs it. Median over runs.
-fn export_rate(plan: &Plan) -> Result<f64> {
+/// `truce-server export` process runs it, and beside it the reference: the
+/// same number of bytes written to a file in the same directory and
+/// fsynced, as the export does, but with nothing to read or format.
+/// Returns the medians over runs of (rows/s, bytes written, reference
+/// rows/s). Dirty pages are flushed (`sync`) before each timed step so
+/// one step's writeback does not land on the next.
+fn export_rate(plan: &Plan) -> Result<(f64, f64, f64)> {
     let server = Server::init();
     let mut chain = Chain::new();
     server.enrol(&chain.public_hex(), "export");
@@ -599,8 +649,10 @@ fn export_rate(plan: &Plan) -> Result<f64> {
     )?;
     drop(db);
     let out = server.dir.path().join("export.jsonl");
-    let mut rates = Vec::new();
+    let copy = server.dir.path().join("reference.out");
+    let (mut rates, mut sizes, mut refs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..plan.runs.min(3) {
+        sync()?;
         let t = Instant::now();
         let out_s = out.to_str().context("utf-8 temp path")?;
         server.cmd(&["export", "--format", "jsonl", "--out", out_s]).expect_ok();
@@ -608,8 +660,32 @@ fn export_rate(plan: &Plan) -> Result<f64> {
         let lines = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(&out)?)).count();
         ensure!(lines as i64 == plan.export_rows, "export wrote {lines} of {} rows", plan.export_rows);
         rates.push(plan.export_rows as f64 / secs);
+        let size = std::fs::metadata(&out)?.len();
+        sizes.push(size as f64);
+        // The reference writes the export's own first bytes over and over.
+        let mut chunk = vec![0u8; 256 * 1024];
+        let got = std::io::Read::read(&mut std::fs::File::open(&out)?, &mut chunk)?;
+        chunk.truncate(got.max(1));
+        sync()?;
+        let t = Instant::now();
+        let mut f = std::fs::File::create(&copy)?;
+        let mut left = size as usize;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            std::io::Write::write_all(&mut f, &chunk[..n])?;
+            left -= n;
+        }
+        f.sync_all()?;
+        refs.push(plan.export_rows as f64 / t.elapsed().as_secs_f64());
+        std::fs::remove_file(&copy)?;
     }
-    Ok(median(rates))
+    Ok((median(rates), median(sizes), median(refs)))
+}
+
+/// Flushes every dirty page to disk (sync(1)).
+fn sync() -> Result<()> {
+    ensure!(std::process::Command::new("sync").status()?.success(), "sync failed");
+    Ok(())
 }
 
 /// A `/proc/PID/status` value in KiB.
@@ -734,6 +810,24 @@ fn print_table(f: &Figures, plan: &Plan, quick: bool, took: Duration, want: &dyn
         None,
     );
     row(
+        "ingest",
+        "ingest CPU a report: server + load",
+        format!("{:.1} + {:.1} us", f.ingest_server_cpu_us, f.ingest_loadgen_cpu_us),
+        format!("verify_strict {:.1} us", 1e6 * cores() as f64 / f.verify_per_s),
+        String::new(),
+        "",
+        None,
+    );
+    row(
+        "ingest",
+        "  of it, the server's SQLite writer",
+        format!("{:.1} us", f.ingest_writer_cpu_us),
+        String::new(),
+        String::new(),
+        "",
+        None,
+    );
+    row(
         "record",
         "record in process p50 / p99",
         format!("{:.2} / {:.2} ms", f.record_p50_ms, f.record_p99_ms),
@@ -773,8 +867,8 @@ fn print_table(f: &Figures, plan: &Plan, quick: bool, took: Duration, want: &dyn
         "export",
         &format!("export JSON Lines, {} rows", plan.export_rows),
         format!("{:.0}/s", f.export_per_s),
-        String::new(),
-        String::new(),
+        format!("write+fsync {:.0} MB: {:.0}/s", f.export_bytes / 1e6, f.export_write_per_s),
+        format!("{:.2}", f.export_per_s / f.export_write_per_s),
         ">= 200,000/s",
         Some(f.export_per_s >= 200_000.0),
     );
