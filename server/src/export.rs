@@ -340,16 +340,17 @@ impl ExportRow {
     }
 }
 
-/// Lower-case hex. `hex::encode` collects char by char, which showed in
-/// profiles of million-row exports (three or four ids per row).
+/// Lower-case hex. `hex::encode` collects char by char, and pushing chars
+/// one at a time was no better: both showed in profiles of million-row
+/// exports (three or four ids a row). This fills the bytes in one pass.
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    let mut buf = vec![0u8; bytes.len() * 2];
+    // The buffer is exactly twice the input, the one size encode_to_slice
+    // accepts; hex digits are ASCII, so valid UTF-8.
+    match hex::encode_to_slice(bytes, &mut buf).map(|()| String::from_utf8(buf)) {
+        Ok(Ok(s)) => s,
+        _ => hex::encode(bytes),
     }
-    s
 }
 
 /// Writes every selected report to `out` in `format` and returns how many.
