@@ -96,11 +96,7 @@ impl WriterThread {
 impl Writer {
     /// Starts the writer thread, which takes ownership of `store`.
     pub fn spawn(store: Store) -> std::io::Result<(Writer, WriterThread)> {
-        let conn = store.conn();
-        let tuned = conn
-            .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
-            .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES));
-        if let Err(e) = tuned {
+        if let Err(e) = tune(store.conn()) {
             // Only slower without it; nothing is at stake.
             tracing::warn!(error = %e, "cannot tune the writer's page cache and checkpoints");
         }
@@ -124,6 +120,14 @@ impl Writer {
         self.queue.blocking_send(Job { batch, reply }).map_err(|_| WriteError::Stopped)?;
         answer.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
+}
+
+/// Gives a connection the writer's page cache and checkpoint interval
+/// (the benchmark's SQLite reference uses it too, to compare like with
+/// like).
+pub fn tune(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
 }
 
 fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {

@@ -91,6 +91,7 @@ struct Figures {
     ingest_cpu_ratio: f64,
     ingest_server_cpu_us: f64,
     ingest_writer_cpu_us: f64,
+    sqlite_insert_cpu_us: f64,
     ingest_loadgen_cpu_us: f64,
     record_p50_ms: f64,
     record_p99_ms: f64,
@@ -155,6 +156,7 @@ fn main() -> Result<()> {
         (f.ingest_per_s, f.ingest_per_server_cpu_s) = (cost.per_s, 1e6 / cost.server_cpu_us);
         (f.ingest_server_cpu_us, f.ingest_writer_cpu_us, f.ingest_loadgen_cpu_us) =
             (cost.server_cpu_us, cost.writer_cpu_us, cost.loadgen_cpu_us);
+        f.sqlite_insert_cpu_us = sqlite_insert_floor(plan)?;
         f.ingest_ratio = f.ingest_per_s / f.verify_per_s;
         f.ingest_cpu_ratio = f.ingest_per_server_cpu_s / (f.verify_per_s / cores() as f64);
     }
@@ -442,6 +444,70 @@ fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<Ingest
         writer_cpu_us: median(writer_us),
         loadgen_cpu_us: median(loadgen_us),
     })
+}
+
+/// The floor under the writer: CPU a report costs in a bare SQLite INSERT of
+/// the same kind of row into the server's own schema (every index, WAL,
+/// synchronous=FULL, the writer's cache and checkpoint settings), 2,048
+/// rows a transaction, with no checks, no incidents and no other thread
+/// competing. Median over runs of this thread's CPU per row.
+fn sqlite_insert_floor(plan: &Plan) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let store = truce_server::Store::open(&dir.path().join("floor.sqlite"))?;
+    let mut conn = rusqlite::Connection::open(dir.path().join("floor.sqlite"))?;
+    drop(store);
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    truce_server::writer::tune(&conn)?;
+    let mut chains: Vec<Chain> = (0..plan.connections).map(|_| Chain::new()).collect();
+    let mut per_row = Vec::new();
+    for _ in 0..plan.runs {
+        let mut rows = Vec::new();
+        for _ in 0..plan.per_connection {
+            for c in chains.iter_mut() {
+                let r = c.next()?;
+                let env: Envelope = encoding::decode(&r.body)?;
+                rows.push((r, env));
+            }
+        }
+        let before = thread_cpu_s()?;
+        for chunk in rows.chunks(2048) {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category,
+                                          lat, lon, amends, body, signature, status, reason, received_at, ev_lat,
+                                          ev_lon, incident)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'shelling', ?8, ?9, NULL, ?10, ?11, 'verified', NULL, ?12,
+                             ?8, ?9, 1)",
+                )?;
+                for (r, env) in chunk {
+                    let o = &env.observation;
+                    insert.execute(rusqlite::params![
+                        &r.id()[..],
+                        &env.device[..],
+                        env.seq as i64,
+                        &env.prev[..],
+                        env.recorded_at,
+                        o.observed_at,
+                        o.observed_until,
+                        o.position.lat,
+                        o.position.lon,
+                        &r.body,
+                        &r.signature.0[..],
+                        env.recorded_at,
+                    ])?;
+                }
+            }
+            tx.commit()?;
+        }
+        per_row.push((thread_cpu_s()? - before) * 1e6 / rows.len() as f64);
+    }
+    Ok(median(per_row))
+}
+
+/// CPU seconds this thread has used.
+fn thread_cpu_s() -> Result<f64> {
+    stat_cpu_s("/proc/thread-self/stat")
 }
 
 /// User + system CPU seconds a process has used so far.
@@ -828,8 +894,8 @@ fn print_table(f: &Figures, plan: &Plan, quick: bool, took: Duration, want: &dyn
         "ingest",
         "  of it, the server's SQLite writer",
         format!("{:.1} us", f.ingest_writer_cpu_us),
-        String::new(),
-        String::new(),
+        format!("bare SQLite INSERT {:.1} us", f.sqlite_insert_cpu_us),
+        format!("{:.2}", f.ingest_writer_cpu_us / f.sqlite_insert_cpu_us),
         "",
         None,
     );
