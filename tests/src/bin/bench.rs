@@ -883,7 +883,7 @@ fn print_table(f: &Figures, plan: &Plan, quick: bool, took: Duration, want: &dyn
     );
     row(
         "ingest",
-        "ingest CPU a report: server + load",
+        "CPU a report: server + load gen",
         format!("{:.1} + {:.1} us", f.ingest_server_cpu_us, f.ingest_loadgen_cpu_us),
         format!("verify_strict {:.1} us", 1e6 * cores() as f64 / f.verify_per_s),
         String::new(),
