@@ -343,6 +343,17 @@ fn report_row(row: &Row<'_>) -> rusqlite::Result<ReportRow> {
     })
 }
 
+/// The page size of a new store (SQLite's default is 4 KiB; an existing
+/// file keeps its own). Every stored report lands at a random place in the
+/// index of report ids, so each commit rewrites about one index page per
+/// report into the WAL, whatever the page size; fewer, larger pages make
+/// the b-trees shallower and those rewrites cheaper per report. Measured
+/// with the benchmark: the writer's CPU per report 36.6 -> 31.4 us, the
+/// bare INSERT floor 20.4 -> 18.6 us. (Inserting the same rows with the
+/// sqlite3 shell, 8 KiB pages saved about half as much and 32 KiB no more
+/// than 16 KiB.)
+pub const PAGE_SIZE: i64 = 16 * 1024;
+
 /// The SQLite store. One per thread: the writer owns one, and every
 /// command or reader opens its own.
 pub struct Store {
@@ -369,6 +380,8 @@ impl Store {
 
     fn setup(mut conn: Connection) -> Result<Store, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Only takes effect on a new, empty file, before WAL is switched on.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         // WAL lets readers (export, stats) run beside the writer; FULL makes
         // every COMMIT durable before it returns, which is what an Ack
         // promises. Both are set on every connection, as DESIGN §5 says.
@@ -948,5 +961,27 @@ mod tests {
         let big2 = report(&key, u64::MAX - 1, [1; 32], 10);
         assert_eq!(apply(&mut s, &[big.clone(), big2]).iter().filter(|s| matches!(s, Status::Rejected(_))).count(), 0);
         assert_eq!(s.report(&big.id()).unwrap().unwrap().seq, u64::MAX);
+    }
+
+    #[test]
+    fn a_new_store_gets_large_pages_and_an_old_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let page_size = |s: &Store| s.conn().pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0)).unwrap();
+        let new = Store::open(&dir.path().join("new.sqlite")).unwrap();
+        assert_eq!(page_size(&new), PAGE_SIZE);
+
+        // A store made before the page size was set: 4 KiB pages, in WAL.
+        let old_path = dir.path().join("old.sqlite");
+        let old = Connection::open(&old_path).unwrap();
+        old.pragma_update(None, "page_size", 4096).unwrap();
+        old.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(())).unwrap();
+        old.execute_batch("CREATE TABLE early (x INTEGER)").unwrap();
+        drop(old);
+        let mut old = Store::open(&old_path).unwrap();
+        assert_eq!(page_size(&old), 4096);
+        let key = SigningKey::from_bytes(&[11; 32]);
+        old.add_device(&key.verifying_key().to_bytes(), Some("laptop"), 1).unwrap();
+        let a = report(&key, 1, [0; 32], 10);
+        assert_eq!(apply(&mut old, &[a.clone(), a]), vec![Status::Accepted, Status::Duplicate]);
     }
 }
