@@ -92,6 +92,9 @@ struct Figures {
     ingest_server_cpu_us: f64,
     ingest_writer_cpu_us: f64,
     sqlite_insert_cpu_us: f64,
+    sqlite_minimal_cpu_us: f64,
+    ingest_ceiling_ratio: f64,
+    ingest_minimal_ceiling_ratio: f64,
     ingest_loadgen_cpu_us: f64,
     record_p50_ms: f64,
     record_p99_ms: f64,
@@ -156,7 +159,11 @@ fn main() -> Result<()> {
         (f.ingest_per_s, f.ingest_per_server_cpu_s) = (cost.per_s, 1e6 / cost.server_cpu_us);
         (f.ingest_server_cpu_us, f.ingest_writer_cpu_us, f.ingest_loadgen_cpu_us) =
             (cost.server_cpu_us, cost.writer_cpu_us, cost.loadgen_cpu_us);
-        f.sqlite_insert_cpu_us = sqlite_insert_floor(plan)?;
+        f.sqlite_insert_cpu_us = sqlite_insert_floor(plan, Floor::Server)?;
+        f.sqlite_minimal_cpu_us = sqlite_insert_floor(plan, Floor::Minimal)?;
+        let verify_us = 1e6 * cores() as f64 / f.verify_per_s;
+        f.ingest_ceiling_ratio = verify_us / (verify_us + f.sqlite_insert_cpu_us);
+        f.ingest_minimal_ceiling_ratio = verify_us / (verify_us + f.sqlite_minimal_cpu_us);
         f.ingest_ratio = f.ingest_per_s / f.verify_per_s;
         f.ingest_cpu_ratio = f.ingest_per_server_cpu_s / (f.verify_per_s / cores() as f64);
     }
@@ -190,6 +197,8 @@ fn main() -> Result<()> {
     let all = [
         f.ingest_per_s,
         f.verify_per_s,
+        f.sqlite_insert_cpu_us,
+        f.sqlite_minimal_cpu_us,
         f.record_p50_ms,
         f.record_p99_ms,
         f.commit_p99_ms,
@@ -446,18 +455,53 @@ fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<Ingest
     })
 }
 
-/// The floor under the writer: CPU a report costs in a bare SQLite INSERT of
-/// the same kind of row into the server's own schema (every index, WAL,
-/// synchronous=FULL, the writer's cache and checkpoint settings), 2,048
-/// rows a transaction, with no checks, no incidents and no other thread
-/// competing. Median over runs of this thread's CPU per row.
-fn sqlite_insert_floor(plan: &Plan) -> Result<f64> {
+/// What a floor INSERT stores.
+#[derive(Clone, Copy, PartialEq)]
+enum Floor {
+    /// The row the writer stores, in the server's own schema, every index.
+    Server,
+    /// The least a store can keep and still drop an exact duplicate or find
+    /// a report by its id: the signed bytes under a unique id, no other
+    /// column or index.
+    Minimal,
+}
+
+/// The floor under the writer: CPU a report costs in a bare SQLite INSERT
+/// (WAL, synchronous=FULL, a new store's page size, the writer's cache and
+/// checkpoint settings), 2,048 rows a transaction, with no checks, no
+/// incidents and no other thread competing. Median over runs of this
+/// thread's CPU per row.
+fn sqlite_insert_floor(plan: &Plan, floor: Floor) -> Result<f64> {
     let dir = tempfile::tempdir()?;
-    let store = truce_server::Store::open(&dir.path().join("floor.sqlite"))?;
-    let mut conn = rusqlite::Connection::open(dir.path().join("floor.sqlite"))?;
-    drop(store);
+    let path = dir.path().join("floor.sqlite");
+    let mut conn = match floor {
+        Floor::Server => {
+            drop(truce_server::Store::open(&path)?);
+            rusqlite::Connection::open(&path)?
+        }
+        Floor::Minimal => {
+            let c = rusqlite::Connection::open(&path)?;
+            c.pragma_update(None, "page_size", truce_server::store::PAGE_SIZE)?;
+            c.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+            c.execute_batch(
+                "CREATE TABLE reports (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, body BLOB NOT NULL,
+                                       signature BLOB NOT NULL)",
+            )?;
+            c
+        }
+    };
     conn.pragma_update(None, "synchronous", "FULL")?;
     truce_server::writer::tune(&conn)?;
+    let sql = match floor {
+        Floor::Server => {
+            "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category,
+                                  lat, lon, amends, body, signature, status, reason, received_at, ev_lat,
+                                  ev_lon, incident)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'shelling', ?8, ?9, NULL, ?10, ?11, 'verified', NULL, ?12,
+                     ?8, ?9, 1)"
+        }
+        Floor::Minimal => "INSERT INTO reports (id, body, signature) VALUES (?1, ?2, ?3)",
+    };
     let mut chains: Vec<Chain> = (0..plan.connections).map(|_| Chain::new()).collect();
     let mut per_row = Vec::new();
     for _ in 0..plan.runs {
@@ -473,29 +517,28 @@ fn sqlite_insert_floor(plan: &Plan) -> Result<f64> {
         for chunk in rows.chunks(2048) {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
-                let mut insert = tx.prepare(
-                    "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category,
-                                          lat, lon, amends, body, signature, status, reason, received_at, ev_lat,
-                                          ev_lon, incident)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'shelling', ?8, ?9, NULL, ?10, ?11, 'verified', NULL, ?12,
-                             ?8, ?9, 1)",
-                )?;
+                let mut insert = tx.prepare(sql)?;
                 for (r, env) in chunk {
                     let o = &env.observation;
-                    insert.execute(rusqlite::params![
-                        &r.id()[..],
-                        &env.device[..],
-                        env.seq as i64,
-                        &env.prev[..],
-                        env.recorded_at,
-                        o.observed_at,
-                        o.observed_until,
-                        o.position.lat,
-                        o.position.lon,
-                        &r.body,
-                        &r.signature.0[..],
-                        env.recorded_at,
-                    ])?;
+                    match floor {
+                        Floor::Server => insert.execute(rusqlite::params![
+                            &r.id()[..],
+                            &env.device[..],
+                            env.seq as i64,
+                            &env.prev[..],
+                            env.recorded_at,
+                            o.observed_at,
+                            o.observed_until,
+                            o.position.lat,
+                            o.position.lon,
+                            &r.body,
+                            &r.signature.0[..],
+                            env.recorded_at,
+                        ])?,
+                        Floor::Minimal => {
+                            insert.execute(rusqlite::params![&r.id()[..], &r.body, &r.signature.0[..]])?
+                        }
+                    };
                 }
             }
             tx.commit()?;
@@ -505,9 +548,13 @@ fn sqlite_insert_floor(plan: &Plan) -> Result<f64> {
     Ok(median(per_row))
 }
 
-/// CPU seconds this thread has used.
+/// CPU seconds this thread has used, to the nanosecond: the first field of
+/// schedstat, where stat(5) counts in clock ticks (10 ms), too coarse for
+/// the few milliseconds a `--quick` floor takes.
 fn thread_cpu_s() -> Result<f64> {
-    stat_cpu_s("/proc/thread-self/stat")
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    let ns: u64 = stat.split_whitespace().next().context("empty schedstat")?.parse()?;
+    Ok(ns as f64 / 1e9)
 }
 
 /// User + system CPU seconds a process has used so far.
@@ -896,6 +943,15 @@ fn print_table(f: &Figures, plan: &Plan, quick: bool, took: Duration, want: &dyn
         format!("{:.1} us", f.ingest_writer_cpu_us),
         format!("bare SQLite INSERT {:.1} us", f.sqlite_insert_cpu_us),
         format!("{:.2}", f.ingest_writer_cpu_us / f.sqlite_insert_cpu_us),
+        "",
+        None,
+    );
+    row(
+        "ingest",
+        "ceiling: server schema / minimal",
+        format!("{:.2} / {:.2}", f.ingest_ceiling_ratio, f.ingest_minimal_ceiling_ratio),
+        format!("id+signed bytes INSERT {:.1} us", f.sqlite_minimal_cpu_us),
+        String::new(),
         "",
         None,
     );
