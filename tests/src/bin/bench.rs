@@ -456,7 +456,7 @@ fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<Ingest
 }
 
 /// What a floor INSERT stores.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Floor {
     /// The row the writer stores, in the server's own schema, every index.
     Server,
@@ -474,10 +474,15 @@ enum Floor {
 fn sqlite_insert_floor(plan: &Plan, floor: Floor) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("floor.sqlite");
-    let mut conn = match floor {
+    let (mut conn, sql) = match floor {
         Floor::Server => {
             drop(truce_server::Store::open(&path)?);
-            rusqlite::Connection::open(&path)?
+            let sql = "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category,
+                                            lat, lon, amends, body, signature, status, reason, received_at, ev_lat,
+                                            ev_lon, incident)
+                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'shelling', ?8, ?9, NULL, ?10, ?11, 'verified', NULL, ?12,
+                               ?8, ?9, 1)";
+            (rusqlite::Connection::open(&path)?, sql)
         }
         Floor::Minimal => {
             let c = rusqlite::Connection::open(&path)?;
@@ -487,21 +492,11 @@ fn sqlite_insert_floor(plan: &Plan, floor: Floor) -> Result<f64> {
                 "CREATE TABLE reports (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, body BLOB NOT NULL,
                                        signature BLOB NOT NULL)",
             )?;
-            c
+            (c, "INSERT INTO reports (id, body, signature) VALUES (?1, ?2, ?3)")
         }
     };
     conn.pragma_update(None, "synchronous", "FULL")?;
     truce_server::writer::tune(&conn)?;
-    let sql = match floor {
-        Floor::Server => {
-            "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category,
-                                  lat, lon, amends, body, signature, status, reason, received_at, ev_lat,
-                                  ev_lon, incident)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'shelling', ?8, ?9, NULL, ?10, ?11, 'verified', NULL, ?12,
-                     ?8, ?9, 1)"
-        }
-        Floor::Minimal => "INSERT INTO reports (id, body, signature) VALUES (?1, ?2, ?3)",
-    };
     let mut chains: Vec<Chain> = (0..plan.connections).map(|_| Chain::new()).collect();
     let mut per_row = Vec::new();
     for _ in 0..plan.runs {
