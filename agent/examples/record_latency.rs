@@ -30,7 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bare_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
 
-    let mut agent = Agent::init(tmp.path().join("agent"))?;
+    // Sealed, as a monitor's is: every row is sealed under the data key.
+    let pass = truce_agent::vault::Passphrase::new("record latency example".into())?;
+    let mut agent = Agent::init(tmp.path().join("agent"), &truce_agent::vault::Protection::Passphrase(pass))?;
     let mut input = RecordInput::new(Category::Shelling, 48.5, 37.9);
     input.description = "two explosions assessed as outgoing 152mm artillery".into();
     let mut rec_ms = Vec::with_capacity(n);

@@ -1,9 +1,10 @@
 //! [`Agent`]: one device's key and queue, and the operations every front
 //! end (the CLI, tests, the benchmark, the demo) calls in process.
 //!
-//! `Agent::open` does the least it can (read the key, open the queue, check
-//! the schema version) because `truce-agent record` runs it on every
-//! keystroke-to-id path and must feel instant.
+//! `Agent::open` does the least it can (unseal the keyring, open the queue,
+//! check the schema version) because `truce-agent record` runs it on every
+//! keystroke-to-id path; the one slow step is Argon2id, which is the point.
+//! `Agent::open_locked` needs no passphrase and reads what `status` shows.
 
 use std::path::{Path, PathBuf};
 
@@ -15,23 +16,50 @@ use truce_shared::{Attachment, Bytes32, Envelope, ValidationError, ENVELOPE_VERS
 use crate::error::{AgentError, Result};
 use crate::keys::DeviceKey;
 use crate::paths::{self, DataDir};
-use crate::queue::{AckOutcome, ChainHead, Queue, State};
+use crate::queue::{AckOutcome, ChainHead, Pruned, Queue, State};
 use crate::record::{self, RecordInput};
+use crate::vault::{DataKey, Keyring, Passphrase, Protection, Secrets};
+
+/// How long a delivered report's body is kept by default: 7 days.
+pub const DEFAULT_KEEP_DELIVERED_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// A device: its key, its data directory and its queue.
 pub struct Agent {
     /// Where everything lives.
     dir: DataDir,
-    /// The signing key; never leaves this struct except to sign.
-    key: DeviceKey,
+    /// The device's public key.
+    device: Bytes32,
+    /// Whether the keyring is sealed under a passphrase.
+    protected: bool,
+    /// The signing key and the data key; `None` when opened without the
+    /// passphrase. They never leave this struct except to sign and seal.
+    unlocked: Option<(DeviceKey, DataKey)>,
     /// The durable queue.
     queue: Queue,
 }
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("dir", &self.dir.root()).field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("Agent")
+            .field("dir", &self.dir.root())
+            .field("device", &hex::encode(self.device))
+            .field("unlocked", &self.unlocked.is_some())
+            .finish_non_exhaustive()
     }
+}
+
+/// What [`Agent::open_any`] found in a data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirState {
+    /// No keys: `init` has not run (or `wipe` has).
+    Empty,
+    /// Made before sealing (a clear `device.key`), or its conversion was
+    /// interrupted: [`Agent::upgrade`] converts it.
+    NeedsUpgrade,
+    /// Sealed under a passphrase.
+    Sealed,
+    /// Made with `--no-passphrase`.
+    Unprotected,
 }
 
 /// What `record` made.
@@ -78,6 +106,12 @@ pub struct AgentStatus {
     pub counts: [(State, u64); 4],
     /// The newest report.
     pub head: Option<ChainHead>,
+    /// Whether the keys are sealed under a passphrase.
+    pub protected: bool,
+    /// How long delivered reports keep their bodies, ms.
+    pub keep_delivered_ms: i64,
+    /// Reports whose bodies have been pruned after delivery.
+    pub pruned: u64,
     /// The linked server, `HOST:PORT`.
     pub server: Option<String>,
     /// The last sync attempt.
@@ -94,24 +128,192 @@ pub struct ChainCheck {
 }
 
 impl Agent {
-    /// Makes the device key (0600, in a 0700 directory) and the queue in
-    /// `dir`. Refuses, leaving the existing key untouched, if a key exists.
-    pub fn init(dir: impl Into<PathBuf>) -> Result<Agent> {
+    /// Makes the device key and the data key, seals them in the keyring
+    /// (0600, in a 0700 directory) under `protection`, and makes the queue.
+    /// Refuses, leaving everything untouched, if the directory has keys.
+    pub fn init(dir: impl Into<PathBuf>, protection: &Protection) -> Result<Agent> {
         let dir = DataDir::new(dir);
         paths::create_private_dir(dir.root())?;
+        if dir.legacy_key_file().exists() {
+            return Err(AgentError::AlreadyInitialised(dir.root().to_path_buf()));
+        }
         let key = DeviceKey::generate();
-        key.write_new(&dir.key_file(), dir.root())?;
-        paths::sync_dir(dir.root())?;
-        let queue = Queue::open(&dir.queue_file(), &key.public())?;
-        Ok(Agent { dir, key, queue })
+        let secrets = Secrets::new(*key.seed());
+        let ring = Keyring::seal(key.public(), &secrets, protection)?;
+        write_new_keyring(&dir, &ring)?;
+        let data_key = secrets.data_key();
+        let queue = Queue::open(&dir.queue_file(), &key.public(), Some(data_key.clone()))?;
+        Ok(Agent { device: key.public(), protected: ring.is_protected(), unlocked: Some((key, data_key)), dir, queue })
     }
 
-    /// Opens the device in `dir`: "run init first" if there is no key.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Agent> {
+    /// What is in `dir`: nothing, an old clear layout, or a keyring.
+    pub fn dir_state(dir: &DataDir) -> Result<DirState> {
+        if dir.legacy_key_file().exists() {
+            return Ok(DirState::NeedsUpgrade);
+        }
+        Ok(match Keyring::load(&dir.keyring())? {
+            None => DirState::Empty,
+            Some(r) if r.is_protected() => DirState::Sealed,
+            Some(_) => DirState::Unprotected,
+        })
+    }
+
+    /// Opens the device in `dir`, unsealing its keys with `passphrase`
+    /// (ignored for a keyring made with `--no-passphrase`). "Run init
+    /// first" if there is no keyring; a wrong passphrase changes nothing.
+    /// Prunes delivered reports past the keep period.
+    pub fn open(dir: impl Into<PathBuf>, passphrase: Option<&Passphrase>) -> Result<Agent> {
         let dir = DataDir::new(dir);
-        let key = DeviceKey::read(&dir.key_file(), dir.root())?;
-        let queue = Queue::open(&dir.queue_file(), &key.public())?;
-        Ok(Agent { dir, key, queue })
+        let ring = load_keyring(&dir)?;
+        let secrets = ring.unseal(passphrase)?;
+        let key = DeviceKey::from_seed(&secrets.seed);
+        let data_key = secrets.data_key();
+        drop(secrets);
+        let queue = Queue::open(&dir.queue_file(), &key.public(), Some(data_key.clone()))?;
+        let mut agent =
+            Agent { device: key.public(), protected: ring.is_protected(), unlocked: Some((key, data_key)), dir, queue };
+        agent.prune()?;
+        Ok(agent)
+    }
+
+    /// Opens the device without its keys: counts, states and the chain
+    /// head (what `status` and `key` show), nothing sealed.
+    pub fn open_locked(dir: impl Into<PathBuf>) -> Result<Agent> {
+        let dir = DataDir::new(dir);
+        let ring = load_keyring(&dir)?;
+        let queue = Queue::open(&dir.queue_file(), &ring.device, None)?;
+        Ok(Agent { device: ring.device, protected: ring.is_protected(), unlocked: None, dir, queue })
+    }
+
+    /// Converts a data dir made before sealing: seals the clear device key
+    /// and a new data key under `protection`, seals every queued report,
+    /// evidence file and the TLS key, then destroys the clear copies.
+    /// Each step can be repeated, so an interrupted conversion finishes on
+    /// the next run; the clear `device.key` goes last and marks the end.
+    pub fn upgrade(dir: impl Into<PathBuf>, protection: &Protection) -> Result<Agent> {
+        let dir = DataDir::new(dir);
+        let legacy = DeviceKey::read_legacy(&dir.legacy_key_file())?;
+        let secrets = match Keyring::load(&dir.keyring())? {
+            Some(ring) => {
+                let pass = match protection {
+                    Protection::Passphrase(p) => Some(p),
+                    Protection::None => None,
+                };
+                let s = ring.unseal(pass)?;
+                if ring.device != legacy.public() {
+                    return Err(AgentError::BadKeyFile(dir.keyring()));
+                }
+                s
+            }
+            None => {
+                let s = Secrets::new(*legacy.seed());
+                write_new_keyring(&dir, &Keyring::seal(legacy.public(), &s, protection)?)?;
+                s
+            }
+        };
+        let data_key = secrets.data_key();
+        let queue = Queue::open(&dir.queue_file(), &legacy.public(), Some(data_key.clone()))?;
+        crate::upgrade::seal_files(&dir, &queue, &data_key)?;
+        let clear_tls = dir.legacy_link_key();
+        if clear_tls.exists() {
+            let pem = zeroize::Zeroizing::new(
+                std::fs::read(&clear_tls).map_err(|e| AgentError::io("cannot read", &clear_tls, e))?,
+            );
+            paths::write_atomic(&dir.link_key(), &data_key.seal_secret(crate::link::TLS_KEY_LABEL, &pem))?;
+            paths::shred(&clear_tls)?;
+        }
+        paths::shred(&dir.legacy_key_file())?;
+        paths::sync_dir(dir.root())?;
+        let protected = matches!(protection, Protection::Passphrase(_));
+        Ok(Agent { device: legacy.public(), protected, unlocked: Some((legacy, data_key)), dir, queue })
+    }
+
+    /// Re-seals the keyring under a new passphrase (or none). The data key
+    /// does not change, so nothing else is rewritten.
+    pub fn change_passphrase(dir: &DataDir, old: Option<&Passphrase>, new: &Protection) -> Result<()> {
+        let ring = load_keyring(dir)?;
+        let secrets = ring.unseal(old)?;
+        let sealed = Keyring::seal(ring.device, &secrets, new)?;
+        paths::write_atomic(&dir.keyring(), &sealed.to_bytes())
+    }
+
+    /// Destroys the keys (keyring and sealed TLS key, overwritten then
+    /// removed), then the queue, the evidence copies and the link files.
+    /// Returns the paths destroyed. Needs no passphrase.
+    pub fn wipe(dir: &DataDir) -> Result<Vec<PathBuf>> {
+        let mut gone = Vec::new();
+        for key in [dir.keyring(), dir.link_key(), dir.legacy_key_file(), dir.legacy_link_key()] {
+            if key.exists() {
+                paths::shred(&key)?;
+                gone.push(key);
+            }
+        }
+        paths::sync_dir(dir.root())?;
+        let q = dir.queue_file();
+        for f in [q.clone(), q.with_extension("sqlite-wal"), q.with_extension("sqlite-shm")] {
+            match std::fs::remove_file(&f) {
+                Ok(()) => gone.push(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(AgentError::io("cannot remove", &f, e)),
+            }
+        }
+        for d in [dir.attachments_dir(), dir.link_dir()] {
+            match std::fs::remove_dir_all(&d) {
+                Ok(()) => gone.push(d),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(AgentError::io("cannot remove", &d, e)),
+            }
+        }
+        paths::sync_dir(dir.root())?;
+        Ok(gone)
+    }
+
+    /// The signing key and data key, or "give the passphrase".
+    fn keys(&self) -> Result<&(DeviceKey, DataKey)> {
+        self.unlocked.as_ref().ok_or(AgentError::PassphraseNeeded)
+    }
+
+    /// The data key, for sealing and opening files (`link`, evidence).
+    pub fn data_key(&self) -> Result<&DataKey> {
+        self.keys().map(|(_, d)| d)
+    }
+
+    /// Writes the clear bytes of this laptop's copy of an evidence file to
+    /// `dst`, checking them against `sha256` (the hash its report signed).
+    /// Returns the length.
+    pub fn read_attachment(&self, sha256: &Bytes32, dst: &mut dyn std::io::Write) -> Result<u64> {
+        let key = self.data_key()?;
+        let path = self.dir.attachment(&key.file_name(sha256));
+        let mut src = std::fs::File::open(&path).map_err(|e| AgentError::io("cannot read", &path, e))?;
+        let (got, len) = key.open_file(&mut std::io::BufReader::new(&mut src), dst, &path)?;
+        if &got != sha256 {
+            return Err(AgentError::Corrupt(format!("{} does not match the hash its report signed", path.display())));
+        }
+        Ok(len)
+    }
+
+    /// Whether the keys are sealed under a passphrase.
+    pub fn is_protected(&self) -> bool {
+        self.protected
+    }
+
+    /// How long delivered reports keep their bodies (the data dir's
+    /// setting, 7 days unless changed), ms.
+    pub fn keep_delivered_ms(&self) -> Result<i64> {
+        Ok(self.queue.meta("keep_delivered_ms")?.and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_KEEP_DELIVERED_MS))
+    }
+
+    /// Sets how long delivered reports keep their bodies.
+    pub fn set_keep_delivered_ms(&mut self, ms: i64) -> Result<()> {
+        self.queue.set_meta(&[("keep_delivered_ms", &ms.max(0).to_string())])
+    }
+
+    /// Deletes the bodies and files of reports the server holds, once
+    /// their answer is older than the keep period.
+    pub fn prune(&mut self) -> Result<Pruned> {
+        let now = now_ms();
+        let cutoff = now.saturating_sub(self.keep_delivered_ms()?);
+        self.queue.prune(&self.dir, cutoff, now)
     }
 
     /// The data directory.
@@ -121,12 +323,12 @@ impl Agent {
 
     /// The device's public key.
     pub fn device(&self) -> Bytes32 {
-        self.key.public()
+        self.device
     }
 
     /// The device key's fingerprint.
     pub fn fingerprint(&self) -> String {
-        self.key.fingerprint()
+        truce_shared::signing::fingerprint(&self.device)
     }
 
     /// The queue, to read.
@@ -177,28 +379,36 @@ impl Agent {
         for p in &input.attachments {
             record::check_attachment(p)?;
         }
-        let staged =
-            input.attachments.iter().map(|p| record::stage_attachment(&self.dir, p)).collect::<Result<Vec<_>>>()?;
+        let (key, data_key) = self.unlocked.as_ref().ok_or(AgentError::PassphraseNeeded)?;
+        let staged = input
+            .attachments
+            .iter()
+            .map(|p| record::stage_attachment(&self.dir, data_key, p))
+            .collect::<Result<Vec<_>>>()?;
         observation.attachments = staged.iter().map(|s| s.attachment.clone()).collect();
         observation.validate()?;
         let attachments = observation.attachments.clone();
-        if !staged.is_empty() {
-            for s in staged {
-                s.persist(&self.dir)?;
-            }
-            paths::sync_dir(&self.dir.attachments_dir())?;
-        }
-        let key = &self.key;
-        let device = key.public();
+        let device = self.device;
+        let dir = &self.dir;
         let head = self.queue.append(|seq, prev| {
+            // Under the queue's write lock: the sealed copies take their
+            // names, then the row that names them commits.
+            let mut names = Vec::with_capacity(staged.len());
+            for s in staged {
+                names.push(s.persist(dir)?);
+            }
+            if !names.is_empty() {
+                paths::sync_dir(&dir.attachments_dir())?;
+            }
             let envelope =
                 Envelope { version: ENVELOPE_VERSION, device, seq, prev, recorded_at: now_ms(), amends, observation };
-            truce_shared::sign(key.signing_key(), &envelope).map_err(|e| match e {
+            let signed = truce_shared::sign(key.signing_key(), &envelope).map_err(|e| match e {
                 truce_shared::signing::SignError::Invalid(v) => AgentError::Invalid(v),
                 truce_shared::signing::SignError::WrongKey => {
                     AgentError::Corrupt("the device key does not match the queue".into())
                 }
-            })
+            })?;
+            Ok((signed, names))
         })?;
         Ok(Recorded { id: head.id, seq: head.seq, attachments })
     }
@@ -254,6 +464,9 @@ impl Agent {
             fingerprint: self.fingerprint(),
             counts: self.queue.counts()?,
             head: self.queue.head()?,
+            protected: self.protected,
+            keep_delivered_ms: self.keep_delivered_ms()?,
+            pruned: self.queue.pruned_count()?,
             server: self.server()?,
             last_sync,
         })
@@ -267,24 +480,54 @@ impl Agent {
 
     /// Walks the whole chain oldest first, verifying every report with
     /// `truce_shared::verify` and checking device, seq (1, 2, 3… no gaps)
-    /// and prev links. An error names the first broken link.
+    /// and prev links. A pruned report is taken at its stored id (its
+    /// receipt proved delivery); the next report's prev must name it. An
+    /// error names the first broken link.
     pub fn check_chain(&self) -> Result<ChainCheck> {
         let device = self.device();
         let mut expect_seq = 1u64;
         let mut prev = [0u8; 32];
         let mut head = None;
-        self.queue.for_each_signed(false, |seq, signed| {
-            let v = truce_shared::verify(&signed)
-                .map_err(|e| AgentError::Corrupt(format!("report seq {seq} does not verify: {e}")))?;
-            let env = &v.envelope;
-            if env.device != device || env.seq != seq || seq != expect_seq || env.prev != prev {
+        self.queue.for_each_signed(false, |seq, id, signed| {
+            if seq != expect_seq {
                 return Err(AgentError::Corrupt(format!("the chain is broken at seq {seq}")));
             }
-            prev = v.id;
+            if let Some(signed) = signed {
+                let v = truce_shared::verify(&signed)
+                    .map_err(|e| AgentError::Corrupt(format!("report seq {seq} does not verify: {e}")))?;
+                let env = &v.envelope;
+                if env.device != device || env.seq != seq || env.prev != prev || v.id != id {
+                    return Err(AgentError::Corrupt(format!("the chain is broken at seq {seq}")));
+                }
+            }
+            prev = id;
             expect_seq += 1;
-            head = Some(ChainHead { seq, id: v.id });
+            head = Some(ChainHead { seq, id });
             Ok(())
         })?;
         Ok(ChainCheck { reports: expect_seq - 1, head })
     }
+}
+
+/// The keyring, or what to do when there is none or it is an old layout.
+fn load_keyring(dir: &DataDir) -> Result<Keyring> {
+    if dir.legacy_key_file().exists() {
+        return Err(AgentError::NeedsUpgrade(dir.root().to_path_buf()));
+    }
+    Keyring::load(&dir.keyring())?.ok_or_else(|| AgentError::NotInitialised(dir.root().to_path_buf()))
+}
+
+/// Writes a new keyring, never over an existing one.
+fn write_new_keyring(dir: &DataDir, ring: &Keyring) -> Result<()> {
+    use std::io::Write;
+    let path = dir.keyring();
+    let mut f = match crate::platform::create_secret_file(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(AgentError::AlreadyInitialised(dir.root().to_path_buf()))
+        }
+        Err(e) => return Err(AgentError::io("cannot create", &path, e)),
+    };
+    f.write_all(&ring.to_bytes()).and_then(|()| f.sync_all()).map_err(|e| AgentError::io("cannot write", &path, e))?;
+    paths::sync_dir(dir.root())
 }

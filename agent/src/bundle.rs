@@ -16,7 +16,7 @@ use crate::error::{AgentError, Result};
 use crate::queue::Queue;
 
 /// Writes pending (or all) reports, oldest first, to `path`. Returns how
-/// many were written.
+/// many were written (pruned reports, whose bodies are gone, are not).
 pub fn export(queue: &Queue, path: &Path, all: bool) -> Result<u64> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -28,7 +28,11 @@ pub fn export(queue: &Queue, path: &Path, all: bool) -> Result<u64> {
         .map_err(|e| AgentError::io("cannot create a file in", parent, e))?;
     let write_err = |e| AgentError::io("cannot write", path, e);
     let mut writer = BundleWriter::new(BufWriter::new(temp)).map_err(write_err)?;
-    queue.for_each_signed(!all, |_, report| writer.write(&report).map_err(write_err))?;
+    // A pruned report has no body to carry: the server already holds it.
+    queue.for_each_signed(!all, |_, _, report| match report {
+        Some(report) => writer.write(&report).map_err(write_err),
+        None => Ok(()),
+    })?;
     let count = writer.count();
     let temp = writer.finish().map_err(write_err)?.into_inner().map_err(|e| write_err(e.into_error()))?;
     temp.as_file().sync_all().map_err(write_err)?;

@@ -13,13 +13,17 @@ use clap::{Args, Parser, Subcommand};
 use truce_shared::time::now_ms;
 use truce_shared::{Count, Qualifier};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, DirState};
 use crate::error::{AgentError, Result};
 use crate::link::LinkInput;
 use crate::output::{self, KeyJson, Out, RecordedJson, ReportJson, StatusJson};
 use crate::paths::DataDir;
 use crate::queue::State;
 use crate::record::{self, RecordInput};
+use crate::vault::{Passphrase, Protection};
+
+/// The environment variable that names a passphrase file.
+pub const ENV_PASSPHRASE_FILE: &str = "TRUCE_PASSPHRASE_FILE";
 
 /// truce-agent: signed field reports for ceasefire monitors.
 #[derive(Debug, Parser)]
@@ -34,6 +38,18 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Read the passphrase from this file (its first line) instead of asking
+    /// on the terminal: for scripts and `sync --watch` services. Keep the
+    /// file on an encrypted or removable disk, never beside the data dir.
+    #[arg(long, global = true, value_name = "FILE", env = ENV_PASSPHRASE_FILE)]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// With `init` (or converting an old data dir): protect nothing with a
+    /// passphrase. For trials only: anyone with the disk can then read the
+    /// reports and sign as this laptop, and every command says so.
+    #[arg(long, global = true)]
+    pub no_passphrase: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -42,8 +58,14 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make the device key and the queue; print the public key and fingerprint.
-    Init,
+    /// Make the device key and the queue, sealed under a passphrase asked twice;
+    /// print the public key and fingerprint.
+    Init {
+        /// How long delivered reports keep their bodies on this laptop: 0 (at
+        /// once), 90m, 12h, 7d (the default).
+        #[arg(long, value_name = "DURATION")]
+        keep_delivered: Option<String>,
+    },
     /// Store how to reach the server: address, mission CA, client certificate and key.
     Link(LinkArgs),
     /// Sign and store a report (asks for each field when run on a terminal with no flags).
@@ -68,6 +90,27 @@ pub enum Command {
     Bundle(BundleCommand),
     /// The device's public key and fingerprint.
     Key,
+    /// Change the passphrase (the queue is not re-encrypted: only the keyring changes).
+    Passphrase {
+        /// Read the new passphrase from this file instead of asking twice.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Remove the passphrase (trials only: the keys are then not protected).
+        #[arg(long, conflicts_with = "new_passphrase_file")]
+        remove: bool,
+    },
+    /// Delete the bodies and evidence of reports the server holds, after the keep period.
+    Prune {
+        /// Change the keep period first (stored in the data dir): 0, 90m, 12h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        keep_delivered: Option<String>,
+    },
+    /// Destroy this laptop's keys, then its queue and evidence copies, for good.
+    Wipe {
+        /// Do not ask for the typed confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `link` flags.
@@ -290,26 +333,211 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<ExitCod
             return Err(AgentError::input("usage", format!("{text} (see `truce-agent --help`)")));
         }
     };
+    // The unsealed keys must never reach a core file.
+    crate::platform::disable_core_dumps();
     let dir = DataDir::resolve(cli.data_dir.clone())?;
+    let keys = Unlock { file: cli.passphrase_file.clone(), no_passphrase: cli.no_passphrase };
     let mut out = Out::new(cli.json);
-    let code = dispatch(cli.command, &dir, &mut out)?;
+    let code = dispatch(cli.command, &dir, &keys, &mut out)?;
     out.flush()?;
     Ok(code)
 }
 
-fn dispatch(command: Command, dir: &DataDir, out: &mut Out) -> Result<ExitCode> {
+/// Where the passphrase comes from: a file, or the terminal.
+#[derive(Debug)]
+struct Unlock {
+    file: Option<PathBuf>,
+    no_passphrase: bool,
+}
+
+/// Whether there is a person at a terminal to ask.
+fn on_terminal() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+fn ask(prompt: &str) -> Result<Passphrase> {
+    let text = rpassword::prompt_password(prompt).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => AgentError::Cancelled,
+        _ => AgentError::Terminal(e),
+    })?;
+    Passphrase::new(text)
+}
+
+impl Unlock {
+    /// The current passphrase.
+    fn current(&self) -> Result<Passphrase> {
+        if let Some(f) = &self.file {
+            return Passphrase::from_file(f);
+        }
+        if !on_terminal() {
+            return Err(AgentError::PassphraseNeeded);
+        }
+        ask("passphrase: ")
+    }
+
+    /// A new passphrase: from `file`, or asked twice; or none with
+    /// `--no-passphrase`.
+    fn choose(&self, file: Option<&PathBuf>, no_passphrase: bool) -> Result<Protection> {
+        if no_passphrase {
+            return Ok(Protection::None);
+        }
+        let pass = if let Some(f) = file {
+            Passphrase::from_file(f)?
+        } else if on_terminal() {
+            eprintln!(
+                "Choose a passphrase for this laptop's keys and reports. Several unrelated words are easy to remember \
+                 and hard to guess; it cannot be recovered if forgotten."
+            );
+            let first = ask("new passphrase: ")?;
+            first.check_new()?;
+            let again = ask("the same again: ")?;
+            if !first.same_as(&again) {
+                return Err(AgentError::input("passphrase", "the two passphrases differ: nothing was changed"));
+            }
+            first
+        } else {
+            return Err(AgentError::input(
+                "passphrase",
+                "no terminal to ask on: give --passphrase-file FILE (or TRUCE_PASSPHRASE_FILE), or --no-passphrase for a trial",
+            ));
+        };
+        pass.check_new()?;
+        Ok(Protection::Passphrase(pass))
+    }
+
+    /// Converts an old data dir, telling the monitor what is happening.
+    fn upgrade(&self, dir: &DataDir) -> Result<Agent> {
+        let protection = self.choose(self.file.as_ref(), self.no_passphrase)?;
+        eprintln!(
+            "converting {}: sealing the keys, queued reports and evidence of an older truce-agent",
+            dir.root().display()
+        );
+        let agent = Agent::upgrade(dir.root(), &protection)?;
+        eprintln!("converted: nothing is kept in clear any more");
+        Ok(agent)
+    }
+
+    /// Opens the device with its keys, asking for the passphrase if sealed.
+    fn open(&self, dir: &DataDir) -> Result<Agent> {
+        match Agent::dir_state(dir)? {
+            DirState::NeedsUpgrade => self.upgrade(dir),
+            DirState::Empty => Err(AgentError::NotInitialised(dir.root().to_path_buf())),
+            DirState::Unprotected => {
+                warn_unprotected();
+                Agent::open(dir.root(), None)
+            }
+            DirState::Sealed => Agent::open(dir.root(), Some(&self.current()?)),
+        }
+    }
+
+    /// Opens the device without its keys (counts, states, public key).
+    fn open_locked(&self, dir: &DataDir) -> Result<Agent> {
+        match Agent::dir_state(dir)? {
+            DirState::NeedsUpgrade => return self.upgrade(dir),
+            DirState::Unprotected => warn_unprotected(),
+            DirState::Empty | DirState::Sealed => {}
+        }
+        Agent::open_locked(dir.root())
+    }
+}
+
+fn warn_unprotected() {
+    eprintln!(
+        "warning: this laptop's keys are not protected by a passphrase (made with --no-passphrase): anyone with this disk can read its reports and sign as it; set one with `truce-agent passphrase`"
+    );
+}
+
+/// Reads a keep period: `0`, or a number and a unit (s, m, h, d, w).
+pub fn parse_keep(field: &'static str, s: &str) -> Result<i64> {
+    let t = s.trim();
+    let bad = || AgentError::input(field, format!("{s:?} is not a duration: write 0, 90m, 12h or 7d"));
+    if t == "0" {
+        return Ok(0);
+    }
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(ms).filter(|v| *v <= 3650 * 86_400_000).ok_or_else(bad)
+}
+
+fn dispatch(command: Command, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<ExitCode> {
     let root = dir.root().display().to_string();
     match command {
-        Command::Init => {
-            let agent = Agent::init(dir.root())?;
+        Command::Init { keep_delivered } => {
+            let keep = keep_delivered.as_deref().map(|k| parse_keep("--keep-delivered", k)).transpose()?;
+            if Agent::dir_state(dir)? != DirState::Empty {
+                return Err(AgentError::AlreadyInitialised(dir.root().to_path_buf()));
+            }
+            let protection = keys.choose(keys.file.as_ref(), keys.no_passphrase)?;
+            if matches!(protection, Protection::None) {
+                warn_unprotected();
+            }
+            let mut agent = Agent::init(dir.root(), &protection)?;
+            if let Some(ms) = keep {
+                agent.set_keep_delivered_ms(ms)?;
+            }
             key_out(&agent, &root, out, true)?;
         }
         Command::Key => {
-            let agent = Agent::open(dir.root())?;
+            let agent = keys.open_locked(dir)?;
             key_out(&agent, &root, out, false)?;
         }
+        Command::Passphrase { new_passphrase_file, remove } => {
+            let state = Agent::dir_state(dir)?;
+            match state {
+                DirState::Empty => return Err(AgentError::NotInitialised(dir.root().to_path_buf())),
+                DirState::NeedsUpgrade => {
+                    // Converting asks for the new passphrase anyway.
+                    keys.upgrade(dir)?;
+                }
+                DirState::Sealed | DirState::Unprotected => {
+                    let old = if state == DirState::Sealed { Some(keys.current()?) } else { None };
+                    // Check the old one before asking twice for a new one.
+                    Agent::open(dir.root(), old.as_ref())?;
+                    let new = keys.choose(new_passphrase_file.as_ref(), remove)?;
+                    Agent::change_passphrase(dir, old.as_ref(), &new)?;
+                }
+            }
+            let protected = Agent::dir_state(dir)? == DirState::Sealed;
+            if out.json {
+                out.json_line(&serde_json::json!({ "protected": protected, "data_dir": root }))?;
+            } else if protected {
+                out.line("passphrase changed: use the new one from now on")?;
+            } else {
+                warn_unprotected();
+                out.line("passphrase removed")?;
+            }
+        }
+        Command::Prune { keep_delivered } => {
+            let mut agent = keys.open(dir)?;
+            if let Some(k) = keep_delivered {
+                agent.set_keep_delivered_ms(parse_keep("--keep-delivered", &k)?)?;
+            }
+            let p = agent.prune()?;
+            let keep = agent.keep_delivered_ms()?;
+            if out.json {
+                out.json_line(&serde_json::json!({
+                    "pruned_reports": p.reports, "pruned_files": p.files, "keep_delivered_s": keep / 1000,
+                }))?;
+            } else {
+                out.line(&format!(
+                    "pruned {} report(s) and {} evidence file(s); delivered reports are kept {}",
+                    p.reports,
+                    p.files,
+                    output::human_ms(keep)
+                ))?;
+            }
+        }
+        Command::Wipe { yes } => return wipe_cmd(dir, yes, out),
         Command::Link(a) => {
-            let mut agent = Agent::open(dir.root())?;
+            let mut agent = keys.open(dir)?;
             agent.link(&LinkInput { server: a.server.clone(), ca: a.ca, cert: a.cert, key: a.key })?;
             if out.json {
                 out.json_line(&serde_json::json!({ "server": a.server.trim(), "data_dir": root }))?;
@@ -321,7 +549,7 @@ fn dispatch(command: Command, dir: &DataDir, out: &mut Out) -> Result<ExitCode> 
                 ))?;
             }
         }
-        Command::Record(a) => record_cmd(&a, dir, out)?,
+        Command::Record(a) => record_cmd(&a, dir, keys, out)?,
         Command::List { state } => {
             let state = state
                 .map(|s| {
@@ -333,15 +561,16 @@ fn dispatch(command: Command, dir: &DataDir, out: &mut Out) -> Result<ExitCode> 
                     })
                 })
                 .transpose()?;
-            let agent = Agent::open(dir.root())?;
+            let agent = keys.open(dir)?;
+            let device = agent.device();
             let mut any = false;
             agent.queue().for_each(state, |r| {
                 any = true;
                 let env = r.envelope()?;
                 if out.json {
-                    out.json_line(&ReportJson::new(&r, &env, false))
+                    out.json_line(&ReportJson::new(&r, env.as_ref(), &device, false))
                 } else {
-                    out.line(&output::report_line(&r, &env))
+                    out.line(&output::report_line(&r, env.as_ref()))
                 }
             })?;
             if !any && !out.json {
@@ -349,19 +578,19 @@ fn dispatch(command: Command, dir: &DataDir, out: &mut Out) -> Result<ExitCode> 
             }
         }
         Command::Show { id } => {
-            let agent = Agent::open(dir.root())?;
+            let agent = keys.open(dir)?;
             let r = agent.queue().find(&id)?;
             let env = r.envelope()?;
             if out.json {
-                out.json_line(&ReportJson::new(&r, &env, true))?;
+                out.json_line(&ReportJson::new(&r, env.as_ref(), &agent.device(), true))?;
             } else {
-                for l in output::report_text(&r, &env) {
+                for l in output::report_text(&r, env.as_ref()) {
                     out.line(&l)?;
                 }
             }
         }
         Command::Status => {
-            let agent = Agent::open(dir.root())?;
+            let agent = keys.open_locked(dir)?;
             let s = agent.status()?;
             if out.json {
                 out.json_line(&StatusJson::new(&s, &root))?;
@@ -371,9 +600,9 @@ fn dispatch(command: Command, dir: &DataDir, out: &mut Out) -> Result<ExitCode> 
                 }
             }
         }
-        Command::Sync(a) => return sync_cmd(&a, dir, out),
+        Command::Sync(a) => return sync_cmd(&a, dir, keys, out),
         Command::Bundle(BundleCommand::Export { file, all }) => {
-            let agent = Agent::open(dir.root())?;
+            let agent = keys.open(dir)?;
             let n = agent.export_bundle(&file, all)?;
             if out.json {
                 out.json_line(&serde_json::json!({ "file": file.display().to_string(), "reports": n, "all": all }))?;
@@ -406,8 +635,8 @@ fn key_out(agent: &Agent, root: &str, out: &mut Out, new: bool) -> Result<()> {
     Ok(())
 }
 
-fn record_cmd(a: &RecordArgs, dir: &DataDir, out: &mut Out) -> Result<()> {
-    let mut agent = Agent::open(dir.root())?;
+fn record_cmd(a: &RecordArgs, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<()> {
+    let mut agent = keys.open(dir)?;
     let input = if a.is_empty() {
         if !std::io::stdin().is_terminal() {
             return Err(AgentError::input(
@@ -431,9 +660,10 @@ fn record_cmd(a: &RecordArgs, dir: &DataDir, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
-fn sync_cmd(a: &SyncArgs, dir: &DataDir, out: &mut Out) -> Result<ExitCode> {
+fn sync_cmd(a: &SyncArgs, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<ExitCode> {
     use crate::sync::{self, Progress, SyncOptions, SyncSummary};
-    let mut agent = Agent::open(dir.root())?;
+    // `--watch` unlocks once, here, and keeps the keys for its whole run.
+    let mut agent = keys.open(dir)?;
     let progress = if std::io::stderr().is_terminal() { Progress::Bar } else { Progress::Log };
     let opts = SyncOptions { server: a.server.clone(), progress, ..SyncOptions::default() };
     let rt = sync::runtime()?;
@@ -485,6 +715,42 @@ fn sync_cmd(a: &SyncArgs, dir: &DataDir, out: &mut Out) -> Result<ExitCode> {
     }
     if s.rejected > 0 {
         eprintln!("warning: the server rejected {} report(s): see `truce-agent list --state rejected`", s.rejected);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wipe_cmd(dir: &DataDir, yes: bool, out: &mut Out) -> Result<ExitCode> {
+    if Agent::dir_state(dir)? == DirState::Empty && !dir.queue_file().exists() {
+        return Err(AgentError::NotInitialised(dir.root().to_path_buf()));
+    }
+    if !yes {
+        if !on_terminal() {
+            return Err(AgentError::input("wipe", "no terminal to confirm on: add --yes to wipe without asking"));
+        }
+        eprintln!(
+            "This destroys the keys of {} for good, then its queue and evidence copies. Reports not yet delivered are lost.",
+            dir.root().display()
+        );
+        eprint!("Type WIPE to go on: ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(AgentError::Terminal)?;
+        if line.trim() != "WIPE" {
+            return Err(AgentError::input("wipe", "not confirmed: nothing was destroyed"));
+        }
+    }
+    let gone = Agent::wipe(dir)?;
+    const CANNOT: &str = "wipe cannot reach copies of this disk made earlier (backups, an image taken by anyone who \
+        held the laptop), blocks an SSD or the file system kept elsewhere when the files were rewritten, or what the \
+        server already holds";
+    if out.json {
+        let gone: Vec<String> = gone.iter().map(|p| p.display().to_string()).collect();
+        out.json_line(&serde_json::json!({ "destroyed": gone, "cannot_promise": CANNOT }))?;
+    } else {
+        out.line(&format!(
+            "wiped {}: the keys were overwritten and removed, so nothing sealed there can be read again, with or without the passphrase",
+            dir.root().display()
+        ))?;
+        out.line(&format!("note: {CANNOT}"))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ use truce_shared::ValidationError;
 /// person has to handle differently.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// A command other than `init` ran before `init`.
+    /// A command other than `init` ran before `init` (or after `wipe`).
     #[error("no device key in {}: run `truce-agent init` first", .0.display())]
     NotInitialised(PathBuf),
 
@@ -26,6 +26,26 @@ pub enum AgentError {
     /// The key file exists but is not a key this agent wrote.
     #[error("the device key file {} is damaged or not a Truce key: restore it from a backup", .0.display())]
     BadKeyFile(PathBuf),
+
+    /// The data dir was made before keys were sealed (or its conversion
+    /// was interrupted); the first command converts it.
+    #[error(
+        "{} was made by an older truce-agent that kept keys and reports in clear: run any command on a terminal to choose a passphrase and convert it, or give --passphrase-file FILE (or --no-passphrase, for trials)",
+        .0.display()
+    )]
+    NeedsUpgrade(PathBuf),
+
+    /// The passphrase did not unseal the keyring. The same error whatever
+    /// failed inside (a wrong passphrase, a damaged or foreign keyring), so
+    /// a guesser learns nothing from it.
+    #[error("wrong passphrase: nothing was changed (it is the one chosen at `truce-agent init` or the last `truce-agent passphrase`)")]
+    WrongPassphrase,
+
+    /// The keys are sealed and no passphrase was given.
+    #[error(
+        "this laptop's keys are sealed: run the command on a terminal to be asked for the passphrase, or give --passphrase-file FILE (or TRUCE_PASSPHRASE_FILE)"
+    )]
+    PassphraseNeeded,
 
     /// A value typed on the command line or at a prompt could not be read.
     #[error("{field}: {message}")]

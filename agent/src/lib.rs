@@ -10,7 +10,10 @@
 //! use truce_agent::{Agent, RecordInput};
 //! use truce_shared::Category;
 //!
-//! let mut agent = Agent::init("/tmp/laptop-1")?;              // or Agent::open
+//! use truce_agent::vault::{Passphrase, Protection};
+//!
+//! let pass = Passphrase::new("several unrelated words".into())?;
+//! let mut agent = Agent::init("/tmp/laptop-1", &Protection::Passphrase(pass))?; // or Agent::open
 //! let rec = agent.record(&RecordInput::new(Category::Shelling, 48.5, 37.9))?;
 //! for item in agent.queue().pending() {
 //!     let (seq, signed) = item?;                               // chunked, never the whole queue
@@ -25,12 +28,17 @@
 //! - [`agent`]: [`Agent`], one device (key + queue): init, open, record,
 //!   answers from the server, status, bundle export, chain check.
 //! - [`queue`]: the SQLite queue (schema, the one-transaction append,
-//!   streaming reads, answers and receipts).
+//!   streaming reads, answers and receipts, pruning).
 //! - [`record`]: [`RecordInput`], the field parsers shared by flags and
 //!   prompts, attachment hashing and copying.
 //! - [`interactive`]: the prompts of `record` on a terminal.
-//! - [`keys`]: the device key file (0600, never overwritten).
-//! - [`paths`]: the data directory and what is in it.
+//! - [`keys`]: the device key, in memory only.
+//! - [`vault`]: sealing: the passphrase, Argon2id, the keyring, the data
+//!   key that encrypts queued reports, evidence copies and the TLS key.
+//! - [`upgrade`]: converting a data dir made before sealing.
+//! - [`platform`]: what differs between Linux, macOS and Windows (private
+//!   files, shutdown signals, core dumps), behind `cfg(unix)`.
+//! - [`paths`]: the data directory and what is in it; atomic writes.
 //! - [`link`]: storing the server address and certificates.
 //! - [`sync`]: delivering the queue to the server (one session, or
 //!   `--watch` with backoff), progress, receipts.
@@ -55,15 +63,18 @@ pub mod keys;
 pub mod link;
 pub mod output;
 pub mod paths;
+pub mod platform;
 pub mod queue;
 pub mod record;
 pub mod sync;
 pub mod tls;
+pub mod upgrade;
+pub mod vault;
 
-pub use agent::{Agent, AgentStatus, ChainCheck, LastSync, Recorded};
+pub use agent::{Agent, AgentStatus, ChainCheck, DirState, LastSync, Recorded};
 pub use error::AgentError;
 pub use link::LinkInput;
 pub use paths::DataDir;
-pub use queue::{AckOutcome, ChainHead, Queue, QueuedReport, State, StoredReceipt};
+pub use queue::{AckOutcome, ChainHead, Pruned, Queue, QueuedReport, State, StoredReceipt};
 pub use record::RecordInput;
 pub use sync::{SyncOptions, SyncSummary};

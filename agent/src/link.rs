@@ -4,10 +4,11 @@
 //! The files are parsed and assembled into a real TLS client config before
 //! anything is stored, so a wrong file is refused at `link` rather than at
 //! the first sync in the field. Copies are written as new 0600 files (the
-//! key is a secret; the rest gain nothing from being readable) and renamed
-//! into `link/`, so a re-link replaces all or nothing per file.
+//! rest gain nothing from being readable) and renamed into `link/`, so a
+//! re-link replaces all or nothing per file. The private key is stored
+//! sealed under the data key (`client.key.sealed`), never in clear; the
+//! file the coordinator handed over is the monitor's to delete.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::agent::Agent;
@@ -32,18 +33,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| AgentError::io("cannot read", path, e))
 }
 
-/// Writes `data` to `dest` through a new 0600 temporary file and a rename.
-fn store(dir: &Path, dest: &Path, data: &[u8]) -> Result<()> {
-    // tempfile creates its files 0600 from the first byte: the key is never
-    // on disk with looser permissions.
-    let mut t = tempfile::Builder::new()
-        .prefix(".link-")
-        .tempfile_in(dir)
-        .map_err(|e| AgentError::io("cannot create a file in", dir, e))?;
-    t.write_all(data).and_then(|()| t.as_file().sync_all()).map_err(|e| AgentError::io("cannot write", dest, e))?;
-    t.persist(dest).map_err(|e| AgentError::io("cannot write", dest, e.error))?;
-    Ok(())
-}
+/// The label the TLS key is sealed under (`vault::DataKey::seal_secret`).
+pub const TLS_KEY_LABEL: &str = "truce-agent tls client key v1";
 
 impl Agent {
     /// Validates and stores the server address and certificates.
@@ -52,7 +43,7 @@ impl Agent {
         tls::server_name(&host)?;
         let ca = read(&input.ca)?;
         let cert = read(&input.cert)?;
-        let key = read(&input.key)?;
+        let key = zeroize::Zeroizing::new(read(&input.key)?);
         let roots = tls::roots(&input.ca, tls::parse_certs(&input.ca, &ca)?)?;
         tls::client_config_from(
             roots,
@@ -60,21 +51,34 @@ impl Agent {
             tls::parse_key(&input.key, &key)?,
             &input.key,
         )?;
+        let sealed = self.data_key()?.seal_secret(TLS_KEY_LABEL, &key);
         let link_dir = self.dir().link_dir();
         paths::create_private_dir(&link_dir)?;
-        store(&link_dir, &self.dir().link_ca(), &ca)?;
-        store(&link_dir, &self.dir().link_cert(), &cert)?;
-        store(&link_dir, &self.dir().link_key(), &key)?;
-        paths::sync_dir(&link_dir)?;
+        paths::write_atomic(&self.dir().link_ca(), &ca)?;
+        paths::write_atomic(&self.dir().link_cert(), &cert)?;
+        paths::write_atomic(&self.dir().link_key(), &sealed)?;
         self.queue_mut().set_meta(&[("server", input.server.trim())])
     }
 
-    /// The TLS client config from the linked files, or "link first".
+    /// The TLS client config from the linked files (the key unsealed in
+    /// memory only), or "link first".
     pub fn client_config(&self) -> Result<rustls::ClientConfig> {
         let d = self.dir();
-        if !d.link_key().exists() {
-            return Err(AgentError::NotLinked);
-        }
-        tls::client_config(&d.link_ca(), &d.link_cert(), &d.link_key())
+        let key_path = d.link_key();
+        let sealed = match std::fs::read(&key_path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(AgentError::NotLinked),
+            Err(e) => return Err(AgentError::io("cannot read", &key_path, e)),
+        };
+        let pem = self.data_key()?.open_secret(TLS_KEY_LABEL, &sealed).ok_or_else(|| {
+            AgentError::Corrupt(format!(
+                "{} does not unseal with this laptop's data key: run `link` again",
+                key_path.display()
+            ))
+        })?;
+        let ca = d.link_ca();
+        let cert = d.link_cert();
+        let roots = tls::roots(&ca, tls::load_certs(&ca)?)?;
+        tls::client_config_from(roots, tls::load_certs(&cert)?, tls::parse_key(&key_path, &pem)?, &key_path)
     }
 }

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 use truce_shared::time::format_ms;
-use truce_shared::{Attachment, Envelope};
+use truce_shared::{Attachment, Bytes32, Envelope};
 
 use crate::agent::{AgentStatus, Recorded};
 use crate::error::{AgentError, Result};
@@ -157,12 +157,17 @@ struct ReceiptJson {
 pub struct ReportJson {
     id: String,
     seq: u64,
-    prev: String,
+    prev: Option<String>,
     device: String,
     state: State,
-    recorded_at: String,
+    /// Bytes of the signed report as recorded.
+    size: u64,
+    /// The body was deleted after delivery (`prune`): only id, seq, state,
+    /// answer and receipt remain, and the fields from the body are null.
+    pruned: bool,
+    recorded_at: Option<String>,
     amends: Option<String>,
-    observation: ObservationJson,
+    observation: Option<ObservationJson>,
     answer: Option<AnswerJson>,
     receipt: Option<ReceiptJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,34 +177,21 @@ pub struct ReportJson {
 }
 
 impl ReportJson {
-    /// The view of a queued report; `detail` adds what only `show` prints
-    /// (signature, verification, the receipt's ids and validity).
-    pub fn new(r: &QueuedReport, env: &Envelope, detail: bool) -> Self {
-        let o = &env.observation;
+    /// The view of a queued report (`env` is `None` once pruned); `detail`
+    /// adds what only `show` prints (signature, verification, the receipt's
+    /// ids and validity).
+    pub fn new(r: &QueuedReport, env: Option<&Envelope>, device: &Bytes32, detail: bool) -> Self {
         ReportJson {
             id: hex::encode(r.id),
             seq: r.seq,
-            prev: hex::encode(env.prev),
-            device: hex::encode(env.device),
+            prev: env.map(|e| hex::encode(e.prev)),
+            device: hex::encode(env.map_or(*device, |e| e.device)),
             state: r.state,
-            recorded_at: format_ms(env.recorded_at),
-            amends: env.amends.map(hex::encode),
-            observation: ObservationJson {
-                observed_at: format_ms(o.observed_at),
-                observed_until: o.observed_until.map(format_ms),
-                lat: o.position.lat,
-                lon: o.position.lon,
-                accuracy_m: o.position.accuracy_m,
-                bearing_deg: o.bearing_deg,
-                distance_m: o.distance_m.map(|(a, b)| [a, b]),
-                category: kebab(&o.category),
-                effect: o.effect.as_ref().map(kebab),
-                weapon: o.weapon.clone(),
-                count: o.count.map(|c| CountJson { n: c.n, qualifier: kebab(&c.qualifier) }),
-                basis: kebab(&o.basis),
-                description: o.description.clone(),
-                attachments: o.attachments.iter().map(Into::into).collect(),
-            },
+            size: r.size,
+            pruned: r.signed.is_none(),
+            recorded_at: env.map(|e| format_ms(e.recorded_at)),
+            amends: env.and_then(|e| e.amends).map(hex::encode),
+            observation: env.map(|e| observation_json(&e.observation)),
             answer: r.answer.as_ref().map(|a| AnswerJson {
                 status: Some(a.clone()),
                 reason: r.reason.clone(),
@@ -212,15 +204,42 @@ impl ReportJson {
                 covers: detail.then(|| c.ids.iter().map(hex::encode).collect()),
                 valid: detail.then(|| c.verifies()),
             }),
-            signature: detail.then(|| hex::encode(r.signed.signature.0)),
-            verified: detail.then(|| truce_shared::verify(&r.signed).is_ok()),
+            signature: r.signed.as_ref().filter(|_| detail).map(|s| hex::encode(s.signature.0)),
+            verified: r.signed.as_ref().filter(|_| detail).map(|s| truce_shared::verify(s).is_ok()),
         }
     }
 }
 
+fn observation_json(o: &truce_shared::Observation) -> ObservationJson {
+    ObservationJson {
+        observed_at: format_ms(o.observed_at),
+        observed_until: o.observed_until.map(format_ms),
+        lat: o.position.lat,
+        lon: o.position.lon,
+        accuracy_m: o.position.accuracy_m,
+        bearing_deg: o.bearing_deg,
+        distance_m: o.distance_m.map(|(a, b)| [a, b]),
+        category: kebab(&o.category),
+        effect: o.effect.as_ref().map(kebab),
+        weapon: o.weapon.clone(),
+        count: o.count.map(|c| CountJson { n: c.n, qualifier: kebab(&c.qualifier) }),
+        basis: kebab(&o.basis),
+        description: o.description.clone(),
+        attachments: o.attachments.iter().map(Into::into).collect(),
+    }
+}
+
 /// One line of `list` for people: short id, seq, state, time, category,
-/// position, the start of the description.
-pub fn report_line(r: &QueuedReport, env: &Envelope) -> String {
+/// position, the start of the description (or that the body was pruned).
+pub fn report_line(r: &QueuedReport, env: Option<&Envelope>) -> String {
+    let Some(env) = env else {
+        return format!(
+            "{}  #{:<5} {:<11} (pruned after delivery: id, state and receipt kept)",
+            &hex::encode(r.id)[..12],
+            r.seq,
+            r.state.as_str()
+        );
+    };
     let o = &env.observation;
     let mut desc: String = o.description.chars().take(40).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if o.description.chars().count() > 40 {
@@ -240,14 +259,26 @@ pub fn report_line(r: &QueuedReport, env: &Envelope) -> String {
 }
 
 /// `show` for people: one field per line.
-pub fn report_text(r: &QueuedReport, env: &Envelope) -> Vec<String> {
-    let o = &env.observation;
+pub fn report_text(r: &QueuedReport, env: Option<&Envelope>) -> Vec<String> {
     let mut l = vec![
         format!("id:           {}", hex::encode(r.id)),
         format!("seq:          {}", r.seq),
         format!("state:        {}", r.state.as_str()),
-        format!("observed at:  {}", format_ms(o.observed_at)),
     ];
+    match (env, &r.signed) {
+        (Some(env), Some(signed)) => body_text(&mut l, env, signed),
+        _ => l.push(format!(
+            "body:         pruned after delivery ({} bytes were signed; the receipt below proves delivery)",
+            r.size
+        )),
+    }
+    answer_text(&mut l, r);
+    l
+}
+
+fn body_text(l: &mut Vec<String>, env: &Envelope, signed: &truce_shared::SignedReport) {
+    let o = &env.observation;
+    l.push(format!("observed at:  {}", format_ms(o.observed_at)));
     if let Some(u) = o.observed_until {
         l.push(format!("until:        {}", format_ms(u)));
     }
@@ -293,10 +324,10 @@ pub fn report_text(r: &QueuedReport, env: &Envelope) -> Vec<String> {
     l.push(format!("recorded at:  {}", format_ms(env.recorded_at)));
     l.push(format!("device:       {}", hex::encode(env.device)));
     l.push(format!("prev:         {}", hex::encode(env.prev)));
-    l.push(format!(
-        "signature:    {}",
-        if truce_shared::verify(&r.signed).is_ok() { "valid" } else { "DOES NOT VERIFY" }
-    ));
+    l.push(format!("signature:    {}", if truce_shared::verify(signed).is_ok() { "valid" } else { "DOES NOT VERIFY" }));
+}
+
+fn answer_text(l: &mut Vec<String>, r: &QueuedReport) {
     if let Some(a) = &r.answer {
         let reason = r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default();
         let at = r.answered_at.map(|t| format!(" at {}", format_ms(t))).unwrap_or_default();
@@ -311,7 +342,6 @@ pub fn report_text(r: &QueuedReport, env: &Envelope) -> Vec<String> {
         ));
         l.push(format!("server key:   {}", hex::encode(c.server_key)));
     }
-    l
 }
 
 /// `status` as JSON.
@@ -322,6 +352,12 @@ pub struct StatusJson {
     data_dir: String,
     counts: serde_json::Map<String, serde_json::Value>,
     head: Option<HeadJson>,
+    /// Whether the keys are sealed under a passphrase.
+    protected: bool,
+    /// Delivered reports' bodies are deleted this long after delivery, seconds.
+    keep_delivered_s: i64,
+    /// Reports whose bodies have been pruned.
+    pruned: u64,
     server: Option<String>,
     last_sync: Option<LastSyncJson>,
 }
@@ -348,6 +384,9 @@ impl StatusJson {
             data_dir: data_dir.to_string(),
             counts: s.counts.iter().map(|(st, n)| (st.as_str().to_string(), serde_json::Value::from(*n))).collect(),
             head: s.head.map(|h| HeadJson { seq: h.seq, id: hex::encode(h.id) }),
+            protected: s.protected,
+            keep_delivered_s: s.keep_delivered_ms / 1000,
+            pruned: s.pruned,
             server: s.server.clone(),
             last_sync: s.last_sync.as_ref().map(|l| LastSyncJson {
                 at: format_ms(l.at),
@@ -369,6 +408,19 @@ pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
             Some(h) => format!("chain head: seq {} id {}", h.seq, hex::encode(h.id)),
             None => "chain head: none yet (no reports)".to_string(),
         },
+        format!(
+            "keys:       {}",
+            if s.protected {
+                "sealed under a passphrase"
+            } else {
+                "NOT PROTECTED (made with --no-passphrase): set one with `truce-agent passphrase`"
+            }
+        ),
+        format!(
+            "pruning:    delivered reports' bodies are deleted {} after delivery ({} pruned so far)",
+            human_ms(s.keep_delivered_ms),
+            s.pruned
+        ),
         format!("server:     {}", s.server.as_deref().unwrap_or("not linked (run `truce-agent link`)")),
     ];
     l.push(match &s.last_sync {
@@ -376,4 +428,16 @@ pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
         None => "last sync:  never".to_string(),
     });
     l
+}
+
+/// A keep period as people write it: `0`, `90m`, `12h`, `7d`.
+pub fn human_ms(ms: i64) -> String {
+    const MIN: i64 = 60_000;
+    match ms {
+        0 => "at once".to_string(),
+        m if m % (24 * 60 * MIN) == 0 => format!("{}d", m / (24 * 60 * MIN)),
+        m if m % (60 * MIN) == 0 => format!("{}h", m / (60 * MIN)),
+        m if m % MIN == 0 => format!("{}m", m / MIN),
+        m => format!("{}s", m / 1000),
+    }
 }

@@ -2,20 +2,25 @@
 //!
 //! ```text
 //! DIR/                  0700
-//!   device.key          0600  the Ed25519 secret key (the 32-byte seed, raw)
-//!   queue.sqlite        the queue (WAL: queue.sqlite-wal, queue.sqlite-shm)
-//!   attachments/        evidence files, named by the SHA-256 of their content
+//!   keyring             0600  the device seed and the data key, sealed under
+//!                             the passphrase (see `vault`)
+//!   queue.sqlite        0600  the queue; report bodies sealed under the data
+//!                             key (WAL: queue.sqlite-wal, queue.sqlite-shm)
+//!   attachments/        0700  evidence files, sealed, under keyed names
 //!   link/               0700  written by `link`
 //!     ca.pem                  the mission CA (the only trusted root)
 //!     client.pem              this laptop's client certificate chain
-//!     client.key        0600  its private key
+//!     client.key.sealed 0600  its private key, sealed under the data key
 //! ```
+//!
+//! A data dir made before sealing has `device.key` (the raw seed) and
+//! `link/client.key` in clear instead; the first command run on it converts
+//! it (see `Agent::upgrade`).
 //!
 //! The server address lives in the queue's `meta` table, next to the rest of
 //! the agent's state, so `link` is one place to look.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{AgentError, Result};
@@ -59,8 +64,13 @@ impl DataDir {
         &self.root
     }
 
-    /// The device key file.
-    pub fn key_file(&self) -> PathBuf {
+    /// The keyring: the sealed device seed and data key.
+    pub fn keyring(&self) -> PathBuf {
+        self.root.join("keyring")
+    }
+
+    /// The device key file of a data dir made before sealing (the raw seed).
+    pub fn legacy_key_file(&self) -> PathBuf {
         self.root.join("device.key")
     }
 
@@ -74,9 +84,10 @@ impl DataDir {
         self.root.join("attachments")
     }
 
-    /// The stored copy of an attachment with this SHA-256.
-    pub fn attachment(&self, sha256: &[u8; 32]) -> PathBuf {
-        self.attachments_dir().join(hex::encode(sha256))
+    /// The stored (sealed) copy of an attachment, by its keyed name
+    /// (`vault::DataKey::file_name`).
+    pub fn attachment(&self, name: &str) -> PathBuf {
+        self.attachments_dir().join(name)
     }
 
     /// Where `link` keeps certificates.
@@ -94,28 +105,64 @@ impl DataDir {
         self.link_dir().join("client.pem")
     }
 
-    /// This laptop's client private key.
+    /// This laptop's client private key, sealed.
     pub fn link_key(&self) -> PathBuf {
+        self.link_dir().join("client.key.sealed")
+    }
+
+    /// The client private key in clear, as a data dir made before sealing
+    /// kept it.
+    pub fn legacy_link_key(&self) -> PathBuf {
         self.link_dir().join("client.key")
     }
 }
 
-/// Creates `dir` (and missing parents) with mode 0700, or tightens an
-/// existing empty-of-secrets directory to 0700. The mode is given at
-/// creation so there is no moment when the directory is open to others.
-pub fn create_private_dir(dir: &Path) -> Result<()> {
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) => return Err(AgentError::io("cannot create directory", dir, e)),
-    }
-    // `recursive` leaves an existing directory's mode alone; a directory that
-    // will hold secrets must not be readable by others.
-    let meta = fs::metadata(dir).map_err(|e| AgentError::io("cannot read", dir, e))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| AgentError::io("cannot restrict permissions of", dir, e))?;
-    }
-    Ok(())
+pub use crate::platform::create_private_dir;
+
+/// Replaces `dest` with `data` all at once: a new file readable by its
+/// owner only (tempfile makes it 0600 on unix from the first byte), written,
+/// synced, renamed over `dest`, and the directory synced, so a crash leaves
+/// the old file or the new one, never a mix.
+pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut t = tempfile::Builder::new()
+        .prefix(".truce-")
+        .tempfile_in(dir)
+        .map_err(|e| AgentError::io("cannot create a file in", dir, e))?;
+    t.write_all(data).and_then(|()| t.as_file().sync_all()).map_err(|e| AgentError::io("cannot write", dest, e))?;
+    t.persist(dest).map_err(|e| AgentError::io("cannot write", dest, e.error))?;
+    sync_dir(dir)
+}
+
+/// Overwrites a file's bytes with random ones, syncs, and removes it: the
+/// best a program can do to destroy a key (see `wipe` for what the disk may
+/// still keep). A missing file is not an error.
+pub fn shred(path: &Path) -> Result<()> {
+    use rand::RngCore;
+    use std::io::Write;
+    let len = match fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(AgentError::io("cannot read", path, e)),
+    };
+    let mut noise = vec![0u8; 1 << 20];
+    let mut overwrite = || -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new().write(true).open(path)?;
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(noise.len() as u64) as usize;
+            rand::rngs::OsRng.fill_bytes(&mut noise[..n]);
+            f.write_all(&noise[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()
+    };
+    overwrite().map_err(|e| AgentError::io("cannot overwrite", path, e))?;
+    fs::remove_file(path).map_err(|e| AgentError::io("cannot remove", path, e))
 }
 
 /// Makes a rename or creation in `dir` durable (fsync of the directory).

@@ -12,15 +12,14 @@
 //! whatever happens to the original later.
 
 use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use truce_shared::{Attachment, Basis, Category, Count, Effect, Observation, Position, Qualifier};
 
 use crate::error::{AgentError, Result};
 use crate::paths::{self, DataDir};
+use crate::vault::DataKey;
 
 /// Every category, in DESIGN §2.1 order.
 pub const CATEGORIES: [Category; 15] = [
@@ -315,10 +314,11 @@ pub fn media_type(name: &str) -> &'static str {
     }
 }
 
-/// An attachment copied into the data dir under a temporary name, hashed,
+/// An attachment sealed into the data dir under a temporary name, hashed,
 /// not yet given its final name. Dropping it removes the copy.
 pub struct Staged {
     temp: tempfile::NamedTempFile,
+    name: String,
     /// What the report will say about the file.
     pub attachment: Attachment,
 }
@@ -335,8 +335,9 @@ pub fn check_attachment(path: &Path) -> Result<()> {
     }
 }
 
-/// Hashes `path` while copying it into the attachments directory.
-pub fn stage_attachment(dir: &DataDir, path: &Path) -> Result<Staged> {
+/// Hashes `path` while sealing a copy of it into the attachments directory
+/// (see [`crate::vault`]): the clear bytes never reach the data dir.
+pub fn stage_attachment(dir: &DataDir, key: &DataKey, path: &Path) -> Result<Staged> {
     let fail = |message: String| AgentError::Attachment { path: path.to_path_buf(), message };
     check_attachment(path)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -347,34 +348,28 @@ pub fn stage_attachment(dir: &DataDir, path: &Path) -> Result<Staged> {
         .prefix(".staging-")
         .tempfile_in(&adir)
         .map_err(|e| AgentError::io("cannot create a file in", &adir, e))?;
-    let mut hasher = Sha256::new();
-    let mut size: u64 = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(fail(format!("cannot read it ({e})"))),
-        };
-        hasher.update(&buf[..n]);
-        temp.write_all(&buf[..n]).map_err(|e| AgentError::io("cannot write a copy in", &adir, e))?;
-        size += n as u64;
-    }
-    temp.as_file().sync_all().map_err(|e| AgentError::io("cannot write a copy in", &adir, e))?;
-    let attachment =
-        Attachment { media_type: media_type(&name).to_string(), name, size, sha256: hasher.finalize().into() };
-    Ok(Staged { temp, attachment })
+    let on_read = |e: std::io::Error| fail(format!("cannot read it ({e})"));
+    let on_write = |e| AgentError::io("cannot write a copy in", &adir, e);
+    let (sha256, size) = {
+        let mut w = std::io::BufWriter::new(temp.as_file_mut());
+        let r = key.seal_file(&mut src, &mut w, &on_read, &on_write)?;
+        w.into_inner().map_err(|e| on_write(e.into_error()))?;
+        r
+    };
+    temp.as_file().sync_all().map_err(on_write)?;
+    let attachment = Attachment { media_type: media_type(&name).to_string(), name, size, sha256 };
+    Ok(Staged { temp, name: key.file_name(&sha256), attachment })
 }
 
 impl Staged {
-    /// Gives the copy its final name, `attachments/<sha256>`. An existing
-    /// file of that name has the same content (same hash), so it is kept.
-    pub fn persist(self, dir: &DataDir) -> Result<()> {
-        let dest = dir.attachment(&self.attachment.sha256);
+    /// Gives the sealed copy its final, keyed name and returns it. An
+    /// existing file of that name holds the same content (same hash), so
+    /// it is kept.
+    pub fn persist(self, dir: &DataDir) -> Result<String> {
+        let dest = dir.attachment(&self.name);
         match self.temp.persist_noclobber(&dest) {
-            Ok(_) => Ok(()),
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Ok(_) => Ok(self.name),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(self.name),
             Err(e) => Err(AgentError::io("cannot store attachment", &dest, e.error)),
         }
     }
@@ -439,22 +434,30 @@ mod tests {
 
     #[test]
     fn staging_hashes_the_copy_and_dropping_removes_it() {
+        use sha2::{Digest, Sha256};
         let d = tempfile::tempdir().unwrap();
         let dir = DataDir::new(d.path());
+        let key = DataKey::derive(&[1; 32]);
         let src = d.path().join("photo.jpg");
         std::fs::write(&src, b"evidence").unwrap();
-        let staged = stage_attachment(&dir, &src).unwrap();
+        let staged = stage_attachment(&dir, &key, &src).unwrap();
         assert_eq!(staged.attachment.sha256, <[u8; 32]>::from(Sha256::digest(b"evidence")));
         assert_eq!(staged.attachment.size, 8);
         assert_eq!(staged.attachment.media_type, "image/jpeg");
         drop(staged);
         assert_eq!(std::fs::read_dir(dir.attachments_dir()).unwrap().count(), 0);
-        let staged = stage_attachment(&dir, &src).unwrap();
+        let staged = stage_attachment(&dir, &key, &src).unwrap();
         let sha = staged.attachment.sha256;
-        staged.persist(&dir).unwrap();
+        let name = staged.persist(&dir).unwrap();
+        assert_eq!(name, key.file_name(&sha));
         std::fs::write(&src, b"edited later").unwrap();
-        assert_eq!(std::fs::read(dir.attachment(&sha)).unwrap(), b"evidence");
-        let e = stage_attachment(&dir, &d.path().join("missing.jpg")).err().unwrap().to_string();
+        // The copy is sealed: not the clear bytes, but they come back out.
+        let stored = std::fs::read(dir.attachment(&name)).unwrap();
+        assert!(!stored.windows(8).any(|w| w == b"evidence"));
+        let mut back = Vec::new();
+        key.open_file(&mut &stored[..], &mut back, &dir.attachment(&name)).unwrap();
+        assert_eq!(back, b"evidence");
+        let e = stage_attachment(&dir, &key, &d.path().join("missing.jpg")).err().unwrap().to_string();
         assert!(e.contains("no such file"), "{e}");
     }
 }

@@ -622,17 +622,7 @@ pub async fn watch(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(AgentError::Terminal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(AgentError::Terminal)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
-}
+pub use crate::platform::shutdown_signal;
 
 impl Agent {
     /// One sync session on a private single-threaded runtime, for callers

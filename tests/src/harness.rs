@@ -293,31 +293,76 @@ pub fn signal(child: &Child, name: &str) {
     assert!(status.map(|s| s.success()).unwrap_or(false), "kill -{name} {} failed", child.id());
 }
 
-/// An agent data dir.
+/// The passphrase of every harness agent: their keys are sealed, as a
+/// monitor's are (DESIGN §11), and given by file as a script would.
+pub const PASSPHRASE: &str = "harness laptop passphrase";
+
+/// An agent data dir, sealed under [`PASSPHRASE`].
 pub struct Agent {
     /// The data dir (`--data-dir`).
     pub dir: TempDir,
+    /// Holds the passphrase file (outside the data dir, as a monitor's
+    /// should be).
+    _pass: TempDir,
+    /// The passphrase file's path.
+    pass_file: String,
     /// The device's public key, 64 hex.
     pub key: String,
 }
 
 impl Agent {
-    /// `truce-agent init` in a new data dir.
+    /// `truce-agent init` in a new data dir, sealed with a passphrase file.
     pub fn init() -> Agent {
+        Agent::init_with(&["init"])
+    }
+
+    /// `truce-agent --no-passphrase init`: keys not protected (trials; and
+    /// measurements of the queue's own memory, without Argon2id's).
+    pub fn init_unprotected() -> Agent {
+        Agent::init_with(&["--no-passphrase", "init"])
+    }
+
+    fn init_with(init: &[&str]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut a = Agent { dir, key: String::new() };
-        a.cmd(&["init"]).expect_ok();
+        let pass = tempfile::tempdir().expect("tempdir");
+        let pass_file = pass.path().join("passphrase");
+        std::fs::write(&pass_file, format!("{PASSPHRASE}\n")).expect("passphrase file");
+        let pass_file = pass_file.to_str().expect("utf-8 temp path").to_string();
+        let mut a = Agent { dir, _pass: pass, pass_file, key: String::new() };
+        a.cmd(init).expect_ok();
         let key = a.cmd(&["--json", "key"]).expect_ok();
         let v: serde_json::Value = serde_json::from_str(&key).expect("key --json is JSON");
         a.key = v["device"].as_str().expect("device in key --json").to_string();
         a
     }
 
-    /// Runs a `truce-agent` subcommand against this data dir.
+    /// Runs a `truce-agent` subcommand against this data dir, with the
+    /// passphrase file.
     pub fn cmd(&self, args: &[&str]) -> Cmd {
-        let mut all = vec!["--data-dir", self.dir_str()];
+        let mut all = vec!["--data-dir", self.dir_str(), "--passphrase-file", self.passphrase_file()];
         all.extend_from_slice(args);
         Cmd::run(&bin("truce-agent"), &all)
+    }
+
+    /// The passphrase file's path.
+    pub fn passphrase_file(&self) -> &str {
+        &self.pass_file
+    }
+
+    /// The unsealed device seed and data key (for tests that build a queue
+    /// directly).
+    pub fn secrets(&self) -> truce_agent::vault::Secrets {
+        let pass = truce_agent::vault::Passphrase::new(PASSPHRASE.to_string()).expect("passphrase");
+        let ring = truce_agent::vault::Keyring::load(&self.dir.path().join("keyring"))
+            .expect("keyring readable")
+            .expect("keyring present");
+        ring.unseal(Some(&pass)).expect("keyring unseals")
+    }
+
+    /// Opens the agent in process with its keys (unlocks once: Argon2id).
+    pub fn open(&self) -> truce_agent::Agent {
+        let pass = truce_agent::vault::Passphrase::new(PASSPHRASE.to_string()).expect("passphrase");
+        truce_agent::Agent::open(self.dir.path(), Some(&pass)).expect("open agent data dir")
     }
 
     /// The data dir as a string.
@@ -384,9 +429,9 @@ pub fn last_hex_id(out: &str) -> String {
 
 /// Records a report in-process through the agent library: the same code and
 /// the same queue file as `truce-agent record`, without a process start, for
-/// tests that need thousands of reports.
-pub fn record_in_process(dir: &Path, description: &str) -> String {
-    let mut agent = truce_agent::Agent::open(dir).expect("open agent data dir");
+/// tests that need thousands of reports (open the agent once with
+/// [`Agent::open`]).
+pub fn record_in_process(agent: &mut truce_agent::Agent, description: &str) -> String {
     let input = truce_agent::RecordInput {
         category: truce_shared::Category::Drone,
         observed_at: None,

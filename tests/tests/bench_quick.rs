@@ -25,11 +25,13 @@ fn bench_quick_reports_every_figure() {
         "commit_p99_ms",
         "record_p99_ratio",
         "record_cli_p50_ms",
+        "record_cli_sealed_p50_ms",
         "wire_ratio",
         "handshake_bytes",
         "export_per_s",
         "idle_conn_kb",
         "agent_sync_peak_mb",
+        "agent_unlock_peak_mb",
     ] {
         let x = v[key].as_f64().unwrap_or_else(|| panic!("{key} missing from {stdout}"));
         assert!(x.is_finite() && x > 0.0, "{key} = {x}");

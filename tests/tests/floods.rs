@@ -22,9 +22,11 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Records `n` reports in process and times one `truce-agent sync`.
 fn timed_sync(agent: &Agent, n: usize, tag: &str) -> Duration {
+    let mut a = agent.open();
     for i in 0..n {
-        truce_tests::harness::record_in_process(agent.dir.path(), &format!("{tag} {i}"));
+        truce_tests::harness::record_in_process(&mut a, &format!("{tag} {i}"));
     }
+    drop(a);
     let t = Instant::now();
     agent.sync(None).expect_ok();
     t.elapsed()

@@ -12,7 +12,7 @@ fn reports(agent: &Agent, n: usize) -> Vec<truce_shared::SignedReport> {
     for i in 0..n {
         agent.record(&format!("replayed {i}"));
     }
-    let a = truce_agent::Agent::open(agent.dir.path()).unwrap();
+    let a = agent.open();
     let all: Vec<_> = a.queue().pending().map(|r| r.expect("readable").1).collect();
     assert_eq!(all.len(), n);
     all

@@ -94,12 +94,13 @@ fn two_agents_at_once_a_thousand_reports_each() {
         a.link(&pki, name, server.addr);
         // 1,000 reports through the real binary would take a while; the
         // library writes the same queue the binary does.
-        let dir = a.dir.path().to_path_buf();
         let out = a.cmd(&["record", "--category", "drone", "--lat", "48.1", "--lon", "37.9", "--description", "first"]);
         assert!(out.ok(), "{}", out.describe("record"));
+        let mut open = a.open();
         for i in 1..1000 {
-            truce_tests::harness::record_in_process(&dir, &format!("report {i}"));
+            truce_tests::harness::record_in_process(&mut open, &format!("report {i}"));
         }
+        drop(open);
         assert_eq!(a.ids_in_state("pending").len(), 1000);
     }
     server.start(&pki, &[]);

@@ -51,7 +51,7 @@ fn concurrent_in_process_handles_never_fork() {
         for w in 0..4 {
             let dir = t.dir.clone();
             s.spawn(move || {
-                let mut agent = Agent::open(&dir).unwrap();
+                let mut agent = Agent::open(&dir, Some(&crate::support::pass())).unwrap();
                 for i in 0..50 {
                     let mut input = RecordInput::new(Category::Shelling, 10.0, 20.0);
                     input.description = format!("handle {w} #{i}");

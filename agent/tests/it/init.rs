@@ -1,6 +1,6 @@
-//! `init` makes the key once (0600 in a 0700 dir) and prints it; a second
-//! `init` fails and leaves the key file unchanged; every other command run
-//! before `init` says to run it first.
+//! `init` makes the sealed keyring once (0600 in a 0700 dir) and prints the
+//! key; a second `init` fails and leaves the keyring unchanged; every other
+//! command run before `init` says to run it first.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -17,8 +17,9 @@ fn init_makes_a_0600_key_in_a_0700_dir_and_prints_it() {
     let mut key = [0u8; 32];
     hex::decode_to_slice(device, &mut key).unwrap();
     assert_eq!(fp, truce_shared::signing::fingerprint(&key));
-    let key_file = t.dir.join("device.key");
+    let key_file = t.dir.join("keyring");
     assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(t.dir.join("queue.sqlite")).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(&t.dir).unwrap().permissions().mode() & 0o777, 0o700);
     // `key` shows the same, as text and JSON.
     assert!(t.ok(&["key"]).contains(device));
@@ -32,7 +33,7 @@ fn init_makes_a_0600_key_in_a_0700_dir_and_prints_it() {
 #[test]
 fn a_second_init_fails_and_leaves_the_key_unchanged() {
     let t = TestDir::initialised();
-    let key_file = t.dir.join("device.key");
+    let key_file = t.dir.join("keyring");
     let before = std::fs::read(&key_file).unwrap();
     let mtime = std::fs::metadata(&key_file).unwrap().modified().unwrap();
     let err = t.fails(&["init"]);
@@ -59,14 +60,20 @@ fn every_other_command_before_init_says_to_run_init() {
     ] {
         assert_eq!(t.fails(&args), want, "{args:?}");
     }
-    assert!(!t.dir.join("device.key").exists());
+    assert!(!t.dir.join("keyring").exists());
 }
 
 #[test]
 fn the_data_dir_comes_from_the_environment_too() {
     let t = TestDir::new();
-    let o =
-        std::process::Command::new(crate::support::BIN).arg("init").env("TRUCE_AGENT_DIR", &t.dir).output().unwrap();
+    let o = std::process::Command::new(crate::support::BIN)
+        .arg("init")
+        .env("TRUCE_AGENT_DIR", &t.dir)
+        .env("TRUCE_PASSPHRASE_FILE", t.passphrase_file())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", crate::support::describe(&o));
-    assert!(t.dir.join("device.key").exists());
+    assert!(t.dir.join("keyring").exists());
+    // The passphrase came from the environment's file: it opens with it.
+    drop(t.open());
 }

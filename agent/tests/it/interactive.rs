@@ -11,10 +11,15 @@ use truce_shared::{Basis, Category, Qualifier};
 
 use crate::support::{parse_id, TestDir, BIN};
 
+/// `record` on a terminal with no passphrase file: it asks for the
+/// passphrase first (no echo), then for each field.
 fn spawn(t: &TestDir) -> rexpect::session::PtySession {
     let mut c = Command::new(BIN);
-    c.arg("--data-dir").arg(&t.dir).arg("record").env_remove("TRUCE_AGENT_DIR");
-    spawn_command(c, Some(20_000)).unwrap()
+    c.arg("--data-dir").arg(&t.dir).arg("record").env_remove("TRUCE_AGENT_DIR").env_remove("TRUCE_PASSPHRASE_FILE");
+    let mut p = spawn_command(c, Some(20_000)).unwrap();
+    p.exp_string("passphrase: ").unwrap();
+    p.send_line(crate::support::PASSPHRASE).unwrap();
+    p
 }
 
 #[test]
@@ -71,7 +76,7 @@ fn interactive_entry_works_through_a_pty() {
     let agent = t.open();
     let r = agent.queue().find(&id).unwrap();
     assert_eq!(r.id, parse_id(&id));
-    let o = r.envelope().unwrap().observation;
+    let o = r.envelope().unwrap().expect("a body").observation;
     assert_eq!(o.category, Category::Shelling);
     assert_eq!((o.position.lat, o.position.lon, o.position.accuracy_m), (48.5, 37.9, Some(25)));
     assert_eq!(o.bearing_deg, Some(338));
@@ -86,7 +91,9 @@ fn interactive_entry_works_through_a_pty() {
     assert_eq!((a.name.as_str(), a.media_type.as_str(), a.size), ("crater.jpg", "image/jpeg", 15));
     let want: [u8; 32] = Sha256::digest(b"original pixels").into();
     assert_eq!(a.sha256, want);
-    assert_eq!(std::fs::read(agent.dir().attachment(&a.sha256)).unwrap(), b"original pixels");
+    let mut copy = Vec::new();
+    agent.read_attachment(&a.sha256, &mut copy).unwrap();
+    assert_eq!(copy, b"original pixels");
 }
 
 #[test]
@@ -116,7 +123,7 @@ fn the_second_interactive_record_defaults_to_the_last_position() {
     p.send_line("y").unwrap();
     let (_, id) = p.exp_regex("[0-9a-f]{64}").unwrap();
     p.exp_eof().unwrap();
-    let o = t.open().queue().find(&id).unwrap().envelope().unwrap().observation;
+    let o = t.open().queue().find(&id).unwrap().envelope().unwrap().expect("a body").observation;
     assert_eq!(o.category, Category::NothingObserved);
     assert_eq!((o.position.lat, o.position.lon, o.position.accuracy_m), (12.25, -3.5, Some(8)));
     let until = o.observed_until.unwrap();

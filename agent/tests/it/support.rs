@@ -3,11 +3,21 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use truce_agent::vault::Passphrase;
 use truce_agent::Agent;
 use truce_shared::Bytes32;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_truce-agent");
+
+/// The passphrase every test data dir is sealed with (given by file, as a
+/// script would).
+pub const PASSPHRASE: &str = "test laptop passphrase";
+
+/// [`PASSPHRASE`] for the library.
+pub fn pass() -> Passphrase {
+    Passphrase::new(PASSPHRASE.to_string()).unwrap()
+}
 
 /// A data dir inside a temp dir that is removed on drop.
 pub struct TestDir {
@@ -18,23 +28,45 @@ pub struct TestDir {
 }
 
 impl TestDir {
+    /// A data dir path (nothing made yet) and, beside it, a file holding
+    /// [`PASSPHRASE`].
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("agent");
+        std::fs::write(tmp.path().join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
         TestDir { tmp, dir }
     }
 
-    /// A new dir where `init` has run (through the binary).
+    /// A new dir where `init` has run (through the binary), sealed under
+    /// [`PASSPHRASE`].
     pub fn initialised() -> Self {
         let t = TestDir::new();
         t.ok(&["init"]);
         t
     }
 
-    /// The command with `--data-dir` set and no inherited TRUCE_AGENT_DIR.
+    /// The passphrase file.
+    pub fn passphrase_file(&self) -> PathBuf {
+        self.tmp.path().join("passphrase")
+    }
+
+    /// The command with `--data-dir` and `--passphrase-file` set and no
+    /// inherited TRUCE_AGENT_DIR or TRUCE_PASSPHRASE_FILE.
     pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = self.bare_command(&[]);
+        c.arg("--passphrase-file").arg(self.passphrase_file()).args(args);
+        c
+    }
+
+    /// The command with `--data-dir` set and no passphrase at all.
+    pub fn bare_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.arg("--data-dir").arg(&self.dir).args(args).env_remove("TRUCE_AGENT_DIR").stdin(Stdio::null());
+        c.arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("TRUCE_AGENT_DIR")
+            .env_remove("TRUCE_PASSPHRASE_FILE")
+            .stdin(Stdio::null());
         c
     }
 
@@ -72,8 +104,9 @@ impl TestDir {
         errors[0].to_string()
     }
 
+    /// The agent in process, unlocked with [`PASSPHRASE`].
     pub fn open(&self) -> Agent {
-        Agent::open(&self.dir).unwrap()
+        Agent::open(&self.dir, Some(&pass())).unwrap()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -105,13 +138,14 @@ pub fn parse_id(s: &str) -> Bytes32 {
 /// returns the ids in chain order. Done here, independently of the
 /// agent's own `check_chain`.
 pub fn verified_chain(dir: &Path) -> Vec<Bytes32> {
-    let agent = Agent::open(dir).unwrap();
+    let agent = Agent::open(dir, Some(&pass())).unwrap();
     let device = agent.device();
     let mut ids = Vec::new();
     let mut prev = [0u8; 32];
     agent
         .queue()
-        .for_each_signed(false, |seq, signed| {
+        .for_each_signed(false, |seq, _, signed| {
+            let signed = signed.unwrap_or_else(|| panic!("seq {seq} was pruned"));
             let v = truce_shared::verify(&signed).unwrap_or_else(|e| panic!("seq {seq} does not verify: {e}"));
             assert_eq!(v.envelope.device, device, "seq {seq}: device");
             assert_eq!(v.envelope.seq, ids.len() as u64 + 1, "seq {seq}: gap or repeat");

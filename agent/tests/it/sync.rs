@@ -26,7 +26,17 @@ pub struct Setup {
 
 impl Setup {
     pub fn new() -> Setup {
-        let t = TestDir::initialised();
+        Setup::with(TestDir::initialised())
+    }
+
+    /// Around a data dir made with `init --no-passphrase`.
+    pub fn unprotected() -> Setup {
+        let t = TestDir::new();
+        t.ok(&["--no-passphrase", "init"]);
+        Setup::with(t)
+    }
+
+    fn with(t: TestDir) -> Setup {
         let pki = Pki::new("Mission CA");
         let server_leaf = pki.server(&["127.0.0.1"]);
         let ca = t.path("ca.pem");
@@ -243,8 +253,13 @@ fn link_refuses_files_that_are_not_certificates_or_keys() {
     assert!(!s.t.dir.join("link").exists(), "nothing stored");
     s.link("127.0.0.1:1");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(s.t.dir.join("link/client.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(s.t.dir.join("link/client.key.sealed")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // The key is kept sealed only: its PEM is nowhere in the data dir.
+    assert!(!s.t.dir.join("link/client.key").exists());
+    let pem = std::fs::read(key).unwrap();
+    let sealed = std::fs::read(s.t.dir.join("link/client.key.sealed")).unwrap();
+    assert!(!sealed.windows(32).any(|w| pem.windows(32).any(|p| p == w)), "no 32 bytes of the PEM in the sealed file");
 }
 
 /// Waits until `cond` holds, up to `limit`.
@@ -268,7 +283,8 @@ fn watch_rides_out_an_outage_delivers_new_records_and_stops_on_sigterm() {
 
     // Through a pty, so the progress bar path runs too.
     let mut c = std::process::Command::new(BIN);
-    c.arg("--data-dir").arg(&s.t.dir).args(["sync", "--watch"]).env_remove("TRUCE_AGENT_DIR");
+    c.arg("--data-dir").arg(&s.t.dir).arg("--passphrase-file").arg(s.t.passphrase_file());
+    c.args(["sync", "--watch"]).env_remove("TRUCE_AGENT_DIR");
     let mut p = rexpect::session::spawn_command(c, Some(30_000)).unwrap();
     p.exp_string("connection refused").unwrap();
 

@@ -102,6 +102,7 @@ struct Figures {
     commit_p99_ms: f64,
     record_p99_ratio: f64,
     record_cli_p50_ms: f64,
+    record_cli_sealed_p50_ms: f64,
     wire_bytes: f64,
     signed_bytes: f64,
     wire_ratio: f64,
@@ -111,6 +112,7 @@ struct Figures {
     export_write_per_s: f64,
     idle_conn_kb: f64,
     agent_sync_peak_mb: f64,
+    agent_unlock_peak_mb: f64,
 }
 
 fn main() -> Result<()> {
@@ -172,7 +174,7 @@ fn main() -> Result<()> {
         (f.record_p50_ms, f.record_p99_ms, f.commit_p50_ms, f.commit_p99_ms) = record_latency(plan)?;
         f.record_p99_ratio = f.record_p99_ms / f.commit_p99_ms;
         step(json, "record as a process");
-        f.record_cli_p50_ms = record_cli(plan)?;
+        (f.record_cli_p50_ms, f.record_cli_sealed_p50_ms) = record_cli(plan)?;
     }
     if want("wire") {
         step(json, "bytes on the wire");
@@ -190,7 +192,7 @@ fn main() -> Result<()> {
     }
     if want("agent") {
         step(json, "agent sync memory");
-        f.agent_sync_peak_mb = agent_sync_peak(&pki, plan)?;
+        (f.agent_sync_peak_mb, f.agent_unlock_peak_mb) = agent_sync_peak(&pki, plan)?;
     }
     step(json, "done");
 
@@ -203,11 +205,13 @@ fn main() -> Result<()> {
         f.record_p99_ms,
         f.commit_p99_ms,
         f.record_cli_p50_ms,
+        f.record_cli_sealed_p50_ms,
         f.wire_ratio,
         f.handshake_bytes,
         f.export_per_s,
         f.idle_conn_kb,
         f.agent_sync_peak_mb,
+        f.agent_unlock_peak_mb,
     ];
     if only.is_none() {
         ensure!(all.iter().all(|v| v.is_finite() && *v > 0.0), "a figure is missing or not positive");
@@ -634,7 +638,10 @@ fn record_latency(plan: &Plan) -> Result<(f64, f64, f64, f64)> {
             bare.execute("INSERT INTO t(v) VALUES (?1)", [&payload])?;
             commit.push(t.elapsed().as_secs_f64() * 1e3);
         }
-        let mut agent = truce_agent::Agent::init(tmp.path().join("agent"))?;
+        // Sealed, as a monitor's is: the data key seals every row.
+        let pass = truce_agent::vault::Passphrase::new(truce_tests::harness::PASSPHRASE.into())?;
+        let mut agent =
+            truce_agent::Agent::init(tmp.path().join("agent"), &truce_agent::vault::Protection::Passphrase(pass))?;
         let mut input = truce_agent::RecordInput::new(Category::Shelling, 48.0159, 37.8029);
         input.description = typical_envelope([0; 32], 1, [0; 32]).observation.description;
         let mut record = Vec::with_capacity(plan.records);
@@ -651,25 +658,48 @@ fn record_latency(plan: &Plan) -> Result<(f64, f64, f64, f64)> {
     Ok((median(r50), median(r99), median(c50), median(c99)))
 }
 
-/// `truce-agent record` as a whole process, flags given, p50 wall time.
-fn record_cli(plan: &Plan) -> Result<f64> {
-    let agent = Agent::init();
-    let mut times = Vec::new();
+/// `truce-agent record` as a whole process, flags given, p50 wall time:
+/// without a passphrase (`init --no-passphrase`: what every record cost
+/// before sealing) and sealed, the passphrase from a file (Argon2id unlock
+/// included, DESIGN §13).
+fn record_cli(plan: &Plan) -> Result<(f64, f64)> {
+    let plain = tempfile::tempdir()?;
+    let plain_dir = plain.path().to_str().context("utf-8 temp path")?;
+    let init = Command::new(bin("truce-agent"))
+        .args(["--data-dir", plain_dir, "--no-passphrase", "init"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(init.success(), "truce-agent init --no-passphrase failed");
+    let sealed = Agent::init();
+    let one = |dir: &str, pass: Option<&str>, i: usize| -> Result<f64> {
+        let t = Instant::now();
+        let mut cmd = Command::new(bin("truce-agent"));
+        cmd.args(["--data-dir", dir]);
+        if let Some(p) = pass {
+            cmd.args(["--passphrase-file", p]);
+        }
+        let status = cmd
+            .args(["record", "--category", "shelling", "--lat", "48.0159"])
+            .args(["--lon", "37.8029", "--at", "-5m", "--basis", "heard", "--bearing", "315"])
+            .args(["--description", &format!("bench record {i}: outgoing fire heard to the north-west")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        ensure!(status.success(), "truce-agent record failed");
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
+    let (mut plain_t, mut sealed_t) = (Vec::new(), Vec::new());
     for _ in 0..plan.runs {
         for i in 0..plan.cli_records {
-            let t = Instant::now();
-            let status = Command::new(bin("truce-agent"))
-                .args(["--data-dir", agent.dir_str(), "record", "--category", "shelling", "--lat", "48.0159"])
-                .args(["--lon", "37.8029", "--at", "-5m", "--basis", "heard", "--bearing", "315"])
-                .args(["--description", &format!("bench record {i}: outgoing fire heard to the north-west")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()?;
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-            ensure!(status.success(), "truce-agent record failed");
+            plain_t.push(one(plain_dir, None, i)?);
+        }
+        // Each sealed record runs Argon2id (64 MiB, 3 passes): fewer of them.
+        for i in 0..plan.cli_records.div_ceil(4) {
+            sealed_t.push(one(sealed.dir_str(), Some(sealed.passphrase_file()), i)?);
         }
     }
-    Ok(percentile(&mut times, 0.5))
+    Ok((percentile(&mut plain_t, 0.5), percentile(&mut sealed_t, 0.5)))
 }
 
 /// Bytes both ways through a relay for one `truce-agent sync` of
@@ -684,7 +714,7 @@ fn wire_bytes(pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
         let agent = Agent::init();
         server.enrol(&agent.key, &format!("wire-{}", &agent.key[..8]));
         agent.link(pki, "bench", relay.addr);
-        let mut a = truce_agent::Agent::open(agent.dir.path())?;
+        let mut a = agent.open();
         let mut input = truce_agent::RecordInput::new(Category::Shelling, 48.0159, 37.8029);
         input.bearing_deg = Some(315);
         input.distance_m = Some((5_000, 7_000));
@@ -696,7 +726,7 @@ fn wire_bytes(pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
         }
         drop(a);
         let db = rusqlite::Connection::open(agent.dir.path().join("queue.sqlite"))?;
-        let sum: i64 = db.query_row("SELECT sum(length(body) + length(signature)) FROM reports", [], |r| r.get(0))?;
+        let sum: i64 = db.query_row("SELECT sum(size) FROM reports", [], |r| r.get(0))?;
         let before = relay.forwarded();
         agent.sync(None).expect_ok();
         // The relay counts as it forwards; let the last bytes through.
@@ -841,19 +871,34 @@ fn idle_connections(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Res
 }
 
 /// Agent peak memory (VmHWM of the `truce-agent sync` process) delivering
-/// a queue of `queue_reports` reports.
-fn agent_sync_peak(pki: &Pki, plan: &Plan) -> Result<f64> {
+/// a queue of `queue_reports` reports, and the peak of unlocking a sealed
+/// keyring alone (`list` of an empty state: Argon2id, nothing read), MiB.
+/// The sync runs on a data dir made with `--no-passphrase`, so its figure
+/// is the queue's streaming alone (every row is still sealed and opened).
+fn agent_sync_peak(pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
     let mut server = Server::init();
-    let agent = Agent::init();
+    let agent = Agent::init_unprotected();
     server.enrol(&agent.key, "queue");
     agent.link(pki, "bench", server.addr);
     server.start(pki, &[]);
-    fill_queue(agent.dir.path(), plan.queue_reports)?;
-    let mut child = Command::new(bin("truce-agent"))
-        .args(["--data-dir", agent.dir_str(), "sync"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    fill_queue(&agent, plan.queue_reports)?;
+    let sync = peak_of(Command::new(bin("truce-agent")).args(["--data-dir", agent.dir_str(), "sync"]))?;
+    let sealed = Agent::init();
+    let unlock = peak_of(Command::new(bin("truce-agent")).args([
+        "--data-dir",
+        sealed.dir_str(),
+        "--passphrase-file",
+        sealed.passphrase_file(),
+        "list",
+        "--state",
+        "rejected",
+    ]))?;
+    Ok((sync, unlock))
+}
+
+/// Runs a command to its end and returns its peak resident memory, MiB.
+fn peak_of(cmd: &mut Command) -> Result<f64> {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
     let mut peak = 0;
     let status = loop {
         if let Ok(kb) = proc_kib(child.id(), "VmHWM:") {
@@ -864,7 +909,7 @@ fn agent_sync_peak(pki: &Pki, plan: &Plan) -> Result<f64> {
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    ensure!(status.success(), "truce-agent sync of the big queue failed");
+    ensure!(status.success(), "{cmd:?} failed");
     ensure!(peak > 0, "could not read the agent's VmHWM");
     Ok(peak as f64 / 1024.0)
 }
@@ -872,17 +917,19 @@ fn agent_sync_peak(pki: &Pki, plan: &Plan) -> Result<f64> {
 /// Fills an agent's queue with `n` signed reports in one transaction,
 /// straight into its SQLite file (recording them one durable commit at a
 /// time would take minutes and measure nothing new).
-fn fill_queue(dir: &Path, n: u64) -> Result<()> {
-    let seed: [u8; 32] =
-        std::fs::read(dir.join("device.key"))?.try_into().map_err(|_| anyhow::anyhow!("device.key is not 32 bytes"))?;
-    let mut chain = Chain { key: SigningKey::from_bytes(&seed), seq: 0, prev: [0; 32] };
-    let mut db = rusqlite::Connection::open(dir.join("queue.sqlite"))?;
+fn fill_queue(agent: &Agent, n: u64) -> Result<()> {
+    let secrets = agent.secrets();
+    let data_key = secrets.data_key();
+    let mut chain = Chain { key: SigningKey::from_bytes(&secrets.seed), seq: 0, prev: [0; 32] };
+    let mut db = rusqlite::Connection::open(agent.dir.path().join("queue.sqlite"))?;
     let tx = db.transaction()?;
     {
-        let mut st = tx.prepare("INSERT INTO reports(seq, id, body, signature) VALUES (?1, ?2, ?3, ?4)")?;
+        // Sealed rows, as `record` writes them.
+        let mut st = tx.prepare("INSERT INTO reports(seq, id, sealed, size) VALUES (?1, ?2, ?3, ?4)")?;
         for _ in 0..n {
             let r = chain.next()?;
-            st.execute(rusqlite::params![chain.seq as i64, &r.id()[..], &r.body, &r.signature.0[..]])?;
+            let sealed = data_key.seal_report(chain.seq, &r.id(), &r.body, &r.signature.0);
+            st.execute(rusqlite::params![chain.seq as i64, &r.id()[..], sealed, (r.body.len() + 64) as i64])?;
         }
     }
     tx.commit()?;
@@ -963,10 +1010,23 @@ fn print_table(f: &Figures, plan: &Plan, quick: bool, took: Duration, want: &dyn
         "record",
         "truce-agent record (process) p50",
         format!("{:.1} ms", f.record_cli_p50_ms),
-        String::new(),
+        "no passphrase".to_string(),
         String::new(),
         "<= 20 ms",
         Some(f.record_cli_p50_ms <= 20.0),
+    );
+    row(
+        "record",
+        "  sealed, unlock included, p50",
+        format!("{:.0} ms", f.record_cli_sealed_p50_ms),
+        format!(
+            "Argon2id {} MiB, {} passes",
+            truce_agent::vault::KDF_MEMORY_KIB / 1024,
+            truce_agent::vault::KDF_PASSES
+        ),
+        String::new(),
+        "<= 1.5 s",
+        Some(f.record_cli_sealed_p50_ms <= 1500.0),
     );
     row(
         "wire",
@@ -1008,9 +1068,18 @@ fn print_table(f: &Figures, plan: &Plan, quick: bool, took: Duration, want: &dyn
         "agent",
         &format!("agent sync of {} queued, peak", plan.queue_reports),
         format!("{:.1} MiB", f.agent_sync_peak_mb),
-        String::new(),
+        "no passphrase: the queue alone".to_string(),
         String::new(),
         "<= 64 MB",
         Some(f.agent_sync_peak_mb <= 64.0),
+    );
+    row(
+        "agent",
+        "  unlock of a sealed keyring, peak",
+        format!("{:.1} MiB", f.agent_unlock_peak_mb),
+        format!("Argon2id memory {} MiB", truce_agent::vault::KDF_MEMORY_KIB / 1024),
+        String::new(),
+        "",
+        None,
     );
 }

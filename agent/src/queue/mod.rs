@@ -7,8 +7,14 @@
 //!   `synchronous=FULL` before [`Queue::append`] returns. Two processes
 //!   appending at once serialize on SQLite's write lock (each waits up to
 //!   [`BUSY_TIMEOUT`]), so the chain never forks.
-//! - Rows are never edited except to record the server's answer; nothing is
-//!   deleted.
+//! - Rows are never edited except to record the server's answer and to
+//!   prune a delivered report's body (see [`prune`]); no row is deleted,
+//!   so the chain (seq, id) and the proof of delivery (the receipt) stay.
+//! - Report bodies and signatures are sealed under the data key
+//!   ([`crate::vault`]); what stays readable without the passphrase is what
+//!   `status` needs: seq, id, size, state, the server's answer, times and
+//!   receipts. SQLite's `secure_delete` is on, so pages freed by pruning are
+//!   zeroed, not left for a captor to read.
 //! - Everything that walks the queue streams rows or reads bounded chunks;
 //!   nothing loads the whole queue into memory.
 //!
@@ -20,14 +26,22 @@
 //! reports(
 //!   seq INTEGER PRIMARY KEY,        -- chain position 1, 2, 3…
 //!   id BLOB UNIQUE,                 -- 32-byte report id
-//!   body BLOB, signature BLOB,      -- the signed bytes, exactly as sent
+//!   sealed BLOB,                    -- nonce ‖ AEAD(body ‖ signature); NULL once pruned
+//!   size INTEGER,                   -- bytes of body + signature
 //!   state TEXT,                     -- pending|delivered|quarantined|rejected
 //!   answer TEXT, reason TEXT,       -- the server's Status and its reason
 //!   answered_at INTEGER,            -- local clock when the Ack arrived
-//!   receipt INTEGER → receipts.rowid)
+//!   receipt INTEGER → receipts.rowid,
+//!   pruned_at INTEGER)              -- when the body was deleted
+//! attachments(seq → reports.seq, name TEXT, held INTEGER)
+//!                                   -- the sealed evidence files a report names
+//!                                   -- (keyed names), and whether the server holds them
 //! receipts(rowid, server_key BLOB, server_time INTEGER, signature BLOB,
 //!          ids BLOB)                -- the held ids the signature covers
 //! ```
+//!
+//! Schema version 1 (before sealing) kept `body` and `signature` in clear;
+//! [`schema`] converts it once the data key is at hand.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +52,12 @@ use truce_shared::wire::{Receipt, Status};
 use truce_shared::{Bytes32, Envelope, Position, Signature64, SignedReport};
 
 use crate::error::{AgentError, Result};
+use crate::vault::DataKey;
+
+mod prune;
+mod schema;
+
+pub use prune::Pruned;
 
 /// How long a writer waits for another process's transaction to finish
 /// before giving up with a clear "queue is busy" error.
@@ -47,36 +67,6 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// several batches, small enough that a 100,000-report queue is never in
 /// memory at once.
 pub const PENDING_CHUNK: usize = 512;
-
-/// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i32 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS receipts (
-    rowid       INTEGER PRIMARY KEY,
-    server_key  BLOB NOT NULL,
-    server_time INTEGER NOT NULL,
-    signature   BLOB NOT NULL,
-    ids         BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reports (
-    seq         INTEGER PRIMARY KEY,
-    id          BLOB NOT NULL UNIQUE,
-    body        BLOB NOT NULL,
-    signature   BLOB NOT NULL,
-    state       TEXT NOT NULL DEFAULT 'pending'
-                CHECK (state IN ('pending', 'delivered', 'quarantined', 'rejected')),
-    answer      TEXT,
-    reason      TEXT,
-    answered_at INTEGER,
-    receipt     INTEGER REFERENCES receipts(rowid)
-);
-CREATE INDEX IF NOT EXISTS reports_by_state ON reports(state, seq);
-";
 
 /// Where a report is in its life on this laptop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -158,8 +148,10 @@ pub struct QueuedReport {
     pub seq: u64,
     /// Report id.
     pub id: Bytes32,
-    /// The signed bytes.
-    pub signed: SignedReport,
+    /// The signed bytes; `None` once pruned after delivery.
+    pub signed: Option<SignedReport>,
+    /// Bytes of body and signature as recorded (kept after pruning).
+    pub size: u64,
     /// Delivery state.
     pub state: State,
     /// The server's status name (`accepted`, `duplicate`, `quarantined`, `rejected`).
@@ -173,10 +165,16 @@ pub struct QueuedReport {
 }
 
 impl QueuedReport {
-    /// Decodes the envelope of the stored body (no signature check).
-    pub fn envelope(&self) -> Result<Envelope> {
-        truce_shared::encoding::decode_canonical(&self.signed.body)
-            .map_err(|e| AgentError::Corrupt(format!("report seq {}: {e}", self.seq)))
+    /// Decodes the envelope of the stored body (no signature check);
+    /// `None` once the body has been pruned.
+    pub fn envelope(&self) -> Result<Option<Envelope>> {
+        self.signed
+            .as_ref()
+            .map(|s| {
+                truce_shared::encoding::decode_canonical(&s.body)
+                    .map_err(|e| AgentError::Corrupt(format!("report seq {}: {e}", self.seq)))
+            })
+            .transpose()
     }
 }
 
@@ -206,6 +204,9 @@ pub struct AckOutcome {
 pub struct Queue {
     conn: Connection,
     path: PathBuf,
+    /// The data key; `None` when opened without the passphrase (`status`),
+    /// in which case nothing sealed can be read or written.
+    key: Option<DataKey>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -214,64 +215,43 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-const REPORT_COLUMNS: &str = "r.seq, r.id, r.body, r.signature, r.state, r.answer, r.reason, r.answered_at,
+const REPORT_COLUMNS: &str = "r.seq, r.id, r.sealed, r.size, r.state, r.answer, r.reason, r.answered_at,
      c.server_key, c.server_time, c.signature";
 
 impl Queue {
-    /// Opens (creating if needed) the queue at `path` for `device`. A queue
+    /// Opens (creating if needed) the queue at `path` for `device`, with the
+    /// data key (or without it, to read counts and states only). A queue
     /// that belongs to another device key is refused: mixing two devices in
     /// one chain would break both.
-    pub fn open(path: &Path, device: &Bytes32) -> Result<Self> {
+    pub fn open(path: &Path, device: &Bytes32, key: Option<DataKey>) -> Result<Self> {
+        // A new queue file is readable by its owner only from the start (its
+        // WAL and shared-memory files take the same mode).
+        match crate::platform::create_secret_file(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(AgentError::io("cannot create", path, e)),
+        }
         let conn = Connection::open(path).map_err(|source| db_err(path, source))?;
-        let mut q = Queue { conn, path: path.to_path_buf() };
+        let mut q = Queue { conn, path: path.to_path_buf(), key };
         q.setup()?;
         q.check_device(device)?;
         Ok(q)
+    }
+
+    /// The data key, or "give the passphrase".
+    fn key(&self) -> Result<&DataKey> {
+        self.key.as_ref().ok_or(AgentError::PassphraseNeeded)
+    }
+
+    /// Whether the data key is at hand.
+    pub fn is_unlocked(&self) -> bool {
+        self.key.is_some()
     }
 
     /// Wraps a SQLite error with this queue's path (and the busy case with
     /// what to do).
     fn err(&self, source: rusqlite::Error) -> AgentError {
         db_err(&self.path, source)
-    }
-
-    /// Per-connection settings, and the schema on first use.
-    fn setup(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let v = self.connection_settings().map_err(|e| db_err(&path, e))?;
-        if v == SCHEMA_VERSION {
-            return Ok(());
-        }
-        if v > SCHEMA_VERSION {
-            return Err(AgentError::Corrupt(format!(
-                "{} has schema version {v}, newer than this truce-agent's {SCHEMA_VERSION}: upgrade truce-agent",
-                path.display()
-            )));
-        }
-        self.create_schema().map_err(|e| db_err(&path, e))
-    }
-
-    /// Sets the per-connection pragmas; returns the schema version.
-    fn connection_settings(&mut self) -> rusqlite::Result<i32> {
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
-        // synchronous is per connection: without FULL a WAL commit is not
-        // durable against power loss, and `record` promises that it is.
-        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
-        self.conn.pragma_query_value(None, "user_version", |r| r.get(0))
-    }
-
-    /// Creates the schema (once; a concurrent creator is waited for).
-    fn create_schema(&mut self) -> rusqlite::Result<()> {
-        // WAL is a property of the file, set once; it cannot change inside a
-        // transaction, so it comes first.
-        let _mode: String = self.conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let v: i32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if v < SCHEMA_VERSION {
-            tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        }
-        tx.commit()
     }
 
     /// Stamps a new queue with its device, or checks an existing one.
@@ -333,13 +313,17 @@ impl Queue {
     /// Appends one report to the chain in one durable transaction.
     ///
     /// `build` gets the next seq and prev (from the head read inside the
-    /// transaction, under the write lock) and returns the signed report; if
-    /// it fails nothing is written. Returns the new head.
+    /// transaction, under the write lock) and returns the signed report and
+    /// the keyed names of the evidence files it names; if it fails nothing
+    /// is written. It runs under the write lock, so files it moves into
+    /// place cannot be pruned before the row that names them commits.
+    /// Returns the new head.
     pub fn append<F>(&mut self, build: F) -> Result<ChainHead>
     where
-        F: FnOnce(u64, Bytes32) -> Result<SignedReport>,
+        F: FnOnce(u64, Bytes32) -> Result<(SignedReport, Vec<String>)>,
     {
         let path = self.path.clone();
+        let key = self.key.clone().ok_or(AgentError::PassphraseNeeded)?;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| db_err(&path, e))?;
         let head = head_of(&tx).map_err(|e| db_err(&path, e))?;
         let (seq, prev) = match head {
@@ -347,24 +331,35 @@ impl Queue {
             None => (1, [0; 32]),
         };
         // On error the transaction is dropped, which rolls it back.
-        let signed = build(seq, prev)?;
+        let (signed, files) = build(seq, prev)?;
         let id = signed.id();
         let seq_i = i64::try_from(seq).map_err(|_| AgentError::Corrupt("seq overflow".into()))?;
-        tx.prepare_cached("INSERT INTO reports(seq, id, body, signature) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut st| st.execute(params![seq_i, &id[..], &signed.body, &signed.signature.0[..]]))
+        let sealed = key.seal_report(seq, &id, &signed.body, &signed.signature.0);
+        let size = (signed.body.len() + 64) as i64;
+        tx.prepare_cached("INSERT INTO reports(seq, id, sealed, size) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut st| st.execute(params![seq_i, &id[..], sealed, size]))
             .map_err(|e| db_err(&path, e))?;
+        for name in &files {
+            tx.prepare_cached("INSERT OR IGNORE INTO attachments(seq, name) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![seq_i, name]))
+                .map_err(|e| db_err(&path, e))?;
+        }
         tx.commit().map_err(|e| db_err(&path, e))?;
         Ok(ChainHead { seq, id })
     }
 
-    /// The position of the newest report, for the interactive default.
+    /// The position of the newest report still holding its body, for the
+    /// interactive default.
     pub fn last_position(&self) -> Result<Option<Position>> {
-        let body: Option<Vec<u8>> = self
+        let key = self.key()?;
+        let row: Option<(i64, Vec<u8>, Vec<u8>)> = self
             .conn
-            .prepare_cached("SELECT body FROM reports ORDER BY seq DESC LIMIT 1")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .prepare_cached("SELECT seq, id, sealed FROM reports WHERE sealed IS NOT NULL ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
             .map_err(|e| self.err(e))?;
-        Ok(body.and_then(|b| truce_shared::encoding::decode_canonical(&b).ok()).map(|e| e.observation.position))
+        let Some((seq, id, sealed)) = row else { return Ok(None) };
+        let signed = open_row(key, seq, &id, &sealed)?;
+        Ok(truce_shared::encoding::decode_canonical(&signed.body).ok().map(|e: Envelope| e.observation.position))
     }
 
     /// Finds one report by full id or unique hex prefix, with its receipt's ids.
@@ -381,7 +376,7 @@ impl Queue {
             if found.is_some() {
                 return Err(AgentError::Ambiguous(prefix.to_string()));
             }
-            let mut rep = report_from_row(row)?;
+            let mut rep = report_from_row(self.key()?, row)?;
             if let Some(r) = rep.receipt.as_mut() {
                 let ids: Vec<u8> = row.get(11).map_err(|e| self.err(e))?;
                 r.ids = split_ids(&ids)?;
@@ -395,6 +390,7 @@ impl Queue {
     /// `state`. Rows stream from SQLite one at a time. `f` returning `false`
     /// stops the walk (a closed pipe, say).
     pub fn for_each(&self, state: Option<State>, mut f: impl FnMut(QueuedReport) -> Result<bool>) -> Result<()> {
+        let key = self.key()?;
         let filter = if state.is_some() { "WHERE r.state = ?1" } else { "WHERE ?1 IS NULL" };
         let sql = format!(
             "SELECT {REPORT_COLUMNS} FROM reports r LEFT JOIN receipts c ON c.rowid = r.receipt
@@ -403,42 +399,47 @@ impl Queue {
         let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let mut rows = st.query([state.map(State::as_str)]).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            if !f(report_from_row(row)?)? {
+            if !f(report_from_row(key, row)?)? {
                 break;
             }
         }
         Ok(())
     }
 
-    /// Calls `f` on each report's signed bytes in chain order (oldest first),
-    /// all reports or pending only: for bundles and chain checks.
+    /// Calls `f` on each report in chain order (oldest first), all reports
+    /// or pending only: its seq, id and signed bytes (`None` once pruned).
+    /// For bundles and chain checks.
     pub fn for_each_signed(
         &self,
         pending_only: bool,
-        mut f: impl FnMut(u64, SignedReport) -> Result<()>,
+        mut f: impl FnMut(u64, Bytes32, Option<SignedReport>) -> Result<()>,
     ) -> Result<()> {
+        let key = self.key()?;
         let sql = if pending_only {
-            "SELECT seq, body, signature FROM reports WHERE state = 'pending' ORDER BY seq"
+            "SELECT seq, id, sealed FROM reports WHERE state = 'pending' ORDER BY seq"
         } else {
-            "SELECT seq, body, signature FROM reports ORDER BY seq"
+            "SELECT seq, id, sealed FROM reports ORDER BY seq"
         };
         let mut st = self.conn.prepare(sql).map_err(|e| self.err(e))?;
         let mut rows = st.query([]).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let seq: i64 = row.get(0).map_err(|e| self.err(e))?;
-            let body: Vec<u8> = row.get(1).map_err(|e| self.err(e))?;
-            let sig: Vec<u8> = row.get(2).map_err(|e| self.err(e))?;
-            f(seq as u64, SignedReport { body, signature: sig64(&sig, seq)? })?;
+            let id: Vec<u8> = row.get(1).map_err(|e| self.err(e))?;
+            let sealed: Option<Vec<u8>> = row.get(2).map_err(|e| self.err(e))?;
+            let id32 = id32(&id, seq)?;
+            let signed = sealed.map(|s| open_row(key, seq, &id, &s)).transpose()?;
+            f(seq as u64, id32, signed)?;
         }
         Ok(())
     }
 
     /// Up to `limit` pending reports with seq > `after`, oldest first.
     pub fn pending_chunk(&self, after: u64, limit: usize) -> Result<Vec<(u64, SignedReport)>> {
+        let key = self.key()?;
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT seq, body, signature FROM reports WHERE state = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, id, sealed FROM reports WHERE state = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
         let after = i64::try_from(after).unwrap_or(i64::MAX);
@@ -447,9 +448,11 @@ impl Queue {
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let seq: i64 = row.get(0).map_err(|e| self.err(e))?;
-            let body: Vec<u8> = row.get(1).map_err(|e| self.err(e))?;
-            let sig: Vec<u8> = row.get(2).map_err(|e| self.err(e))?;
-            out.push((seq as u64, SignedReport { body, signature: sig64(&sig, seq)? }));
+            let id: Vec<u8> = row.get(1).map_err(|e| self.err(e))?;
+            // A pending report is never pruned: no body is a damaged queue.
+            let sealed: Option<Vec<u8>> = row.get(2).map_err(|e| self.err(e))?;
+            let sealed = sealed.ok_or_else(|| AgentError::Corrupt(format!("pending report seq {seq} has no body")))?;
+            out.push((seq as u64, open_row(key, seq, &id, &sealed)?));
         }
         Ok(out)
     }
@@ -604,12 +607,26 @@ fn split_ids(bytes: &[u8]) -> Result<Vec<Bytes32>> {
     Ok(bytes.chunks_exact(32).filter_map(|c| c.try_into().ok()).collect())
 }
 
-fn report_from_row(row: &rusqlite::Row<'_>) -> Result<QueuedReport> {
+fn id32(id: &[u8], seq: i64) -> Result<Bytes32> {
+    id.try_into().map_err(|_| AgentError::Corrupt(format!("report seq {seq}: bad id length")))
+}
+
+/// Unseals one queue row. A row that does not open under this key for its
+/// (seq, id) was not written by this agent.
+fn open_row(key: &DataKey, seq: i64, id: &[u8], sealed: &[u8]) -> Result<SignedReport> {
+    let id = id32(id, seq)?;
+    let (body, signature) = key
+        .open_report(seq as u64, &id, sealed)
+        .ok_or_else(|| AgentError::Corrupt(format!("report seq {seq} does not unseal with this laptop's data key")))?;
+    Ok(SignedReport { body, signature: Signature64(signature) })
+}
+
+fn report_from_row(key: &DataKey, row: &rusqlite::Row<'_>) -> Result<QueuedReport> {
     let corrupt = |e: rusqlite::Error| AgentError::Corrupt(e.to_string());
     let seq: i64 = row.get(0).map_err(corrupt)?;
     let id: Vec<u8> = row.get(1).map_err(corrupt)?;
-    let body: Vec<u8> = row.get(2).map_err(corrupt)?;
-    let sig: Vec<u8> = row.get(3).map_err(corrupt)?;
+    let sealed: Option<Vec<u8>> = row.get(2).map_err(corrupt)?;
+    let size: i64 = row.get(3).map_err(corrupt)?;
     let state: String = row.get(4).map_err(corrupt)?;
     let server_key: Option<Vec<u8>> = row.get(8).map_err(corrupt)?;
     let receipt = match server_key {
@@ -623,8 +640,9 @@ fn report_from_row(row: &rusqlite::Row<'_>) -> Result<QueuedReport> {
     };
     Ok(QueuedReport {
         seq: seq as u64,
-        id: id.try_into().map_err(|_| AgentError::Corrupt(format!("report seq {seq}: bad id length")))?,
-        signed: SignedReport { body, signature: sig64(&sig, seq)? },
+        signed: sealed.map(|s| open_row(key, seq, &id, &s)).transpose()?,
+        id: id32(&id, seq)?,
+        size: size.max(0) as u64,
         state: State::parse(&state).ok_or_else(|| AgentError::Corrupt(format!("report seq {seq}: state {state:?}")))?,
         answer: row.get(5).map_err(corrupt)?,
         reason: row.get(6).map_err(corrupt)?,
@@ -670,8 +688,8 @@ mod tests {
     fn a_queue_refuses_another_device() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.sqlite");
-        drop(Queue::open(&path, &[1; 32]).unwrap());
-        drop(Queue::open(&path, &[1; 32]).unwrap());
-        assert!(matches!(Queue::open(&path, &[2; 32]), Err(AgentError::Corrupt(_))));
+        drop(Queue::open(&path, &[1; 32], None).unwrap());
+        drop(Queue::open(&path, &[1; 32], None).unwrap());
+        assert!(matches!(Queue::open(&path, &[2; 32], None), Err(AgentError::Corrupt(_))));
     }
 }

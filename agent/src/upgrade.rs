@@ -1,0 +1,79 @@
+//! Converting a data dir made before sealing: its evidence files.
+//!
+//! The queue converts itself (`queue::schema`), the keys are converted by
+//! `Agent::upgrade`; this seals each clear copy `attachments/<sha256>` that
+//! a report names into `attachments/<keyed name>` and destroys the clear
+//! one. A file already converted is skipped, so an interrupted conversion
+//! finishes on the next run.
+
+use std::fs::File;
+use std::io::BufWriter;
+
+use crate::error::{AgentError, Result};
+use crate::paths::{self, DataDir};
+use crate::queue::Queue;
+use crate::vault::DataKey;
+
+/// Seals every clear evidence file the queue's reports name, and removes
+/// clear staging leftovers of interrupted `record`s.
+pub fn seal_files(dir: &DataDir, queue: &Queue, key: &DataKey) -> Result<()> {
+    let adir = dir.attachments_dir();
+    if !adir.exists() {
+        return Ok(());
+    }
+    let mut hashes = Vec::new();
+    queue.for_each_signed(false, |_, _, signed| {
+        if let Some(signed) = signed {
+            let env: std::result::Result<truce_shared::Envelope, _> =
+                truce_shared::encoding::decode_canonical(&signed.body);
+            if let Ok(env) = env {
+                hashes.extend(env.observation.attachments.iter().map(|a| a.sha256));
+            }
+        }
+        Ok(())
+    })?;
+    hashes.sort_unstable();
+    hashes.dedup();
+    for sha in hashes {
+        let clear = adir.join(hex::encode(sha));
+        if !clear.exists() {
+            continue;
+        }
+        let sealed = dir.attachment(&key.file_name(&sha));
+        if !sealed.exists() {
+            let mut src = File::open(&clear).map_err(|e| AgentError::io("cannot read", &clear, e))?;
+            let mut temp = tempfile::Builder::new()
+                .prefix(".sealing-")
+                .tempfile_in(&adir)
+                .map_err(|e| AgentError::io("cannot create a file in", &adir, e))?;
+            let on_read = |e| AgentError::io("cannot read", &clear, e);
+            let on_write = |e| AgentError::io("cannot write", &sealed, e);
+            let (got, _) = {
+                let mut w = BufWriter::new(temp.as_file_mut());
+                let r = key.seal_file(&mut src, &mut w, &on_read, &on_write)?;
+                w.into_inner().map_err(|e| on_write(e.into_error()))?;
+                r
+            };
+            if got != sha {
+                // The clear copy changed after it was recorded: keep it as
+                // it is for a person to look at, and seal nothing under a
+                // hash it does not have.
+                return Err(AgentError::Corrupt(format!(
+                    "{} does not match the hash its report signed: move it away and run again",
+                    clear.display()
+                )));
+            }
+            temp.as_file().sync_all().map_err(&on_write)?;
+            temp.persist(&sealed).map_err(|e| on_write(e.error))?;
+            paths::sync_dir(&adir)?;
+        }
+        paths::shred(&clear)?;
+    }
+    let entries = std::fs::read_dir(&adir).map_err(|e| AgentError::io("cannot read", &adir, e))?;
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".staging-") {
+            paths::shred(&entry.path())?;
+        }
+    }
+    paths::sync_dir(&adir)
+}
