@@ -138,7 +138,7 @@ impl Agent {
             return Err(AgentError::AlreadyInitialised(dir.root().to_path_buf()));
         }
         let key = DeviceKey::generate();
-        let secrets = Secrets::new(*key.seed());
+        let secrets = Secrets::new(&key.seed());
         let ring = Keyring::seal(key.public(), &secrets, protection)?;
         write_new_keyring(&dir, &ring)?;
         let data_key = secrets.data_key();
@@ -206,7 +206,7 @@ impl Agent {
                 s
             }
             None => {
-                let s = Secrets::new(*legacy.seed());
+                let s = Secrets::new(&legacy.seed());
                 write_new_keyring(&dir, &Keyring::seal(legacy.public(), &s, protection)?)?;
                 s
             }

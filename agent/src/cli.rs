@@ -407,6 +407,9 @@ impl Unlock {
 
     /// Converts an old data dir, telling the monitor what is happening.
     fn upgrade(&self, dir: &DataDir) -> Result<Agent> {
+        if self.file.is_none() && !self.no_passphrase && !on_terminal() {
+            return Err(AgentError::NeedsUpgrade(dir.root().to_path_buf()));
+        }
         let protection = self.choose(self.file.as_ref(), self.no_passphrase)?;
         eprintln!(
             "converting {}: sealing the keys, queued reports and evidence of an older truce-agent",

@@ -177,10 +177,10 @@ impl fmt::Debug for Secrets {
 
 impl Secrets {
     /// A new data key around an existing (or new) seed.
-    pub fn new(seed: [u8; 32]) -> Secrets {
-        let mut data_key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut data_key);
-        Secrets { seed, data_key }
+    pub fn new(seed: &[u8; 32]) -> Secrets {
+        let mut s = Secrets { seed: *seed, data_key: [0u8; 32] };
+        rand::rngs::OsRng.fill_bytes(&mut s.data_key);
+        s
     }
 
     /// The subkeys of the data key.
@@ -556,7 +556,7 @@ mod tests {
     fn a_keyring_opens_with_its_passphrase_only() {
         let seed = [7u8; 32];
         let device = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
-        let secrets = Secrets::new(seed);
+        let secrets = Secrets::new(&seed);
         let ring = Keyring::seal(device, &secrets, &Protection::Passphrase(pass("correct horse"))).unwrap();
         assert!(ring.is_protected());
         let back = Keyring::load_from_bytes(&ring.to_bytes());
@@ -577,7 +577,7 @@ mod tests {
     fn an_unprotected_keyring_opens_without_a_passphrase() {
         let seed = [9u8; 32];
         let device = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
-        let ring = Keyring::seal(device, &Secrets::new(seed), &Protection::None).unwrap();
+        let ring = Keyring::seal(device, &Secrets::new(&seed), &Protection::None).unwrap();
         assert!(!ring.is_protected());
         assert_eq!(ring.unseal(None).unwrap().seed, seed);
     }

@@ -25,6 +25,8 @@ mod kill;
 mod mock_server;
 /// `list`, `show`, `status` and their JSON; answers and receipts.
 mod queries;
+/// A seized laptop: nothing in clear, passphrase, pruning, wipe, conversion.
+mod sealed;
 /// 100,000 reports listed, exported and synced in bounded memory.
 mod streaming;
 /// `sync` and `sync --watch` against it; `link` validation.
