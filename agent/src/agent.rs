@@ -134,15 +134,17 @@ impl Agent {
     pub fn init(dir: impl Into<PathBuf>, protection: &Protection) -> Result<Agent> {
         let dir = DataDir::new(dir);
         paths::create_private_dir(dir.root())?;
-        if dir.legacy_key_file().exists() {
+        if dir.legacy_key_file().exists() || dir.keyring().exists() {
             return Err(AgentError::AlreadyInitialised(dir.root().to_path_buf()));
         }
         let key = DeviceKey::generate();
         let secrets = Secrets::new(&key.seed());
         let ring = Keyring::seal(key.public(), &secrets, protection)?;
-        write_new_keyring(&dir, &ring)?;
         let data_key = secrets.data_key();
+        // The queue first: one left by another device is refused before a
+        // keyring exists to be confused with it.
         let queue = Queue::open(&dir.queue_file(), &key.public(), Some(data_key.clone()))?;
+        write_new_keyring(&dir, &ring)?;
         Ok(Agent { device: key.public(), protected: ring.is_protected(), unlocked: Some((key, data_key)), dir, queue })
     }
 
@@ -161,7 +163,7 @@ impl Agent {
     /// Opens the device in `dir`, unsealing its keys with `passphrase`
     /// (ignored for a keyring made with `--no-passphrase`). "Run init
     /// first" if there is no keyring; a wrong passphrase changes nothing.
-    /// Prunes delivered reports past the keep period.
+    /// Call [`Agent::prune`] after, to apply the keep period.
     pub fn open(dir: impl Into<PathBuf>, passphrase: Option<&Passphrase>) -> Result<Agent> {
         let dir = DataDir::new(dir);
         let ring = load_keyring(&dir)?;
@@ -170,10 +172,7 @@ impl Agent {
         let data_key = secrets.data_key();
         drop(secrets);
         let queue = Queue::open(&dir.queue_file(), &key.public(), Some(data_key.clone()))?;
-        let mut agent =
-            Agent { device: key.public(), protected: ring.is_protected(), unlocked: Some((key, data_key)), dir, queue };
-        agent.prune()?;
-        Ok(agent)
+        Ok(Agent { device: key.public(), protected: ring.is_protected(), unlocked: Some((key, data_key)), dir, queue })
     }
 
     /// Opens the device without its keys: counts, states and the chain
@@ -193,15 +192,27 @@ impl Agent {
     pub fn upgrade(dir: impl Into<PathBuf>, protection: &Protection) -> Result<Agent> {
         let dir = DataDir::new(dir);
         let legacy = DeviceKey::read_legacy(&dir.legacy_key_file())?;
+        let pass = match protection {
+            Protection::Passphrase(p) => Some(p),
+            Protection::None => None,
+        };
         let secrets = match Keyring::load(&dir.keyring())? {
+            // A conversion was interrupted: its keyring holds the data key
+            // that may already seal some of the queue, so it is kept, and
+            // re-sealed if it was begun with other protection.
             Some(ring) => {
-                let pass = match protection {
-                    Protection::Passphrase(p) => Some(p),
-                    Protection::None => None,
-                };
-                let s = ring.unseal(pass)?;
                 if ring.device != legacy.public() {
                     return Err(AgentError::BadKeyFile(dir.keyring()));
+                }
+                let s = ring.unseal(pass).map_err(|e| match e {
+                    AgentError::WrongPassphrase | AgentError::PassphraseNeeded => AgentError::input(
+                        "passphrase",
+                        "a conversion of this data dir was begun with another passphrase: give the one chosen then",
+                    ),
+                    other => other,
+                })?;
+                if ring.is_protected() != pass.is_some() {
+                    paths::write_atomic(&dir.keyring(), &Keyring::seal(legacy.public(), &s, protection)?.to_bytes())?;
                 }
                 s
             }
@@ -214,34 +225,47 @@ impl Agent {
         let data_key = secrets.data_key();
         let queue = Queue::open(&dir.queue_file(), &legacy.public(), Some(data_key.clone()))?;
         crate::upgrade::seal_files(&dir, &queue, &data_key)?;
-        let clear_tls = dir.legacy_link_key();
-        if clear_tls.exists() {
-            let pem = zeroize::Zeroizing::new(
-                std::fs::read(&clear_tls).map_err(|e| AgentError::io("cannot read", &clear_tls, e))?,
-            );
-            paths::write_atomic(&dir.link_key(), &data_key.seal_secret(crate::link::TLS_KEY_LABEL, &pem))?;
-            paths::shred(&clear_tls)?;
-        }
+        crate::upgrade::seal_tls_key(&dir, &data_key)?;
         paths::shred(&dir.legacy_key_file())?;
         paths::sync_dir(dir.root())?;
-        let protected = matches!(protection, Protection::Passphrase(_));
-        Ok(Agent { device: legacy.public(), protected, unlocked: Some((legacy, data_key)), dir, queue })
+        Ok(Agent { device: legacy.public(), protected: pass.is_some(), unlocked: Some((legacy, data_key)), dir, queue })
     }
 
-    /// Re-seals the keyring under a new passphrase (or none). The data key
-    /// does not change, so nothing else is rewritten.
+    /// Whether `passphrase` unseals the keyring (changes nothing).
+    pub fn check_passphrase(dir: &DataDir, passphrase: Option<&Passphrase>) -> Result<()> {
+        load_keyring(dir)?.unseal(passphrase).map(drop)
+    }
+
+    /// Re-seals the keyring under a new passphrase (or none), once `old`
+    /// has unsealed it. The data key does not change, so nothing else is
+    /// rewritten; the old keyring's bytes are overwritten, not just
+    /// unlinked.
     pub fn change_passphrase(dir: &DataDir, old: Option<&Passphrase>, new: &Protection) -> Result<()> {
         let ring = load_keyring(dir)?;
         let secrets = ring.unseal(old)?;
         let sealed = Keyring::seal(ring.device, &secrets, new)?;
-        paths::write_atomic(&dir.keyring(), &sealed.to_bytes())
+        // Keep a name on the old keyring's blocks so they can be shredded
+        // once the new one is in place.
+        let old_copy = dir.root().join(".keyring.old");
+        let _ = std::fs::remove_file(&old_copy);
+        let linked = std::fs::hard_link(dir.keyring(), &old_copy).is_ok();
+        paths::write_atomic(&dir.keyring(), &sealed.to_bytes())?;
+        if linked {
+            paths::shred(&old_copy)?;
+        }
+        Ok(())
     }
 
-    /// Destroys the keys (keyring and sealed TLS key, overwritten then
+    /// Destroys the keys (every file at the top of the data dir and in
+    /// `link/`, keyring and sealed TLS key included, overwritten then
     /// removed), then the queue, the evidence copies and the link files.
-    /// Returns the paths destroyed. Needs no passphrase.
+    /// Works on a damaged data dir too; a dir never converted from clear
+    /// has its queue and evidence overwritten as well. Returns the paths
+    /// destroyed. Needs no passphrase.
     pub fn wipe(dir: &DataDir) -> Result<Vec<PathBuf>> {
+        let clear = dir.legacy_key_file().exists();
         let mut gone = Vec::new();
+        // The keys first: once they are gone nothing sealed can be read.
         for key in [dir.keyring(), dir.link_key(), dir.legacy_key_file(), dir.legacy_link_key()] {
             if key.exists() {
                 paths::shred(&key)?;
@@ -249,12 +273,24 @@ impl Agent {
             }
         }
         paths::sync_dir(dir.root())?;
-        let q = dir.queue_file();
-        for f in [q.clone(), q.with_extension("sqlite-wal"), q.with_extension("sqlite-shm")] {
-            match std::fs::remove_file(&f) {
-                Ok(()) => gone.push(f),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(AgentError::io("cannot remove", &f, e)),
+        // Then everything else: temporary copies (a keyring being
+        // replaced), the queue, the link files, the evidence.
+        for d in [dir.root().to_path_buf(), dir.link_dir(), dir.attachments_dir()] {
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                if !p.is_file() {
+                    continue;
+                }
+                // Sealed evidence is unreadable without the keys; clear
+                // evidence and every small file are overwritten first.
+                let small = e.metadata().map(|m| m.len() <= 1 << 20).unwrap_or(true);
+                if clear || small || d != dir.attachments_dir() {
+                    paths::shred(&p)?;
+                } else {
+                    std::fs::remove_file(&p).map_err(|e| AgentError::io("cannot remove", &p, e))?;
+                }
+                gone.push(p);
             }
         }
         for d in [dir.attachments_dir(), dir.link_dir()] {
@@ -517,17 +553,25 @@ fn load_keyring(dir: &DataDir) -> Result<Keyring> {
     Keyring::load(&dir.keyring())?.ok_or_else(|| AgentError::NotInitialised(dir.root().to_path_buf()))
 }
 
-/// Writes a new keyring, never over an existing one.
+/// Writes a new keyring, never over an existing one: written whole to a
+/// temporary file, synced, then given its name only if none exists, so a
+/// crash never leaves half a keyring.
 fn write_new_keyring(dir: &DataDir, ring: &Keyring) -> Result<()> {
     use std::io::Write;
     let path = dir.keyring();
-    let mut f = match crate::platform::create_secret_file(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+    let mut t = tempfile::Builder::new()
+        .prefix(".truce-")
+        .tempfile_in(dir.root())
+        .map_err(|e| AgentError::io("cannot create a file in", dir.root(), e))?;
+    t.write_all(&ring.to_bytes())
+        .and_then(|()| t.as_file().sync_all())
+        .map_err(|e| AgentError::io("cannot write", &path, e))?;
+    match t.persist_noclobber(&path) {
+        Ok(_) => {}
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(AgentError::AlreadyInitialised(dir.root().to_path_buf()))
         }
-        Err(e) => return Err(AgentError::io("cannot create", &path, e)),
-    };
-    f.write_all(&ring.to_bytes()).and_then(|()| f.sync_all()).map_err(|e| AgentError::io("cannot write", &path, e))?;
+        Err(e) => return Err(AgentError::io("cannot write", &path, e.error)),
+    }
     paths::sync_dir(dir.root())
 }

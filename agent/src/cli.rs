@@ -38,8 +38,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Read the passphrase from this file (its first line) instead of asking
-    /// on the terminal: for scripts and `sync --watch` services. Keep the
+    /// Read the passphrase from this file (all of it, less one trailing
+    /// newline) instead of asking on the terminal: for scripts and `sync --watch` services. Keep the
     /// file on an encrypted or removable disk, never beside the data dir.
     #[arg(long, global = true, value_name = "FILE", env = ENV_PASSPHRASE_FILE)]
     pub passphrase_file: Option<PathBuf>,
@@ -420,8 +420,18 @@ impl Unlock {
         Ok(agent)
     }
 
-    /// Opens the device with its keys, asking for the passphrase if sealed.
+    /// Opens the device with its keys, asking for the passphrase if sealed,
+    /// and prunes what is past the keep period (a failure to prune is a
+    /// warning: it must not stop a monitor recording).
     fn open(&self, dir: &DataDir) -> Result<Agent> {
+        let mut agent = self.open_unpruned(dir)?;
+        if let Err(e) = agent.prune() {
+            eprintln!("warning: pruning delivered reports failed: {e}");
+        }
+        Ok(agent)
+    }
+
+    fn open_unpruned(&self, dir: &DataDir) -> Result<Agent> {
         match Agent::dir_state(dir)? {
             DirState::NeedsUpgrade => self.upgrade(dir),
             DirState::Empty => Err(AgentError::NotInitialised(dir.root().to_path_buf())),
@@ -503,8 +513,8 @@ fn dispatch(command: Command, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Re
                 DirState::Sealed | DirState::Unprotected => {
                     let old = if state == DirState::Sealed { Some(keys.current()?) } else { None };
                     // Check the old one before asking twice for a new one.
-                    Agent::open(dir.root(), old.as_ref())?;
-                    let new = keys.choose(new_passphrase_file.as_ref(), remove)?;
+                    Agent::check_passphrase(dir, old.as_ref())?;
+                    let new = keys.choose(new_passphrase_file.as_ref(), remove || keys.no_passphrase)?;
                     Agent::change_passphrase(dir, old.as_ref(), &new)?;
                 }
             }
@@ -519,7 +529,7 @@ fn dispatch(command: Command, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Re
             }
         }
         Command::Prune { keep_delivered } => {
-            let mut agent = keys.open(dir)?;
+            let mut agent = keys.open_unpruned(dir)?;
             if let Some(k) = keep_delivered {
                 agent.set_keep_delivered_ms(parse_keep("--keep-delivered", &k)?)?;
             }
@@ -531,10 +541,10 @@ fn dispatch(command: Command, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Re
                 }))?;
             } else {
                 out.line(&format!(
-                    "pruned {} report(s) and {} evidence file(s); delivered reports are kept {}",
+                    "pruned {} report(s) and {} evidence file(s); {}",
                     p.reports,
                     p.files,
-                    output::human_ms(keep)
+                    output::keep_text(keep)
                 ))?;
             }
         }
@@ -723,7 +733,8 @@ fn sync_cmd(a: &SyncArgs, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result
 }
 
 fn wipe_cmd(dir: &DataDir, yes: bool, out: &mut Out) -> Result<ExitCode> {
-    if Agent::dir_state(dir)? == DirState::Empty && !dir.queue_file().exists() {
+    // Only what exists is looked at: a damaged keyring must not stop a wipe.
+    if ![dir.keyring(), dir.legacy_key_file(), dir.queue_file(), dir.link_dir()].iter().any(|p| p.exists()) {
         return Err(AgentError::NotInitialised(dir.root().to_path_buf()));
     }
     if !yes {

@@ -416,11 +416,7 @@ pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
                 "NOT PROTECTED (made with --no-passphrase): set one with `truce-agent passphrase`"
             }
         ),
-        format!(
-            "pruning:    delivered reports' bodies are deleted {} after delivery ({} pruned so far)",
-            human_ms(s.keep_delivered_ms),
-            s.pruned
-        ),
+        format!("pruning:    {} ({} pruned so far)", keep_text(s.keep_delivered_ms), s.pruned),
         format!("server:     {}", s.server.as_deref().unwrap_or("not linked (run `truce-agent link`)")),
     ];
     l.push(match &s.last_sync {
@@ -428,6 +424,15 @@ pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
         None => "last sync:  never".to_string(),
     });
     l
+}
+
+/// The keep period in a sentence.
+pub fn keep_text(ms: i64) -> String {
+    if ms == 0 {
+        "delivered reports' bodies are deleted as soon as the server holds them".to_string()
+    } else {
+        format!("delivered reports' bodies are deleted {} after delivery", human_ms(ms))
+    }
 }
 
 /// A keep period as people write it: `0`, `90m`, `12h`, `7d`.

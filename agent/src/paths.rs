@@ -49,7 +49,7 @@ impl DataDir {
         if let Some(dir) = std::env::var_os(ENV_DIR).filter(|d| !d.is_empty()) {
             return Ok(Self::new(PathBuf::from(dir)));
         }
-        directories::ProjectDirs::from("org", "Truce", "truce-agent").map(|p| Self::new(p.data_dir())).ok_or_else(
+        directories::ProjectDirs::from("org", "Truce", "truce-agent").map(|p| Self::new(p.data_local_dir())).ok_or_else(
             || {
                 AgentError::input(
                     "--data-dir",
@@ -165,7 +165,4 @@ pub fn shred(path: &Path) -> Result<()> {
     fs::remove_file(path).map_err(|e| AgentError::io("cannot remove", path, e))
 }
 
-/// Makes a rename or creation in `dir` durable (fsync of the directory).
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| AgentError::io("cannot sync directory", dir, e))
-}
+pub use crate::platform::sync_dir;

@@ -7,9 +7,11 @@
 //! - **Private directories and secret files.** On unix: directories 0700
 //!   and secret files 0600 from the moment they exist. On Windows: the data
 //!   directory is under the user's profile (`directories` puts it in
-//!   `%APPDATA%`), whose access list already admits only that user, the
-//!   system and administrators; new files inherit it. Truce sets no access
-//!   list of its own there.
+//!   `%LOCALAPPDATA%`, which roaming profiles do not copy to other
+//!   machines), whose access list already admits only that user, the system
+//!   and administrators; new files inherit it. Truce sets no access list of
+//!   its own there, so a `--data-dir` elsewhere gets that folder's.
+//! - **Durable renames.** fsync of the directory on unix; nothing on Windows.
 //! - **Shutdown.** SIGTERM and SIGINT on unix; Ctrl-C, Ctrl-Break and the
 //!   console window closing on Windows.
 //! - **Core dumps.** Off on unix (`RLIMIT_CORE` 0, and on Linux the process
@@ -62,18 +64,19 @@ pub fn create_secret_file(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
-/// Whether a file's permissions let anyone but its owner read it (always
-/// `false` where the platform has no unix modes).
-pub fn readable_by_others(path: &Path) -> std::io::Result<bool> {
+/// Makes a rename or creation in `dir` durable: fsync of the directory on
+/// unix. Windows cannot open a directory as a file without a flag std does
+/// not set, and NTFS journals the rename itself, so there it does nothing.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        Ok(fs::metadata(path)?.permissions().mode() & 0o077 != 0)
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| AgentError::io("cannot sync directory", dir, e))?;
     }
     #[cfg(not(unix))]
     {
-        fs::metadata(path).map(|_| false)
+        let _ = dir;
     }
+    Ok(())
 }
 
 /// Turns core dumps off for this process where the platform allows, so a

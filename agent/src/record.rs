@@ -342,6 +342,7 @@ pub fn stage_attachment(dir: &DataDir, key: &DataKey, path: &Path) -> Result<Sta
     check_attachment(path)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut src = File::open(path).map_err(|e| fail(format!("cannot open it ({e})")))?;
+    let size = src.metadata().map_err(|e| fail(format!("cannot read it ({e})")))?.len();
     let adir = dir.attachments_dir();
     paths::create_private_dir(&adir)?;
     let mut temp = tempfile::Builder::new()
@@ -350,9 +351,9 @@ pub fn stage_attachment(dir: &DataDir, key: &DataKey, path: &Path) -> Result<Sta
         .map_err(|e| AgentError::io("cannot create a file in", &adir, e))?;
     let on_read = |e: std::io::Error| fail(format!("cannot read it ({e})"));
     let on_write = |e| AgentError::io("cannot write a copy in", &adir, e);
-    let (sha256, size) = {
+    let sha256 = {
         let mut w = std::io::BufWriter::new(temp.as_file_mut());
-        let r = key.seal_file(&mut src, &mut w, &on_read, &on_write)?;
+        let r = key.seal_file(&mut std::io::BufReader::new(&mut src), size, &mut w, &on_read, &on_write)?;
         w.into_inner().map_err(|e| on_write(e.into_error()))?;
         r
     };

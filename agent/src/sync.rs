@@ -513,8 +513,11 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
     // A polite goodbye; the work is already committed if this fails.
     let _ = send(&mut wr, &Message::Bye, frame_limit, &addr, &host).await;
     let _ = wr.shutdown().await;
-    // Reports just answered may already be past the keep period (0 = at once).
-    agent.prune()?;
+    // Reports just answered may already be past the keep period (0 = at
+    // once). A failure to prune is not a failure to deliver.
+    if let Err(e) = agent.prune() {
+        warn(opts.progress, &format!("delivered, but pruning failed: {e}"));
+    }
     summary.pending = agent.queue().counts()?.iter().find(|(s, _)| *s == State::Pending).map_or(0, |c| c.1);
     Ok(summary)
 }

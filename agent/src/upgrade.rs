@@ -1,9 +1,12 @@
-//! Converting a data dir made before sealing: its evidence files.
+//! Converting a data dir made before sealing: its evidence files and TLS
+//! key.
 //!
-//! The queue converts itself (`queue::schema`), the keys are converted by
-//! `Agent::upgrade`; this seals each clear copy `attachments/<sha256>` that
-//! a report names into `attachments/<keyed name>` and destroys the clear
-//! one. A file already converted is skipped, so an interrupted conversion
+//! The queue converts itself (`queue::schema`), the device key is
+//! converted by `Agent::upgrade`; this seals each clear copy
+//! `attachments/<sha256>` that a report names into `attachments/<keyed
+//! name>` and destroys the clear one, destroys clear copies no report names
+//! (left by a `record` that failed after copying), and seals the TLS key.
+//! Every step skips what is already done, so an interrupted conversion
 //! finishes on the next run.
 
 use std::fs::File;
@@ -48,9 +51,10 @@ pub fn seal_files(dir: &DataDir, queue: &Queue, key: &DataKey) -> Result<()> {
                 .map_err(|e| AgentError::io("cannot create a file in", &adir, e))?;
             let on_read = |e| AgentError::io("cannot read", &clear, e);
             let on_write = |e| AgentError::io("cannot write", &sealed, e);
-            let (got, _) = {
+            let len = src.metadata().map_err(on_read)?.len();
+            let got = {
                 let mut w = BufWriter::new(temp.as_file_mut());
-                let r = key.seal_file(&mut src, &mut w, &on_read, &on_write)?;
+                let r = key.seal_file(&mut std::io::BufReader::new(&mut src), len, &mut w, &on_read, &on_write)?;
                 w.into_inner().map_err(|e| on_write(e.into_error()))?;
                 r
             };
@@ -69,11 +73,42 @@ pub fn seal_files(dir: &DataDir, queue: &Queue, key: &DataKey) -> Result<()> {
         }
         paths::shred(&clear)?;
     }
+    // What is left in clear is named by no report: a copy from a `record`
+    // that failed after copying, or a staging file. Sealed files start
+    // with the magic; everything else goes.
     let entries = std::fs::read_dir(&adir).map_err(|e| AgentError::io("cannot read", &adir, e))?;
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".staging-") {
-            paths::shred(&entry.path())?;
+        let p = entry.path();
+        if p.is_file() && !is_sealed(&p)? {
+            paths::shred(&p)?;
         }
     }
     paths::sync_dir(&adir)
+}
+
+fn is_sealed(path: &std::path::Path) -> Result<bool> {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    let n =
+        File::open(path).and_then(|mut f| f.read(&mut magic)).map_err(|e| AgentError::io("cannot read", path, e))?;
+    Ok(n == magic.len() && &magic == crate::vault::FILE_MAGIC)
+}
+
+/// Seals the clear TLS key `link` stored before sealing, and destroys it
+/// and any temporary copies `link` left.
+pub fn seal_tls_key(dir: &DataDir, key: &DataKey) -> Result<()> {
+    let clear = dir.legacy_link_key();
+    if clear.exists() {
+        let pem = zeroize::Zeroizing::new(std::fs::read(&clear).map_err(|e| AgentError::io("cannot read", &clear, e))?);
+        paths::write_atomic(&dir.link_key(), &key.seal_secret(crate::link::TLS_KEY_LABEL, &pem))?;
+        paths::shred(&clear)?;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.link_dir()) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".link-") {
+                paths::shred(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -46,9 +46,12 @@
 //! - A file: `"TRUCEF01" ‖ nonce prefix(19) ‖ chunks`, each chunk 64 KiB of
 //!   plaintext + 16 bytes of tag, the last one flagged (RustCrypto's STREAM,
 //!   big-endian 32-bit counter), so a truncated or reordered file does not
-//!   decrypt. Its name is `hex(SHA-256("truce-agent file name v1" ‖ name
-//!   key ‖ sha256 of the content))`: the name says nothing about a file a
-//!   captor might hold a copy of.
+//!   decrypt. The plaintext is `length (u64, little-endian) ‖ the file ‖
+//!   zeros`, padded to [`padded_len`] (Padmé, then whole chunks), so the
+//!   sealed size says little about the file's: a captor holding a copy of
+//!   a photo cannot match it by size. Its name is `hex(SHA-256("truce-agent
+//!   file name v1" ‖ name key ‖ sha256 of the content))`: the name says
+//!   nothing about it either.
 //!
 //! Every failure to unseal is the same error: a wrong passphrase, a damaged
 //! keyring and a keyring of another laptop are indistinguishable by design.
@@ -78,6 +81,14 @@ pub const KDF_MEMORY_KIB: u32 = 64 * 1024;
 pub const KDF_PASSES: u32 = 3;
 /// Argon2id lanes.
 pub const KDF_LANES: u32 = 1;
+
+/// The most Argon2id memory a keyring may ask for, KiB (1 GiB): a damaged
+/// or hostile keyring cannot make the agent exhaust the laptop.
+pub const KDF_MEMORY_KIB_MAX: u32 = 1024 * 1024;
+/// The most Argon2id passes a keyring may ask for.
+pub const KDF_PASSES_MAX: u32 = 16;
+/// The most Argon2id lanes a keyring may ask for.
+pub const KDF_LANES_MAX: u32 = 8;
 
 /// The shortest passphrase `init` and `passphrase` take.
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
@@ -114,7 +125,9 @@ impl Passphrase {
 
     /// Reads a passphrase file: its content less one trailing newline.
     pub fn from_file(path: &Path) -> Result<Passphrase> {
-        let mut text = Zeroizing::new(String::new());
+        // Sized up front so reading never reallocates and leaves a copy.
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0).min(1 << 16) as usize;
+        let mut text = Zeroizing::new(String::with_capacity(len + 1));
         std::fs::File::open(path)
             .and_then(|mut f| f.read_to_string(&mut text))
             .map_err(|e| AgentError::io("cannot read the passphrase file", path, e))?;
@@ -326,14 +339,20 @@ impl Keyring {
             return Ok(kek);
         }
         let Some(passphrase) = passphrase else { return Err(AgentError::PassphraseNeeded) };
-        if self.m_kib < KDF_MEMORY_KIB || self.t < KDF_PASSES {
-            // Parameters below the floor are not something this agent wrote.
+        // Parameters outside these bounds are not something this agent wrote.
+        if !(KDF_MEMORY_KIB..=KDF_MEMORY_KIB_MAX).contains(&self.m_kib)
+            || !(KDF_PASSES..=KDF_PASSES_MAX).contains(&self.t)
+            || !(1..=KDF_LANES_MAX).contains(&self.p)
+        {
             return Err(AgentError::WrongPassphrase);
         }
         let salt = hex::decode(&self.salt).map_err(|_| AgentError::WrongPassphrase)?;
         let params = Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| AgentError::WrongPassphrase)?;
+        // Argon2's working memory holds enough to recompute the KEK: it is
+        // ours, and wiped when dropped.
+        let mut memory = Zeroizing::new(vec![argon2::Block::default(); params.block_count()]);
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(passphrase.bytes(), &salt, &mut kek[..])
+            .hash_password_into_with_memory(passphrase.bytes(), &salt, &mut kek[..], &mut memory[..])
             .map_err(|_| AgentError::WrongPassphrase)?;
         Ok(kek)
     }
@@ -429,45 +448,59 @@ impl DataKey {
         hex::encode(h)
     }
 
-    /// Encrypts `src` into `dst` (see the module docs) and returns the
-    /// plaintext's SHA-256 and length. `on_read` sees read errors so the
-    /// caller can name the source file.
+    /// Encrypts `src`, which holds `len` bytes, into `dst` (see the module
+    /// docs) and returns the plaintext's SHA-256. A source that turns out
+    /// longer or shorter than `len` (changed while read) is refused.
     pub fn seal_file(
         &self,
         src: &mut dyn Read,
+        len: u64,
         dst: &mut dyn Write,
         on_read: &dyn Fn(std::io::Error) -> AgentError,
         on_write: &dyn Fn(std::io::Error) -> AgentError,
-    ) -> Result<(Bytes32, u64)> {
+    ) -> Result<Bytes32> {
+        let changed = || on_read(std::io::Error::other("the file changed while it was being read: try again"));
+        let failed = || AgentError::Corrupt("sealing a file failed".into());
         let mut prefix = [0u8; STREAM_NONCE];
         rand::rngs::OsRng.fill_bytes(&mut prefix);
         dst.write_all(FILE_MAGIC).and_then(|()| dst.write_all(&prefix)).map_err(on_write)?;
-        let mut enc = EncryptorBE32::from_aead(XChaCha20Poly1305::new((&self.file).into()), (&prefix).into());
+        // `encrypt_last` consumes the encryptor: it is taken out for the last chunk.
+        let mut enc = Some(EncryptorBE32::from_aead(XChaCha20Poly1305::new((&self.file).into()), (&prefix).into()));
+        let total = padded_len(len);
         let mut hasher = Sha256::new();
-        let mut size = 0u64;
         let mut buf = Zeroizing::new(vec![0u8; FILE_CHUNK]);
-        // A chunk is sealed as "last" only once the next read shows the end,
-        // so a file whose length is a multiple of the chunk size works too.
-        let mut filled = read_full(src, &mut buf).map_err(on_read)?;
-        loop {
-            hasher.update(&buf[..filled]);
-            size += filled as u64;
-            let mut next = Zeroizing::new(vec![0u8; FILE_CHUNK]);
-            let next_filled = if filled == FILE_CHUNK { read_full(src, &mut next).map_err(on_read)? } else { 0 };
-            if next_filled == 0 {
-                let ct = enc
-                    .encrypt_last(&buf[..filled])
-                    .map_err(|_| AgentError::Corrupt("sealing a file failed".into()))?;
-                dst.write_all(&ct).map_err(on_write)?;
+        let (mut emitted, mut read) = (0u64, 0u64);
+        while emitted < total {
+            // Fill one chunk: the length header first, then file bytes, then zeros.
+            let mut at = 0;
+            if emitted == 0 {
+                buf[..8].copy_from_slice(&len.to_le_bytes());
+                at = 8;
+            }
+            let want = (len - read).min((FILE_CHUNK - at) as u64) as usize;
+            let got = read_full(src, &mut buf[at..at + want]).map_err(on_read)?;
+            if got != want {
+                return Err(changed());
+            }
+            hasher.update(&buf[at..at + got]);
+            read += got as u64;
+            buf[at + got..].fill(0);
+            emitted += FILE_CHUNK as u64;
+            let ct = if emitted >= total {
+                enc.take().ok_or_else(failed)?.encrypt_last(&buf[..])
+            } else {
+                enc.as_mut().ok_or_else(failed)?.encrypt_next(&buf[..])
+            };
+            dst.write_all(&ct.map_err(|_| failed())?).map_err(on_write)?;
+            if emitted >= total {
                 break;
             }
-            let ct =
-                enc.encrypt_next(&buf[..filled]).map_err(|_| AgentError::Corrupt("sealing a file failed".into()))?;
-            dst.write_all(&ct).map_err(on_write)?;
-            buf = next;
-            filled = next_filled;
         }
-        Ok((hasher.finalize().into(), size))
+        // Nothing may follow what was measured.
+        if read_full(src, &mut [0u8; 1]).map_err(on_read)? != 0 {
+            return Err(changed());
+        }
+        Ok(hasher.finalize().into())
     }
 
     /// Decrypts a sealed file into `dst`, returning the plaintext's SHA-256
@@ -481,9 +514,9 @@ impl DataKey {
             return Err(damaged());
         }
         let prefix: [u8; STREAM_NONCE] = head[8..].try_into().map_err(|_| damaged())?;
-        let mut dec = DecryptorBE32::from_aead(XChaCha20Poly1305::new((&self.file).into()), (&prefix).into());
+        let mut dec = Some(DecryptorBE32::from_aead(XChaCha20Poly1305::new((&self.file).into()), (&prefix).into()));
         let mut hasher = Sha256::new();
-        let mut size = 0u64;
+        let (mut len, mut written) = (None::<u64>, 0u64);
         let mut buf = vec![0u8; FILE_CHUNK + TAG];
         let mut filled = read_full(src, &mut buf).map_err(|e| AgentError::io("cannot read", path, e))?;
         loop {
@@ -493,22 +526,56 @@ impl DataKey {
             } else {
                 0
             };
-            let mut emit = |plain: Vec<u8>| -> Result<()> {
-                let plain = Zeroizing::new(plain);
-                hasher.update(&plain[..]);
-                size += plain.len() as u64;
-                dst.write_all(&plain).map_err(|e| AgentError::io("cannot write what was read from", path, e))
+            let last = next_filled == 0;
+            let plain = Zeroizing::new(
+                if last {
+                    dec.take().ok_or_else(damaged)?.decrypt_last(&buf[..filled])
+                } else {
+                    dec.as_mut().ok_or_else(damaged)?.decrypt_next(&buf[..filled])
+                }
+                .map_err(|_| damaged())?,
+            );
+            let mut data = &plain[..];
+            let total = match len {
+                Some(l) => l,
+                None => {
+                    let l = u64::from_le_bytes(data.get(..8).ok_or_else(damaged)?.try_into().map_err(|_| damaged())?);
+                    data = &data[8..];
+                    len = Some(l);
+                    l
+                }
             };
-            if next_filled == 0 {
-                emit(dec.decrypt_last(&buf[..filled]).map_err(|_| damaged())?)?;
+            let take = (total - written).min(data.len() as u64) as usize;
+            hasher.update(&data[..take]);
+            dst.write_all(&data[..take]).map_err(|e| AgentError::io("cannot write what was read from", path, e))?;
+            written += take as u64;
+            if data[take..].iter().any(|&b| b != 0) {
+                return Err(damaged());
+            }
+            if last {
                 break;
             }
-            emit(dec.decrypt_next(&buf[..filled]).map_err(|_| damaged())?)?;
             buf = next;
             filled = next_filled;
         }
-        Ok((hasher.finalize().into(), size))
+        if len != Some(written) {
+            return Err(damaged());
+        }
+        Ok((hasher.finalize().into(), written))
     }
+}
+
+/// The plaintext length a sealed file of `len` bytes is padded to: the
+/// 8-byte length header and the file, rounded up by Padmé (which leaks at
+/// most O(log log n) bits of the size) and then to whole chunks.
+pub fn padded_len(len: u64) -> u64 {
+    let l = len.saturating_add(8);
+    let e = 63 - l.leading_zeros() as u64; // floor(log2 l)
+    let s = if e == 0 { 0 } else { 64 - e.leading_zeros() as u64 }; // floor(log2 e) + 1
+    let mask = (1u64 << e.saturating_sub(s)) - 1;
+    let padme = l.saturating_add(mask) & !mask;
+    let chunk = FILE_CHUNK as u64;
+    padme.div_ceil(chunk).max(1).saturating_mul(chunk)
 }
 
 fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -598,19 +665,39 @@ mod tests {
         let k = DataKey::derive(&[1; 32]);
         let p = Path::new("f");
         let io = |e| AgentError::io("io", Path::new("f"), e);
-        for len in [0, 1, FILE_CHUNK - 1, FILE_CHUNK, FILE_CHUNK + 1, 3 * FILE_CHUNK] {
+        for len in [0, 1, FILE_CHUNK - 9, FILE_CHUNK - 8, FILE_CHUNK, FILE_CHUNK + 1, 3 * FILE_CHUNK, 700_001] {
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let mut sealed = Vec::new();
-            let (sha, size) = k.seal_file(&mut &data[..], &mut sealed, &io, &io).unwrap();
-            assert_eq!(size, len as u64);
+            let sha = k.seal_file(&mut &data[..], len as u64, &mut sealed, &io, &io).unwrap();
             assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&data)));
+            let chunks = padded_len(len as u64) / FILE_CHUNK as u64;
+            assert_eq!(sealed.len() as u64, 27 + chunks * (FILE_CHUNK + TAG) as u64, "length {len}");
             let mut back = Vec::new();
-            assert_eq!(k.open_file(&mut &sealed[..], &mut back, p).unwrap(), (sha, size));
+            assert_eq!(k.open_file(&mut &sealed[..], &mut back, p).unwrap(), (sha, len as u64));
             assert_eq!(back, data, "length {len}");
-            if len > FILE_CHUNK {
-                let cut = &sealed[..sealed.len() - (len % FILE_CHUNK).max(1) - TAG];
-                assert!(k.open_file(&mut &cut[..], &mut Vec::new(), p).is_err(), "truncated {len}");
+            let cut = &sealed[..sealed.len() - 1];
+            assert!(k.open_file(&mut &cut[..], &mut Vec::new(), p).is_err(), "truncated {len}");
+            if chunks > 1 {
+                let cut = &sealed[..sealed.len() - (FILE_CHUNK + TAG)];
+                assert!(k.open_file(&mut &cut[..], &mut Vec::new(), p).is_err(), "a whole chunk short {len}");
             }
+        }
+        // A source that is not the length it was said to be is refused.
+        let data = [7u8; 100];
+        assert!(k.seal_file(&mut &data[..], 99, &mut Vec::new(), &io, &io).is_err());
+        assert!(k.seal_file(&mut &data[..], 101, &mut Vec::new(), &io, &io).is_err());
+    }
+
+    #[test]
+    fn sealed_sizes_hide_the_exact_length() {
+        // Files of many nearby sizes seal to the same size.
+        assert_eq!(padded_len(0), FILE_CHUNK as u64);
+        assert_eq!(padded_len(3_000_000), padded_len(3_000_000 - 40_000));
+        assert_eq!(padded_len(3_000_000), padded_len(2_990_001));
+        for len in [0u64, 1, 1000, 65_528, 65_529, 1 << 20, 3_000_000, 1 << 30, 2 << 30] {
+            let p = padded_len(len);
+            assert!(p >= len + 8 && p % FILE_CHUNK as u64 == 0, "{len} -> {p}");
+            assert!(p <= (len + 8) + (len + 8) / 8 + FILE_CHUNK as u64, "{len} -> {p}: at most about 12% more");
         }
     }
 

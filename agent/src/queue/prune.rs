@@ -1,8 +1,11 @@
 //! Pruning delivered reports (DESIGN §11): once the server holds a report
-//! (its verified receipt is stored) and holds every evidence file it names,
-//! the report's body and its files are deleted after the keep period. Its
-//! seq, id, state, answer and receipt stay, so the chain goes on and the
-//! delivery stays provable; `secure_delete` zeroes the freed pages.
+//! (its verified receipt is stored), its body is deleted after the keep
+//! period; its seq, id, state, answer and receipt stay, so the chain goes
+//! on and the delivery stays provable; `secure_delete` zeroes the freed
+//! pages. An evidence copy is deleted once every report that names it is
+//! pruned and the server holds the file (`held`, set when evidence
+//! upload, DESIGN §10, confirms it): until then it is the only copy, and
+//! stays, sealed.
 
 use rusqlite::{params, TransactionBehavior};
 
@@ -19,17 +22,18 @@ pub struct Pruned {
     pub files: u64,
 }
 
-/// Reports the server holds, whose answer is older than the cutoff and all
-/// of whose files the server holds too.
+/// Reports the server holds, whose answer is older than the cutoff.
 const PRUNABLE: &str = "sealed IS NOT NULL AND state IN ('delivered', 'quarantined') AND receipt IS NOT NULL
-     AND answered_at <= ?1
-     AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.seq = reports.seq AND a.held = 0)";
+     AND answered_at <= ?1";
 
 impl Queue {
-    /// Deletes the bodies (and files) of reports answered at or before
-    /// `cutoff` (unix ms) that the server holds with their evidence. The
-    /// files are removed under the queue's write lock, so a `record` that
-    /// names the same file again cannot lose it in between.
+    /// Deletes the bodies of reports answered at or before `cutoff` (unix
+    /// ms) that the server holds, and the evidence copies no unpruned
+    /// report names any more and the server holds. Files are removed under
+    /// the queue's write lock, so a `record` that names the same file again
+    /// cannot lose it in between; a crash before the commit leaves reports
+    /// unpruned whose files the server already holds, which the next prune
+    /// finishes.
     pub fn prune(&mut self, dir: &DataDir, cutoff: i64, now: i64) -> Result<Pruned> {
         let path = self.path.clone();
         // Most opens find nothing to prune: look before taking the write lock.
@@ -45,7 +49,8 @@ impl Queue {
         let run = || -> rusqlite::Result<(u64, Vec<String>)> {
             let names: Vec<String> = tx
                 .prepare(&format!(
-                    "SELECT DISTINCT name FROM attachments WHERE seq IN (SELECT seq FROM reports WHERE {PRUNABLE})"
+                    "SELECT DISTINCT name FROM attachments WHERE held = 1
+                     AND seq IN (SELECT seq FROM reports WHERE {PRUNABLE})"
                 ))?
                 .query_map([cutoff], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;

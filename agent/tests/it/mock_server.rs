@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use truce_shared::wire::{self, Message, Receipt, Status};
 use truce_shared::{limits, Bytes32};
@@ -264,7 +264,23 @@ async fn serve(
                 Receipt { server_time, signature: truce_shared::signing::sign_receipt(signer, server_time, &held) };
             if b.cut_after_acks == Some(acks) && seen.lock().unwrap().hellos == 1 {
                 // Stored, but the link is cut before the Ack goes out (no
-                // TLS goodbye either): the agent must send it again.
+                // TLS goodbye either): the agent must send it again. The cut
+                // is a FIN, and what the agent still sends is read and
+                // dropped: closing with unread data would send a RST, which
+                // can destroy Acks already sent but not yet read by the
+                // agent, and the test would not know which batches count.
+                let mut tls = rd.unsplit(wr);
+                let tcp = &mut tls.get_mut().0;
+                tcp.shutdown().await?;
+                let mut sink = [0u8; 4096];
+                let drain = async {
+                    while let Ok(n) = tcp.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
                 return Ok(());
             }
             wire::write_message(&mut wr, &Message::Ack { batch, results, receipt }, max).await?;

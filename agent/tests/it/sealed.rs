@@ -79,8 +79,10 @@ fn assert_nothing_in_clear(dir: &Path, photo: &[u8], when: &str) {
 
 fn assert_none_in(files: &BTreeMap<PathBuf, Vec<u8>>, photo: &[u8], when: &str) {
     for (path, bytes) in files {
+        let name = path.to_string_lossy();
         for (what, needle) in needles(photo) {
             assert!(!contains(bytes, &needle), "{when}: the {what} is in clear in {}", path.display());
+            assert!(!contains(name.as_bytes(), &needle), "{when}: the {what} is in the file name {name}");
         }
     }
 }
@@ -216,9 +218,13 @@ fn a_new_passphrase_reseals_the_keyring_and_nothing_else() {
     // Too short a new passphrase is refused before anything changes.
     let short = t.path("short");
     std::fs::write(&short, "abc\n").unwrap();
+    let ring = std::fs::read(t.dir.join("keyring")).unwrap();
     let mut c = t.bare_command(&["--passphrase-file", new.to_str().unwrap()]);
     let o = c.args(["passphrase", "--new-passphrase-file", short.to_str().unwrap()]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("too short"), "{}", describe(&o));
+    assert!(std::fs::read(t.dir.join("keyring")).unwrap() == ring, "refused before anything changed");
+    // No copy of an old keyring is left behind.
+    assert_eq!(all_files(&t.dir).keys().filter(|p| p.to_string_lossy().contains("keyring")).count(), 1);
 }
 
 /// Marks reports delivered as a server's signed Ack would, `answered_at`
@@ -266,8 +272,12 @@ fn pruning_deletes_old_delivered_bodies_and_keeps_the_chain_and_receipts() {
     let status: serde_json::Value = serde_json::from_str(&t.ok(&["status", "--json"])).unwrap();
     assert_eq!(status["keep_delivered_s"], 0);
     assert_eq!(status["counts"]["pending"], 1);
-    // The chain goes on: a new record links to the head, and the whole
-    // chain checks with the pruned links taken at their ids.
+    // The head itself delivered and pruned at once.
+    deliver(&t, &ids[4..], 0);
+    let out = t.ok(&["prune"]);
+    assert!(out.contains("pruned 1 report(s)"), "{out}");
+    // The chain goes on: a new record links to the pruned head, and the
+    // whole chain checks with the pruned links taken at their ids.
     let next = parse_id(&t.ok(&["record", "--category", "drone", "--lat", "1", "--lon", "2"]));
     let agent = t.open();
     let check = agent.check_chain().unwrap();
@@ -275,7 +285,7 @@ fn pruning_deletes_old_delivered_bodies_and_keeps_the_chain_and_receipts() {
     assert_eq!(check.head.map(|h| h.id), Some(next));
     let r = agent.queue().find(&hex::encode(next)).unwrap();
     assert_eq!(r.envelope().unwrap().unwrap().prev, ids[4]);
-    assert_eq!(agent.queue().counts().unwrap()[1], (State::Delivered, 4));
+    assert_eq!(agent.queue().counts().unwrap()[1], (State::Delivered, 5));
     // A bad duration is refused with the forms to use.
     let err = t.fails(&["prune", "--keep-delivered", "a week"]);
     assert!(err.contains("0, 90m, 12h or 7d"), "{err}");
@@ -503,4 +513,86 @@ fn init_on_a_terminal_asks_twice_and_refuses_a_mismatch() {
     p.exp_string("not confirmed: nothing was destroyed").unwrap();
     p.exp_eof().unwrap();
     assert!(t.dir.join("keyring").exists());
+}
+
+#[test]
+fn a_pruned_report_keeps_its_evidence_until_the_server_holds_it() {
+    let t = TestDir::initialised();
+    let photo = photo_bytes();
+    let photo_path = t.path("silo-east.jpg");
+    std::fs::write(&photo_path, &photo).unwrap();
+    let id = record_observation(&t, &photo_path);
+    deliver(&t, &[id], 0);
+    let out = t.ok(&["prune", "--keep-delivered", "0"]);
+    assert!(out.contains("pruned 1 report(s) and 0 evidence file(s)"), "{out}");
+    // The body is gone; the evidence copy is the only one until upload
+    // (DESIGN §10) says the server holds it, so it stays, sealed.
+    let shown: serde_json::Value = serde_json::from_str(&t.ok(&["show", &hex::encode(id), "--json"])).unwrap();
+    assert_eq!(shown["pruned"], true);
+    let mut copy = Vec::new();
+    t.open().read_attachment(&Sha256::digest(&photo).into(), &mut copy).unwrap();
+    assert!(copy == photo);
+    // Once the server holds it, the next prune deletes it.
+    let mut agent = t.open();
+    let name = agent.data_key().unwrap().file_name(&Sha256::digest(&photo).into());
+    agent.queue_mut().mark_file_held(&name).unwrap();
+    drop(agent);
+    let out = t.ok(&["prune"]);
+    assert!(out.contains("0 report(s) and 0 evidence file(s)"), "the report was pruned already: {out}");
+    assert!(t.dir.join("attachments").join(&name).exists(), "files go with the prune of their last report");
+    let id2 = record_observation(&t, &photo_path);
+    let mut agent = t.open();
+    agent.queue_mut().mark_file_held(&name).unwrap();
+    drop(agent);
+    deliver(&t, &[id2], 0);
+    let out = t.ok(&["prune"]);
+    assert!(out.contains("pruned 1 report(s) and 1 evidence file(s)"), "{out}");
+    assert!(!t.dir.join("attachments").join(&name).exists());
+}
+
+#[test]
+fn wipe_works_on_a_damaged_keyring_and_leaves_no_copy_of_it() {
+    let t = TestDir::initialised();
+    t.ok(&["record", "--category", "drone", "--lat", "1", "--lon", "2"]);
+    // A keyring being replaced when the laptop was taken: a full copy
+    // under a temporary name.
+    std::fs::copy(t.dir.join("keyring"), t.dir.join(".truce-AbC123")).unwrap();
+    std::fs::write(t.dir.join("keyring"), b"{ damaged").unwrap();
+    let err = t.fails(&["list"]);
+    assert!(err.contains("damaged"), "{err}");
+    let out = t.ok(&["wipe", "--yes"]);
+    assert!(out.contains("wiped"), "{out}");
+    assert!(all_files(&t.dir).is_empty(), "{:?}", all_files(&t.dir).keys());
+}
+
+#[test]
+fn a_conversion_begun_without_a_passphrase_ends_sealed_under_the_one_given() {
+    let t = TestDir::new();
+    let photo = photo_bytes();
+    make_old_data_dir(&t, &photo);
+    // A clear copy no report names (a `record` that failed after copying).
+    let orphan = t.dir.join("attachments").join("ab".repeat(32));
+    std::fs::write(&orphan, b"ORPHANED-CLEAR-COPY of a photo").unwrap();
+    // An interrupted conversion begun with --no-passphrase: its keyring is
+    // there, device.key too.
+    let seed: [u8; 32] = std::fs::read(t.dir.join("device.key")).unwrap().try_into().unwrap();
+    let device = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let ring = truce_agent::vault::Keyring::seal(
+        device,
+        &truce_agent::vault::Secrets::new(&seed),
+        &truce_agent::vault::Protection::None,
+    )
+    .unwrap();
+    std::fs::write(t.dir.join("keyring"), ring.to_bytes()).unwrap();
+    // Resumed with a passphrase: it ends sealed under it.
+    let o = t.command(&["status", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["protected"], true);
+    assert!(refused_without_passphrase(&t, &["list"]).contains("sealed"));
+    assert_eq!(t.ok(&["list"]).lines().count(), 3);
+    assert!(!orphan.exists(), "the orphaned clear copy was destroyed");
+    for (p, bytes) in all_files(&t.dir) {
+        assert!(!contains(&bytes, b"ORPHANED-CLEAR-COPY"), "{}", p.display());
+    }
 }
