@@ -724,7 +724,7 @@ fn sync_cmd(a: &SyncArgs, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result
     }
     if s.pending > 0 {
         // Records made while syncing; the next sync takes them.
-        return Err(AgentError::Sync(format!("{} report(s) still pending: run sync again", s.pending)));
+        return Err(AgentError::StillPending(s.pending));
     }
     if s.rejected > 0 {
         eprintln!("warning: the server rejected {} report(s): see `truce-agent list --state rejected`", s.rejected);

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use truce_shared::ValidationError;
 
+use crate::sync::SyncError;
+
 /// Everything that can go wrong in the agent, one variant per situation a
 /// person has to handle differently.
 #[derive(Debug, thiserror::Error)]
@@ -132,9 +134,18 @@ pub enum AgentError {
     #[error("cancelled: nothing was recorded")]
     Cancelled,
 
-    /// Sync could not deliver (the message says why and what to do).
+    /// Sync could not deliver (the variant says why and whether retrying
+    /// can help: [`SyncError::needs_person`]).
     #[error("{0}")]
-    Sync(String),
+    Sync(#[from] SyncError),
+
+    /// Reports recorded while a sync ran are still pending.
+    #[error("{0} report(s) still pending: run sync again")]
+    StillPending(u64),
+
+    /// The TLS client configuration could not be built.
+    #[error("TLS setup failed: {0}")]
+    TlsSetup(String),
 }
 
 impl AgentError {

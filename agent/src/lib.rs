@@ -41,7 +41,8 @@
 //! - [`paths`]: the data directory and what is in it; atomic writes.
 //! - [`link`]: storing the server address and certificates.
 //! - [`sync`]: delivering the queue to the server (one session, or
-//!   `--watch` with backoff), progress, receipts.
+//!   `--watch` with backoff), progress, receipts; [`sync::SyncError`] says
+//!   what failed and whether a retry can fix it.
 //! - [`tls`]: the rustls client configuration, PEM loading.
 //! - [`bundle`]: `bundle export`.
 //! - [`output`]: text and JSON output of the CLI.

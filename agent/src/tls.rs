@@ -70,7 +70,7 @@ pub fn client_config_from(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| AgentError::Sync(format!("TLS setup failed: {e}")))?
+        .map_err(|e| AgentError::TlsSetup(e.to_string()))?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
         .map_err(|e| pem_err(key_path, format!("does not fit the client certificate ({e})")))?;

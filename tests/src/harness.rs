@@ -175,6 +175,19 @@ impl Server {
         Cmd::run(&bin("truce-server"), &all)
     }
 
+    /// Ids the server holds with a status (`verified`, `quarantined`,
+    /// `rejected`, `all`), every version, from `export --format jsonl`.
+    pub fn ids(&self, status: &str) -> Vec<String> {
+        let out = self.cmd(&["export", "--format", "jsonl", "--status", status, "--history"]).expect_ok();
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("export line is JSON");
+                v["id"].as_str().expect("id").to_string()
+            })
+            .collect()
+    }
+
     /// The data dir as a string.
     pub fn dir_str(&self) -> &str {
         self.dir.path().to_str().expect("utf-8 temp path")

@@ -4,15 +4,6 @@
 
 use truce_tests::harness::{Agent, Pki, Server};
 
-/// Ids the server holds verified, from `export --format jsonl`.
-fn verified(server: &Server) -> Vec<String> {
-    let out = server.cmd(&["export", "--format", "jsonl", "--status", "verified"]).expect_ok();
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["id"].as_str().expect("id").to_string())
-        .collect()
-}
-
 #[test]
 fn after_pruning_the_chain_goes_on_and_the_server_accepts_it() {
     let pki = Pki::new(&["laptop-a"]);
@@ -39,7 +30,7 @@ fn after_pruning_the_chain_goes_on_and_the_server_accepts_it() {
     // verified: no gap, no fork.
     let next = agent.record("after pruning");
     agent.sync(None).expect_ok();
-    let held = verified(&server);
+    let held = server.ids("verified");
     assert_eq!(held.len(), 4, "{held:?}");
     assert!(held.contains(&next));
     let stats: serde_json::Value = serde_json::from_str(&server.cmd(&["--json", "stats"]).expect_ok()).expect("JSON");

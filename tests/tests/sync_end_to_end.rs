@@ -6,18 +6,6 @@ use std::collections::BTreeSet;
 use truce_tests::harness::{Agent, Pki, Server};
 use truce_tests::relay::Relay;
 
-/// Ids the server holds with a given status, from `export --format jsonl`.
-fn server_ids(server: &Server, status: &str) -> Vec<String> {
-    let out = server.cmd(&["export", "--format", "jsonl", "--status", status, "--history"]).expect_ok();
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("export line is JSON");
-            v["id"].as_str().expect("id").to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn offline_records_sync_once_the_server_comes_up() {
     let pki = Pki::new(&["laptop-a"]);
@@ -37,7 +25,7 @@ fn offline_records_sync_once_the_server_comes_up() {
     let delivered: BTreeSet<String> = agent.ids_in_state("delivered").into_iter().collect();
     assert_eq!(delivered, ids.iter().cloned().collect());
     assert!(agent.ids_in_state("pending").is_empty());
-    let verified: BTreeSet<String> = server_ids(&server, "verified").into_iter().collect();
+    let verified: BTreeSet<String> = server.ids("verified").into_iter().collect();
     assert_eq!(verified, delivered);
 }
 
@@ -65,7 +53,7 @@ fn a_lost_ack_is_answered_duplicate_and_stored_once() {
         relay.cut_after(whole - back);
         let _ = agent.sync(Some(relay.addr));
         relay.heal();
-        let on_server = server_ids(&server, "all").contains(&id);
+        let on_server = server.ids("all").contains(&id);
         let pending = agent.ids_in_state("pending").contains(&id);
         if on_server && pending {
             lost_ack = Some(id);
@@ -80,7 +68,7 @@ fn a_lost_ack_is_answered_duplicate_and_stored_once() {
     assert!(agent.ids_in_state("delivered").contains(&id));
     let shown = agent.cmd(&["--json", "show", &id]).expect_ok();
     assert!(shown.to_lowercase().contains("duplicate"), "the resend is answered Duplicate: {shown}");
-    let all = server_ids(&server, "all");
+    let all = server.ids("all");
     assert_eq!(all.iter().filter(|x| **x == id).count(), 1, "stored once");
 }
 
@@ -109,7 +97,7 @@ fn two_agents_at_once_a_thousand_reports_each() {
             s.spawn(|| a.sync(None).expect_ok());
         }
     });
-    let verified: BTreeSet<String> = server_ids(&server, "verified").into_iter().collect();
+    let verified: BTreeSet<String> = server.ids("verified").into_iter().collect();
     assert_eq!(verified.len(), 2000);
     for a in &agents {
         let delivered = a.ids_in_state("delivered");
@@ -132,9 +120,9 @@ fn a_revoked_laptop_is_refused_and_an_unenrolled_key_is_quarantined_until_added(
 
     unenrolled.sync(None).expect_ok();
     assert_eq!(unenrolled.ids_in_state("quarantined"), vec![q.clone()]);
-    assert_eq!(server_ids(&server, "quarantined"), vec![q.clone()]);
+    assert_eq!(server.ids("quarantined"), vec![q.clone()]);
     server.enrol(&unenrolled.key, "laptop-b");
-    assert_eq!(server_ids(&server, "verified"), vec![q.clone()]);
+    assert_eq!(server.ids("verified"), vec![q.clone()]);
 
     // Revoke laptop-a's certificate: the server reads the CRL at start.
     enrolled.record("before revocation");

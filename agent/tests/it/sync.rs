@@ -171,6 +171,35 @@ fn a_receipt_that_does_not_verify_marks_nothing_delivered() {
 }
 
 #[test]
+fn watch_stops_on_an_error_that_needs_a_person_instead_of_retrying_it() {
+    let s = Setup::new();
+    let server = s.server(Behaviour { bad_receipts: true, ..Default::default() });
+    s.record_in_process(2);
+    let mut child = s.t.command(&["sync", "--watch"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // A receipt that does not verify will not verify on a retry either:
+    // watch ends by itself, non-zero, saying why and that a person must act.
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > end {
+            child.kill().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let status = status.unwrap_or_else(|| panic!("sync --watch kept retrying a bad receipt: {err}"));
+    assert!(!status.success());
+    assert!(err.contains("sync --watch stopped") && err.contains("a person must act"), "{err}");
+    assert!(err.lines().last().unwrap_or("").contains("does not verify"), "{err}");
+    assert_eq!(server.seen.lock().unwrap().hellos, 1, "no second session: {err}");
+    assert_eq!(s.count(State::Pending), 2);
+}
+
+#[test]
 fn an_unreachable_server_is_one_clear_line() {
     let s = Setup::new();
     s.record_in_process(1);
