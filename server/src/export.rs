@@ -291,10 +291,16 @@ impl ExportRow {
     }
 
     /// The CSV record, in [`CSV_HEADER`] order. Attachments are one cell
-    /// holding their JSON array (names may hold any character).
+    /// holding their JSON array (names may hold any character). Cells of
+    /// free text (device name, reason, weapon, description) pass through
+    /// [`neutralise_formula`]; every other cell is written by Truce from a
+    /// number, a time, hex or a fixed word, and cannot start a formula.
     fn csv_record(&self) -> Result<[String; 31], ExportError> {
         fn opt<T: ToString>(v: &Option<T>) -> String {
             v.as_ref().map(ToString::to_string).unwrap_or_default()
+        }
+        fn text(v: &Option<String>) -> String {
+            v.as_deref().map(neutralise_formula).unwrap_or_default()
         }
         fn name<T: Serialize>(v: &T) -> String {
             match serde_json::to_value(v) {
@@ -307,11 +313,11 @@ impl ExportRow {
         Ok([
             self.id.clone(),
             self.device.clone(),
-            opt(&self.device_name),
+            text(&self.device_name),
             self.seq.to_string(),
             self.prev.clone(),
             self.status.as_str().to_string(),
-            opt(&self.reason),
+            text(&self.reason),
             self.received_at.clone(),
             self.recorded_at.clone(),
             self.observed_at.clone(),
@@ -326,17 +332,35 @@ impl ExportRow {
             opt(&self.est_lon),
             name(&self.category),
             self.effect.as_ref().map(name).unwrap_or_default(),
-            opt(&self.weapon),
+            text(&self.weapon),
             opt(&self.count),
             self.count_qualifier.as_ref().map(name).unwrap_or_default(),
             name(&self.basis),
-            self.description.clone(),
+            neutralise_formula(&self.description),
             attachments,
             opt(&self.amends),
             opt(&self.amended_by),
             opt(&self.incident),
             opt(&self.corroboration),
         ])
+    }
+}
+
+/// Characters that make a spreadsheet read a cell as a formula (or, for
+/// tab and CR, that some spreadsheets strip before looking for one).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell of free text as a spreadsheet must see it: text that starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, which
+/// LibreOffice and Excel read as "this is text" and do not show, so a
+/// description such as `=HYPERLINK("http://…","click")` written on a
+/// captured laptop is shown, never run. JSON Lines, GeoJSON and bundles
+/// keep the text exactly as signed.
+pub fn neutralise_formula(text: &str) -> String {
+    if text.starts_with(FORMULA_STARTS) {
+        format!("'{text}")
+    } else {
+        text.to_string()
     }
 }
 
@@ -700,6 +724,16 @@ mod tests {
         match err {
             ExportError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}"),
             other => panic!("expected the write error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn text_that_would_start_a_formula_is_shown_as_text() {
+        for bad in ["=HYPERLINK(\"http://x\",\"click\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise_formula(bad), format!("'{bad}"));
+        }
+        for fine in ["shelling NNW", "", "'quoted", "1+1", "a=b", "Серпневе"] {
+            assert_eq!(neutralise_formula(fine), fine);
         }
     }
 

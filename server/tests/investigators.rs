@@ -128,6 +128,51 @@ fn awkward_reports(d: &mut Device) -> Vec<SignedReport> {
 }
 
 #[test]
+fn no_csv_cell_of_free_text_can_start_a_formula_and_json_keeps_the_text() {
+    let mut m = Mission::new();
+    let mut d = Device::fixed(42);
+    m.enrol(&d, "@laptop =1+1");
+    let texts = ["=HYPERLINK(\"http://evil.example\",\"open\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\tcmd", "\rcmd"];
+    let reports: Vec<SignedReport> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            report(&mut d, |o| {
+                o.description = (*t).into();
+                o.weapon = Some((*t).into());
+                o.observed_at += i as i64 * 60_000;
+                o.position.lon = -58.38;
+            })
+        })
+        .collect();
+    m.import(&reports);
+    let out = m.file("reports.csv");
+    m.export(&["--format", "csv", "--out", &out.to_string_lossy()]);
+    let mut r = csv::Reader::from_path(&out).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let mut seen = Vec::new();
+    for rec in r.records().map(|r| r.unwrap()) {
+        for c in ["device_name", "weapon", "description"] {
+            assert!(rec[col(c)].starts_with('\''), "{c}: {:?}", &rec[col(c)]);
+        }
+        for (i, cell) in rec.iter().enumerate() {
+            let number = cell.parse::<f64>().is_ok();
+            assert!(number || !cell.starts_with(['=', '+', '-', '@', '\t', '\r']), "{}: {cell:?}", header[i]);
+        }
+        assert_eq!(rec[col("lon")].parse::<f64>().unwrap(), -58.38, "a negative number stays a number");
+        seen.push(rec[col("description")][1..].to_string());
+    }
+    seen.sort();
+    let mut want: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    want.sort();
+    assert_eq!(seen, want, "behind the quote, the text as signed");
+    // JSON Lines keep the text exactly as the device signed it.
+    let jsonl = m.export(&["--format", "jsonl"]);
+    assert!(jsonl.contains(r#""description":"=HYPERLINK(\"http://evil.example\",\"open\")""#), "{jsonl}");
+}
+
+#[test]
 fn csv_parses_back_to_what_the_device_signed() {
     let mut m = Mission::new();
     let mut d = Device::fixed(41);
@@ -149,7 +194,13 @@ fn csv_parses_back_to_what_the_device_signed() {
         assert_eq!(&rec[col("id")], hex::encode(signed.id()));
         assert_eq!(&rec[col("device")], d.hex());
         assert_eq!(&rec[col("device_name")], "laptop, \"north\"");
-        assert_eq!(&rec[col("description")], o.description, "descriptions survive quoting unchanged");
+        // Descriptions survive quoting unchanged, except that one a
+        // spreadsheet would run as a formula is shown as text.
+        if o.description.starts_with('=') {
+            assert_eq!(rec[col("description")], format!("'{}", o.description), "a formula is neutralised");
+        } else {
+            assert_eq!(&rec[col("description")], o.description, "descriptions survive quoting unchanged");
+        }
         assert_eq!(&rec[col("weapon")], o.weapon.as_deref().unwrap());
         assert_eq!(rec[col("lat")].parse::<f64>().unwrap(), o.position.lat);
         assert_eq!(rec[col("lon")].parse::<f64>().unwrap(), o.position.lon);
