@@ -329,7 +329,8 @@ fn body_text(l: &mut Vec<String>, env: &Envelope, signed: &truce_shared::SignedR
 
 fn answer_text(l: &mut Vec<String>, r: &QueuedReport) {
     if let Some(a) = &r.answer {
-        let reason = r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default();
+        // The server's words: shown, never obeyed by the terminal.
+        let reason = r.reason.as_ref().map(|x| format!(" ({})", truce_shared::text::printable(x))).unwrap_or_default();
         let at = r.answered_at.map(|t| format!(" at {}", format_ms(t))).unwrap_or_default();
         l.push(format!("server said:  {a}{reason}{at}"));
     }

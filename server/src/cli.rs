@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use truce_shared::text::printable;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -301,7 +302,7 @@ fn device(dir: &DataDir, cmd: DeviceCmd, json: bool, out: &mut impl Write) -> Re
                     json!({"device": hex::encode(k), "name": name, "new": e.new, "promoted": e.promoted, "held_back": e.held_back})
                 )?;
             } else {
-                let who = name.as_deref().unwrap_or("device");
+                let who = printable(name.as_deref().unwrap_or("device"));
                 let verb = if e.new { "enrolled" } else { "already enrolled:" };
                 write!(out, "{verb} {who} {}", fingerprint(&k))?;
                 if e.promoted > 0 {
@@ -324,13 +325,13 @@ fn device(dir: &DataDir, cmd: DeviceCmd, json: bool, out: &mut impl Write) -> Re
                         "{}  {}  {:<16}  added {}",
                         hex::encode(d.key),
                         fingerprint(&d.key),
-                        d.name.as_deref().unwrap_or("-"),
+                        printable(d.name.as_deref().unwrap_or("-")),
                         format_ms(d.added_at)
                     )?;
                     if let Some(r) = d.revoked_at {
                         write!(out, "  REVOKED {}", format_ms(r))?;
                         if let Some(why) = &d.revoke_reason {
-                            write!(out, " ({why})")?;
+                            write!(out, " ({})", printable(why))?;
                         }
                     }
                     writeln!(out)?;
@@ -381,17 +382,17 @@ fn import(dir: &DataDir, files: &[PathBuf], json: bool, out: &mut impl Write) ->
             s.rejected_total()
         )?;
         for (reason, n) in &s.quarantined {
-            writeln!(out, "  quarantined ({reason}): {n}")?;
+            writeln!(out, "  quarantined ({}): {n}", printable(reason))?;
         }
         for (reason, n) in &s.rejected {
-            writeln!(out, "  rejected ({reason}): {n}")?;
+            writeln!(out, "  rejected ({}): {n}", printable(reason))?;
         }
     }
     for p in &s.problems {
         if p.index == 0 {
-            eprintln!("error: {}: {}", p.file.display(), p.error);
+            eprintln!("error: {}: {}", p.file.display(), printable(&p.error.to_string()));
         } else {
-            eprintln!("error: {}: report #{}: {}", p.file.display(), p.index, p.error);
+            eprintln!("error: {}: report #{}: {}", p.file.display(), p.index, printable(&p.error.to_string()));
         }
     }
     // Unreadable input is not silently dropped: the exit status says so.
@@ -519,7 +520,7 @@ fn verify(
             return Ok(());
         }
         let who = match (&c.device_name, &c.device) {
-            (Some(n), _) => n.clone(),
+            (Some(n), _) => printable(n).into_owned(),
             (None, Some(d)) => d.get(..16).unwrap_or(d).to_string(),
             (None, None) => "-".into(),
         };
@@ -528,7 +529,7 @@ fn verify(
         if c.ok {
             write!(out, "ok    #{:<6} {id}…  {who} {seq}  {}", c.index, c.observed_at.as_deref().unwrap_or(""))?;
             if let Some(note) = &c.note {
-                write!(out, "  ({note})")?;
+                write!(out, "  ({})", printable(note))?;
             }
             writeln!(out)
         } else {
@@ -537,7 +538,7 @@ fn verify(
                 "FAIL  #{:<6} at byte {}: {}  (id as read {id}…, device {who})",
                 c.index,
                 c.offset,
-                c.error.as_deref().unwrap_or("failed")
+                printable(c.error.as_deref().unwrap_or("failed"))
             )
         }
     })
@@ -614,7 +615,7 @@ fn stats(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()> {
         r.verified, r.quarantined, r.rejected
     )?;
     for (reason, n) in &s.quarantined_by_reason {
-        writeln!(out, "  quarantined ({reason}): {n}")?;
+        writeln!(out, "  quarantined ({}): {n}", printable(reason))?;
     }
     writeln!(
         out,
@@ -622,7 +623,7 @@ fn stats(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()> {
         s.rejections.arrivals, s.rejections.distinct
     )?;
     for (reason, n) in &s.rejected_by_reason {
-        writeln!(out, "  rejected ({reason}): {n}")?;
+        writeln!(out, "  rejected ({}): {n}", printable(reason))?;
     }
     writeln!(out, "devices: {} enrolled, {} revoked; forks: {}", s.devices.enrolled, s.devices.revoked, s.forks)?;
     let i = &s.incidents;
@@ -635,7 +636,7 @@ fn stats(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()> {
         let mut line = format!(
             "  {} {} ({}): {} seq(s), head {}",
             &c.device[..16],
-            c.name.as_deref().unwrap_or("-"),
+            printable(c.name.as_deref().unwrap_or("-")),
             c.registry,
             c.seqs,
             c.head_seq

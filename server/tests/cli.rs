@@ -129,3 +129,27 @@ async fn stats_shows_outcomes_devices_gaps_and_forks() {
     assert!(text.contains("2 verified") && text.contains("missing (seq 2)") && text.contains("1 FORKED"), "{text}");
     server.stop().await;
 }
+
+#[test]
+fn names_and_reasons_reach_the_terminal_escaped_and_json_keeps_them() {
+    let data = tempfile::tempdir().unwrap();
+    ok(cli(data.path(), &["init"]));
+    let d = Device::new();
+    // Clear the screen, retitle the window, and a line of its own.
+    let name = "laptop\u{1b}[2J\u{1b}]0;owned\u{7}\nREVOKED 1999";
+    let out = ok(cli(data.path(), &["device", "add", &d.hex(), "--name", name]));
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("laptop\\u{1b}[2J"), "{out:?}");
+    ok(cli(data.path(), &["device", "revoke", &d.hex(), "--reason", "seized\r\u{1b}[1Aall clear"]));
+    for args in [&["device", "list"][..], &["stats"]] {
+        let out = ok(cli(data.path(), args));
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{args:?}: {out:?}");
+        assert_eq!(out.matches("REVOKED 1999").count(), out.matches("\\nREVOKED 1999").count(), "{args:?}: {out:?}");
+    }
+    let listed = ok(cli(data.path(), &["device", "list"]));
+    assert!(listed.contains("(seized\\r\\u{1b}[1Aall clear)"), "{listed:?}");
+    // JSON keeps the exact text (its encoder escapes control characters).
+    let json = ok(cli(data.path(), &["--json", "device", "list"]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["name"], name);
+}

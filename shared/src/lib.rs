@@ -13,6 +13,7 @@
 //! - [`bundle`]: streaming writer and reader for `TRUCEB01` bundle files.
 //! - [`limits`]: every limit, named once, with its default.
 //! - [`time`]: RFC 3339 and relative times.
+//! - [`text`]: text from outside made safe to print on a terminal.
 //! - [`fuzzing`]: the properties the fuzz targets and their regression
 //!   corpus check.
 //!
@@ -28,6 +29,7 @@ pub mod fuzzing;
 pub mod limits;
 pub mod report;
 pub mod signing;
+pub mod text;
 pub mod time;
 pub mod wire;
 
