@@ -428,30 +428,34 @@ fn parse_time(text: &str, flag: &str) -> Result<i64> {
 
 /// Writes `f`'s output to `path` through a temporary file beside it, renamed
 /// into place only when complete: a failed export never leaves a file that
-/// looks whole.
+/// looks whole. The temporary file gets a random name and is created
+/// exclusively (never through a symlink someone left at a guessable name)
+/// and readable by its owner only (0600 on unix), which the export keeps:
+/// it holds reports. The directory is synced after the rename.
 fn write_file<T>(path: &std::path::Path, f: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>) -> Result<T> {
     let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
-    let result = f(&mut w).and_then(|v| {
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(v)
-    });
-    match result {
-        Ok(v) => {
-            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".partial")
+        .tempfile_in(parent)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp);
+    // On error the temporary file is dropped, which removes it.
+    let v = f(&mut w)?;
+    let tmp = w.into_inner().map_err(|e| e.into_error())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
     }
+    Ok(v)
 }
 
 fn export(dir: &DataDir, args: &ExportArgs, json: bool) -> Result<()> {

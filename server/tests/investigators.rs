@@ -501,3 +501,30 @@ fn a_million_reports_export_in_bounded_memory() {
         assert!(*l < s + 16 * 1024, "{format}: exporting 100x the reports took {l} kB against {s} kB");
     }
 }
+
+#[test]
+fn an_export_never_writes_through_a_planted_symlink_and_is_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut m = Mission::new();
+    let mut d = Device::fixed(43);
+    m.enrol(&d, "laptop-43");
+    m.import(&[report(&mut d, |o| o.description = "one report".into())]);
+    // Someone with write access to the folder plants links at the names a
+    // temporary file could be given, pointing at a file of the operator's.
+    let victim = m.file("victim.txt");
+    std::fs::write(&victim, "do not touch").unwrap();
+    for planted in [".reports.csv.partial", ".reports.csv.tmp"] {
+        std::os::unix::fs::symlink(&victim, m.file(planted)).unwrap();
+    }
+    let out = m.file("reports.csv");
+    m.export(&["--format", "csv", "--out", &out.to_string_lossy()]);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "do not touch");
+    assert!(std::fs::read_to_string(&out).unwrap().contains("one report"));
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600, "reports are not for others");
+    let left: Vec<_> = std::fs::read_dir(m.file(""))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".partial") && n != ".reports.csv.partial")
+        .collect();
+    assert!(left.is_empty(), "no temporary file left: {left:?}");
+}
