@@ -41,6 +41,11 @@ pub enum ServeError {
     /// The writer thread could not be started.
     #[error("cannot start the writer thread: {0}")]
     Writer(std::io::Error),
+    /// The writer thread died while the server ran: nothing could be
+    /// acknowledged any more, so the server stopped (a service manager
+    /// restarts it; every unacknowledged report is sent again).
+    #[error("the writer thread died; stopped so that nothing is accepted that cannot be acknowledged")]
+    WriterDied,
 }
 
 /// Everything the accept loop hands to a connection task.
@@ -55,7 +60,9 @@ struct Listener {
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight
-/// batches and returns. Errors only if it cannot start.
+/// batches and returns. Errors if it cannot start, or if the writer thread
+/// dies while it runs ([`ServeError::WriterDied`]: it stops accepting, ends
+/// every session without an Ack for what was not stored, and returns).
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
@@ -63,7 +70,7 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     settings.limits.check()?;
     let store = Store::open(&settings.db)?;
-    let (writer, writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
+    let (writer, mut writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
     let ctx = Arc::new(Context {
         writer,
         // tokio's semaphores hold at most MAX_PERMITS (2^61) and panic
@@ -82,10 +89,17 @@ pub async fn run(
     }
     let (stop, stop_rx) = Shutdown::channel();
     let mut tasks = JoinSet::new();
+    let mut writer_died = false;
+    let mut writer_ended = writer_thread.ended();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            () = &mut writer_ended => {
+                tracing::error!("the writer thread died: no batch can be acknowledged; stopping");
+                writer_died = true;
+                break;
+            }
             accepted = me.accept(&listener) => {
                 let (stream, peer, permit) = accepted;
                 let acceptor = me.acceptor.clone();
@@ -115,6 +129,9 @@ pub async fn run(
     drop(me);
     if tokio::task::spawn_blocking(move || writer_thread.join()).await.is_err() {
         tracing::error!("could not wait for the writer thread");
+    }
+    if writer_died {
+        return Err(ServeError::WriterDied);
     }
     tracing::info!("stopped");
     Ok(())

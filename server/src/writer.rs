@@ -83,9 +83,26 @@ impl std::fmt::Debug for Job {
 
 /// The writer thread, to join after every [`Writer`] handle is dropped.
 #[derive(Debug)]
-pub struct WriterThread(JoinHandle<()>);
+pub struct WriterThread(JoinHandle<()>, Option<oneshot::Receiver<()>>);
 
 impl WriterThread {
+    /// A future that resolves when the writer thread has ended, however it
+    /// ended: after its handles are gone (a normal stop), or by a panic
+    /// while the server still needs it, which the server must not outlive
+    /// (it would accept batches it can never acknowledge). Taken once; a
+    /// second call gives a future that never resolves.
+    pub fn ended(&mut self) -> impl std::future::Future<Output = ()> + Unpin {
+        let rx = self.1.take();
+        Box::pin(async move {
+            match rx {
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => std::future::pending().await,
+            }
+        })
+    }
+
     /// Waits for the writer to commit what is queued and exit.
     pub fn join(self) {
         if self.0.join().is_err() {
@@ -102,8 +119,14 @@ impl Writer {
             tracing::warn!(error = %e, "cannot tune the writer's page cache and checkpoints");
         }
         let (queue, rx) = mpsc::channel(QUEUE);
-        let handle = std::thread::Builder::new().name("truce-writer".into()).spawn(move || writer_loop(store, rx))?;
-        Ok((Writer { queue }, WriterThread(handle)))
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let handle = std::thread::Builder::new().name("truce-writer".into()).spawn(move || {
+            // Dropped when the thread ends, by return or by unwinding: the
+            // receiver then resolves.
+            let _ended = ended_tx;
+            writer_loop(store, rx)
+        })?;
+        Ok((Writer { queue }, WriterThread(handle, Some(ended_rx))))
     }
 
     /// Stores a verified batch; returns once it is durably committed, with
@@ -132,7 +155,18 @@ pub fn tune(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
 }
 
 fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
+    // Fault injection for the test that the server exits when its writer
+    // dies (debug builds only; a release build has no such switch).
+    #[cfg(debug_assertions)]
+    let mut panic_after: Option<u64> = std::env::var("TRUCE_TEST_WRITER_PANIC_AFTER").ok().and_then(|v| v.parse().ok());
     while let Some(first) = rx.blocking_recv() {
+        #[cfg(debug_assertions)]
+        if let Some(n) = panic_after.as_mut() {
+            if *n == 0 {
+                panic!("TRUCE_TEST_WRITER_PANIC_AFTER: the writer dies, as a test asked");
+            }
+            *n -= 1;
+        }
         let mut reports = first.batch.len();
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP_BATCHES && reports < MAX_GROUP_REPORTS {

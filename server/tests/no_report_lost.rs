@@ -172,3 +172,34 @@ async fn sigterm_during_a_stream_of_pipelined_batches_leaves_stored_equal_to_ack
     assert!(status.success(), "{status:?}");
     assert_eq!(stored_ids(data.path()), acked);
 }
+
+/// The writer's fault switch exists in debug builds only, which is what
+/// `cargo test` (and CI) builds; a release test build leaves this test out.
+#[cfg(debug_assertions)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_writer_dies_exits_non_zero_and_acks_nothing_more() {
+    let pki = Pki::new(&["laptop"]);
+    let data = tempfile::tempdir().unwrap();
+    ok(cli(data.path(), &["init"]));
+    let mut d = Device::fixed(4);
+    ok(cli(data.path(), &["device", "add", &d.hex()]));
+    let first = d.batch(8, "before the writer dies");
+    let second = d.batch(8, "after");
+    // Debug builds only: the writer commits one group, then panics.
+    let env = [("TRUCE_TEST_WRITER_PANIC_AFTER", "1")];
+    let mut server = ServerProcess::start_with(data.path(), &pki, "127.0.0.1:0", &[], &env);
+    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    let ack = c.submit(first.clone()).await;
+    assert!(ack.statuses().iter().all(|s| *s == Status::Accepted));
+    c.send(second.clone()).await;
+    assert!(c.ack().await.is_none(), "no Ack for a batch the dead writer never stored");
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let s = server.wait();
+        (s, server.log())
+    })
+    .await
+    .unwrap();
+    assert!(!status.success(), "a server without its writer must exit non-zero for systemd to restart it:\n{log}");
+    assert!(log.contains("the writer thread died"), "{log}");
+    assert_eq!(stored_ids(data.path()).len(), first.len(), "only what was acknowledged is stored");
+}

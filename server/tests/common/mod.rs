@@ -238,6 +238,11 @@ impl ServerProcess {
     /// [`ServerProcess::start`] on a given address (a restart on the port
     /// the agents already know).
     pub fn start_on(data: &Path, pki: &Pki, listen: &str, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_with(data, pki, listen, extra, &[])
+    }
+
+    /// [`ServerProcess::start_on`] with environment variables set.
+    pub fn start_with(data: &Path, pki: &Pki, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_truce-server"))
             .arg("--data-dir")
             .arg(data)
@@ -251,6 +256,7 @@ impl ServerProcess {
             .arg(pki.file("crl.pem"))
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
