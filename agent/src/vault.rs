@@ -696,7 +696,7 @@ mod tests {
         assert_eq!(padded_len(3_000_000), padded_len(2_990_001));
         for len in [0u64, 1, 1000, 65_528, 65_529, 1 << 20, 3_000_000, 1 << 30, 2 << 30] {
             let p = padded_len(len);
-            assert!(p >= len + 8 && p % FILE_CHUNK as u64 == 0, "{len} -> {p}");
+            assert!(p >= len + 8 && p.is_multiple_of(FILE_CHUNK as u64), "{len} -> {p}");
             assert!(p <= (len + 8) + (len + 8) / 8 + FILE_CHUNK as u64, "{len} -> {p}: at most about 12% more");
         }
     }

@@ -137,7 +137,7 @@ mod tests {
     async fn roundtrip(len: usize) -> Result<Option<Vec<u8>>, FrameError> {
         let mut wire = Vec::new();
         wire.extend_from_slice(&(len as u32).to_be_bytes());
-        wire.extend(std::iter::repeat(0xAB).take(len));
+        wire.extend(std::iter::repeat_n(0xAB, len));
         read_frame(&mut wire.as_slice(), MAX).await
     }
 

@@ -601,7 +601,7 @@ fn sig64(bytes: &[u8], seq: i64) -> Result<Signature64> {
 }
 
 fn split_ids(bytes: &[u8]) -> Result<Vec<Bytes32>> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(AgentError::Corrupt("receipt id list is not a multiple of 32 bytes".into()));
     }
     Ok(bytes.chunks_exact(32).filter_map(|c| c.try_into().ok()).collect())

@@ -145,7 +145,7 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let pki = Pki::new(&["bench"]);
     let mut f = Figures::default();
-    let want = |name: &str| only.as_deref().map_or(true, |o| o == name);
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if let Some(o) = &only {
         ensure!(
             ["ingest", "record", "wire", "export", "idle", "agent"].contains(&o.as_str()),
