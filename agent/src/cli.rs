@@ -321,16 +321,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<ExitCod
             }
             // clap's first line is the problem; the rest is usage we replace
             // with a pointer to --help, keeping errors to one line.
-            let msg = e.to_string();
-            let text: Vec<&str> = msg
-                .lines()
-                .map(str::trim)
-                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-                .filter(|l| !l.is_empty())
-                .collect();
-            let text = text.join(" ");
-            let text = text.trim_start_matches("error: ");
-            return Err(AgentError::input("usage", format!("{text} (see `truce-agent --help`)")));
+            return Err(AgentError::input("usage", truce_shared::text::usage_error(&e.to_string(), "truce-agent")));
         }
     };
     // The unsealed keys must never reach a core file.

@@ -121,8 +121,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
     /// A certificate revocation list (PEM), repeatable: revoked laptops fail the handshake.
+    /// Required, unless --no-crl says to run without one.
     #[arg(long, value_name = "FILE")]
     pub crl: Vec<PathBuf>,
+    /// Run with no CRL at all, so a revoked laptop can still connect (trials only).
+    #[arg(long, conflicts_with = "crl")]
+    pub no_crl: bool,
     /// Largest frame in bytes; a bigger one ends the connection.
     #[arg(long, value_name = "BYTES", default_value_t = limits::MAX_FRAME)]
     pub max_frame: u32,
@@ -206,7 +210,30 @@ pub struct ExportArgs {
 
 /// Parses arguments, runs the command, prints an error as one line.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            // Help, version, and a bare `truce-server` or `truce-server
+            // device` showing what can follow, print as clap writes them.
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) || !e.use_stderr()
+            {
+                let _ = e.print();
+                return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    2
+                } else {
+                    0
+                });
+            }
+            eprintln!("error: {}", truce_shared::text::usage_error(&e.to_string(), "truce-server"));
+            return ExitCode::from(2);
+        }
+    };
     // `run` logs its connections; the other commands only warnings.
     let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -678,7 +705,17 @@ fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
         idle_timeout: seconds(args.idle_timeout, "idle-timeout")?,
     };
     limits.check()?;
+    if args.crl.is_empty() {
+        if !args.no_crl {
+            anyhow::bail!(
+                "no --crl given: without one a revoked or stolen laptop can still connect. Give --crl FILE (truce-certs writes pki/crl.pem), or --no-crl to run without revocation (trials only)"
+            );
+        }
+    }
     let tls = crate::tls::server_config(&args.ca, &args.cert, &args.key, &args.crl)?;
+    if args.no_crl {
+        tracing::warn!("running with --no-crl: revoked laptops can still connect");
+    }
     let mut settings = Settings::new(dir, tls, limits)?;
     if let Some(n) = args.verify_threads {
         settings.verify_threads = n.max(1);

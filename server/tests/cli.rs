@@ -88,9 +88,14 @@ fn run_refuses_bad_files_and_limits_in_one_line() {
         args.extend_from_slice(extra);
         fails(cli(data.path(), &args))
     };
-    let err = base(&[], "missing.key");
+    // Without a CRL it refuses before anything else, unless told not to care.
+    let err = base(&[], "server.key");
+    assert!(one_line(&err).contains("no --crl given") && err.contains("--no-crl"), "{err}");
+    let err = base(&["--no-crl", "--crl", ca.to_str().unwrap()], "server.key");
+    assert!(one_line(&err).contains("--no-crl") && err.contains("--crl"), "{err}");
+    let err = base(&["--no-crl"], "missing.key");
     assert!(one_line(&err).contains("cannot read") && err.contains("missing.key"), "{err}");
-    let err = base(&[], "ca.pem");
+    let err = base(&["--no-crl"], "ca.pem");
     assert!(one_line(&err).contains("is not a PEM file with a private key"), "{err}");
     let err = base(&["--max-frame", "100"], "server.key");
     assert!(one_line(&err).contains("--max-frame 100 is too small"), "{err}");

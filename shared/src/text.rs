@@ -27,9 +27,32 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A command-line parser's usage error (clap's several lines: the problem,
+/// a blank line, the usage, a pointer to help) as the one line both
+/// binaries print: the problem, then where to read more.
+pub fn usage_error(rendered: &str, program: &str) -> String {
+    let text: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let text = text.join(" ");
+    format!("{} (see `{program} --help`)", text.trim_start_matches("error: "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_usage_error_is_one_line() {
+        let clap = "error: the argument '--no-crl' cannot be used with '--crl <FILE>'\n\nUsage: truce-server run --no-crl\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_error(clap, "truce-server"),
+            "the argument '--no-crl' cannot be used with '--crl <FILE>' (see `truce-server --help`)"
+        );
+    }
 
     #[test]
     fn control_characters_are_shown_not_obeyed() {
