@@ -705,12 +705,10 @@ fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
         idle_timeout: seconds(args.idle_timeout, "idle-timeout")?,
     };
     limits.check()?;
-    if args.crl.is_empty() {
-        if !args.no_crl {
-            anyhow::bail!(
-                "no --crl given: without one a revoked or stolen laptop can still connect. Give --crl FILE (truce-certs writes pki/crl.pem), or --no-crl to run without revocation (trials only)"
-            );
-        }
+    if args.crl.is_empty() && !args.no_crl {
+        anyhow::bail!(
+            "no --crl given: without one a revoked or stolen laptop can still connect. Give --crl FILE (truce-certs writes pki/crl.pem), or --no-crl to run without revocation (trials only)"
+        );
     }
     let tls = crate::tls::server_config(&args.ca, &args.cert, &args.key, &args.crl)?;
     if args.no_crl {
