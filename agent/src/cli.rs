@@ -111,6 +111,14 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Print shell completions to stdout: `truce-agent completions bash > /etc/bash_completion.d/truce-agent`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `truce-agent man > truce-agent.1`.
+    Man,
 }
 
 /// `link` flags.
@@ -540,6 +548,16 @@ fn dispatch(command: Command, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Re
             }
         }
         Command::Wipe { yes } => return wipe_cmd(dir, yes, out),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "truce-agent", &mut std::io::stdout());
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(AgentError::Terminal)?;
+            out.raw(&page)?;
+        }
         Command::Link(a) => {
             let mut agent = keys.open(dir)?;
             agent.link(&LinkInput { server: a.server.clone(), ca: a.ca, cert: a.cert, key: a.key })?;

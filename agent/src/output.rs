@@ -50,6 +50,21 @@ impl Out {
         }
     }
 
+    /// Writes bytes as they are (a manual page); a closed pipe ends quietly.
+    pub fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.out.write_all(bytes) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            Err(e) => Err(AgentError::Terminal(e)),
+            Ok(()) => Ok(()),
+        }
+    }
+
     /// Writes a value as one line of JSON.
     pub fn json_line<T: Serialize>(&mut self, v: &T) -> Result<bool> {
         let s = serde_json::to_string(v).map_err(|e| AgentError::Terminal(io::Error::other(e)))?;

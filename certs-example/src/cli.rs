@@ -76,4 +76,14 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+
+    /// Print shell completions to stdout: `truce-certs completions bash > /etc/bash_completion.d/truce-certs`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) to stdout: `truce-certs man > truce-certs.1`.
+    Man,
 }

@@ -62,6 +62,21 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "truce-certs", &mut std::io::stdout());
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            // `truce-certs man | head` is not an error.
+            if let Err(e) = std::io::Write::write_all(&mut std::io::stdout(), &page) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(e.into());
+                }
+            }
+        }
     }
     Ok(())
 }

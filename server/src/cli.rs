@@ -89,6 +89,14 @@ pub enum Command {
     Incidents(IncidentsArgs),
     /// Counts by outcome, devices, gaps and forks in each device's chain, incidents.
     Stats,
+    /// Print shell completions to stdout: `truce-server completions bash > /etc/bash_completion.d/truce-server`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `truce-server man > truce-server.1`.
+    Man,
 }
 
 /// `incidents` flags.
@@ -266,6 +274,25 @@ fn parse_key(text: &str) -> Result<Bytes32> {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let json = cli.json;
+    // Completions and the manual page come from the argument definitions.
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "truce-server", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            // `truce-server man | head` is not an error.
+            match std::io::stdout().write_all(&page) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => return Ok(ExitCode::SUCCESS),
+            }
+        }
+        _ => {}
+    }
     // `verify` needs no data directory: anyone can run it anywhere.
     if let Command::Verify { bundle, devices, quiet } = &cli.command {
         return verify(bundle, devices.as_deref(), *quiet, json, &mut std::io::stdout().lock());
@@ -298,7 +325,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Device(cmd) => device(&dir, cmd, json, &mut out)?,
         Command::Import { files } => return import(&dir, &files, json, &mut out),
         Command::Export(_) => unreachable!("handled above"),
-        Command::Verify { .. } => unreachable!("handled above"),
+        Command::Verify { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
         Command::Incidents(args) => incidents(&dir, &args, json, &mut out)?,
         Command::Stats => stats(&dir, json, &mut out)?,
     }
