@@ -449,6 +449,13 @@ fn import(dir: &DataDir, files: &[PathBuf], json: bool, out: &mut impl Write) ->
             eprintln!("error: {}: report #{}: {}", p.file.display(), p.index, printable(&p.error.to_string()));
         }
     }
+    if s.problems_not_listed > 0 {
+        eprintln!(
+            "error: and {} more unreadable frame(s) or file(s), not listed (the first {} are above)",
+            s.problems_not_listed,
+            crate::import::MAX_PROBLEMS_LISTED
+        );
+    }
     // Unreadable input is not silently dropped: the exit status says so.
     Ok(if s.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

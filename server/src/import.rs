@@ -33,6 +33,12 @@ use crate::writer::{Outcomes, WriteError, Writer};
 /// The reason counted for a frame in a bundle that is not a report.
 pub const REASON_MALFORMED: &str = "malformed";
 
+/// Most problems an import lists one by one (file, frame index, what was
+/// wrong). Past it they are only counted in
+/// [`ImportSummary::problems_not_listed`], so a bundle of millions of bad
+/// frames costs the import a count, not a list entry each.
+pub const MAX_PROBLEMS_LISTED: usize = 100;
+
 /// Why an import stopped before the end. Reports committed before it stay.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -72,8 +78,11 @@ pub struct ImportSummary {
     pub quarantined: BTreeMap<String, u64>,
     /// Not accepted, by reason (including unreadable frames: "malformed").
     pub rejected: BTreeMap<String, u64>,
-    /// Files and frames that could not be read.
+    /// Files and frames that could not be read, the first
+    /// [`MAX_PROBLEMS_LISTED`] of them.
     pub problems: Vec<Problem>,
+    /// Problems past [`MAX_PROBLEMS_LISTED`], counted only.
+    pub problems_not_listed: u64,
 }
 
 impl ImportSummary {
@@ -98,12 +107,15 @@ impl ImportSummary {
     }
 
     fn problem(&mut self, file: &Path, index: u64, error: impl ToString, malformed: bool) {
-        // Not logged here: the caller prints each problem once.
-        let error = error.to_string();
+        // Not logged here: the caller prints each listed problem once.
         if malformed {
             *self.rejected.entry(REASON_MALFORMED.into()).or_default() += 1;
         }
-        self.problems.push(Problem { file: file.to_path_buf(), index, error });
+        if self.problems.len() < MAX_PROBLEMS_LISTED {
+            self.problems.push(Problem { file: file.to_path_buf(), index, error: error.to_string() });
+        } else {
+            self.problems_not_listed += 1;
+        }
     }
 }
 

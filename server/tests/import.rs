@@ -139,3 +139,35 @@ fn a_damaged_bundle_is_reported_by_index_and_the_readable_reports_imported() {
         assert_eq!(rows_with_id(&store, &r.id()), 1);
     }
 }
+
+#[test]
+fn a_bundle_of_many_bad_frames_is_counted_not_listed() {
+    use truce_server::import::MAX_PROBLEMS_LISTED;
+    let data = tempfile::tempdir().unwrap();
+    ok(cli(data.path(), &["init"]));
+    let mut d = Device::new();
+    ok(cli(data.path(), &["device", "add", &d.hex()]));
+    let good = d.next("the one good report");
+    let bad_frames = 20_000u64;
+    let path = data.path().join("junk.truce");
+    {
+        let mut w = BundleWriter::new(Vec::new()).unwrap();
+        w.write(&good).unwrap();
+        let mut bytes = w.finish().unwrap();
+        for _ in 0..bad_frames {
+            frame::write_frame_sync(&mut bytes, &[0xFF; 3], 1024).unwrap();
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let out = cli(data.path(), &["--json", "import", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "bad frames are not silently dropped");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["accepted"], 1, "{summary}");
+    assert_eq!(summary["rejected"]["malformed"], bad_frames, "every bad frame is counted");
+    assert_eq!(summary["problems"].as_array().unwrap().len(), MAX_PROBLEMS_LISTED);
+    assert_eq!(summary["problems_not_listed"], bad_frames - MAX_PROBLEMS_LISTED as u64);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), MAX_PROBLEMS_LISTED + 1, "{}", &stderr[..stderr.len().min(400)]);
+    assert!(lines[MAX_PROBLEMS_LISTED].contains(&format!("and {} more", bad_frames - MAX_PROBLEMS_LISTED as u64)));
+}
