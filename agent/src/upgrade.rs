@@ -10,7 +10,6 @@
 //! finishes on the next run.
 
 use std::fs::File;
-use std::io::BufWriter;
 
 use crate::error::{AgentError, Result};
 use crate::paths::{self, DataDir};
@@ -42,33 +41,19 @@ pub fn seal_files(dir: &DataDir, queue: &Queue, key: &DataKey) -> Result<()> {
         if !clear.exists() {
             continue;
         }
-        let sealed = dir.attachment(&key.file_name(&sha));
-        if !sealed.exists() {
-            let mut src = File::open(&clear).map_err(|e| AgentError::io("cannot read", &clear, e))?;
-            let mut temp = tempfile::Builder::new()
-                .prefix(".sealing-")
-                .tempfile_in(&adir)
-                .map_err(|e| AgentError::io("cannot create a file in", &adir, e))?;
-            let on_read = |e| AgentError::io("cannot read", &clear, e);
-            let on_write = |e| AgentError::io("cannot write", &sealed, e);
-            let len = src.metadata().map_err(on_read)?.len();
-            let got = {
-                let mut w = BufWriter::new(temp.as_file_mut());
-                let r = key.seal_file(&mut std::io::BufReader::new(&mut src), len, &mut w, &on_read, &on_write)?;
-                w.into_inner().map_err(|e| on_write(e.into_error()))?;
-                r
-            };
-            if got != sha {
+        if !dir.attachment(&key.file_name(&sha)).exists() {
+            // Sealed the way `record` seals a new attachment.
+            let staged = crate::record::stage_attachment(dir, key, &clear)?;
+            if staged.attachment.sha256 != sha {
                 // The clear copy changed after it was recorded: keep it as
                 // it is for a person to look at, and seal nothing under a
-                // hash it does not have.
+                // hash it does not have (dropping the staged copy removes it).
                 return Err(AgentError::Corrupt(format!(
                     "{} does not match the hash its report signed: move it away and run again",
                     clear.display()
                 )));
             }
-            temp.as_file().sync_all().map_err(&on_write)?;
-            temp.persist(&sealed).map_err(|e| on_write(e.error))?;
+            staged.persist(dir)?;
             paths::sync_dir(&adir)?;
         }
         paths::shred(&clear)?;

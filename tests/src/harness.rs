@@ -306,6 +306,18 @@ pub fn signal(child: &Child, name: &str) {
     assert!(status.map(|s| s.success()).unwrap_or(false), "kill -{name} {} failed", child.id());
 }
 
+/// A mission of one laptop: a PKI with a client certificate `name`, a
+/// server (not started) that has enrolled the agent's key, and the agent,
+/// linked to it.
+pub fn one_laptop(name: &str) -> (Pki, Server, Agent) {
+    let pki = Pki::new(&[name]);
+    let server = Server::init();
+    let agent = Agent::init();
+    server.enrol(&agent.key, name);
+    agent.link(&pki, name, server.addr);
+    (pki, server, agent)
+}
+
 /// The passphrase of every harness agent: their keys are sealed, as a
 /// monitor's are (DESIGN §11), and given by file as a script would.
 pub const PASSPHRASE: &str = "harness laptop passphrase";

@@ -2,15 +2,11 @@
 //! its keys sealed and prunes what the server holds, and the server sees
 //! one unbroken chain across the pruning.
 
-use truce_tests::harness::{Agent, Pki, Server};
+use truce_tests::harness::one_laptop;
 
 #[test]
 fn after_pruning_the_chain_goes_on_and_the_server_accepts_it() {
-    let pki = Pki::new(&["laptop-a"]);
-    let mut server = Server::init();
-    let agent = Agent::init();
-    server.enrol(&agent.key, "laptop-a");
-    agent.link(&pki, "laptop-a", server.addr);
+    let (pki, mut server, agent) = one_laptop("laptop-a");
     server.start(&pki, &[]);
 
     let first: Vec<String> = (0..3).map(|i| agent.record(&format!("before pruning {i}"))).collect();

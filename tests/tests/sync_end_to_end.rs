@@ -3,16 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use truce_tests::harness::{Agent, Pki, Server};
+use truce_tests::harness::{one_laptop, Agent, Pki, Server};
 use truce_tests::relay::Relay;
 
 #[test]
 fn offline_records_sync_once_the_server_comes_up() {
-    let pki = Pki::new(&["laptop-a"]);
-    let mut server = Server::init();
-    let agent = Agent::init();
-    server.enrol(&agent.key, "laptop-a");
-    agent.link(&pki, "laptop-a", server.addr);
+    let (pki, mut server, agent) = one_laptop("laptop-a");
 
     let ids: Vec<String> = (0..5).map(|i| agent.record(&format!("offline report {i}"))).collect();
     let err = agent.sync(None).expect_fail();
@@ -31,11 +27,7 @@ fn offline_records_sync_once_the_server_comes_up() {
 
 #[test]
 fn a_lost_ack_is_answered_duplicate_and_stored_once() {
-    let pki = Pki::new(&["laptop-a"]);
-    let mut server = Server::init();
-    let agent = Agent::init();
-    server.enrol(&agent.key, "laptop-a");
-    agent.link(&pki, "laptop-a", server.addr);
+    let (pki, mut server, agent) = one_laptop("laptop-a");
     server.start(&pki, &[]);
     let relay = Relay::start(server.addr);
 
