@@ -1,0 +1,245 @@
+//! What `truce-server` accepts: the commands, their flags, and the parsing
+//! of values clap cannot check alone (keys, times, boxes, categories).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use truce_shared::{limits, Bytes32};
+
+/// The Truce collection server: accepts the mission's laptops over mutual
+/// TLS, verifies every signed report, stores each exactly once, durably.
+#[derive(Parser, Debug)]
+#[command(name = "truce-server", version, about, long_about = None)]
+pub struct Cli {
+    /// Data directory (receipt key and database). Default: the platform's data directory.
+    #[arg(long, global = true, env = "TRUCE_SERVER_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON document (JSON Lines for lists) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Make the server's receipt key and the database (once).
+    Init,
+    /// Serve agents over mutual TLS until SIGTERM or SIGINT.
+    ///
+    /// Example: truce-server run --listen 0.0.0.0:4433 --ca ca.pem --cert server.pem --key server.key --crl crl.pem
+    Run(RunArgs),
+    /// Enrol, list and revoke devices (the laptops' report keys).
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Ingest bundles (sneaker-net) exactly as if they had come over the wire.
+    Import {
+        /// Bundle files (TRUCEB01), from `truce-agent bundle export`.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Export reports for investigators: CSV, JSON Lines, GeoJSON or a bundle.
+    ///
+    /// Verified reports only, latest version of each, unless --status or
+    /// --history say otherwise. Examples:
+    ///   truce-server export --format csv --out reports.csv
+    ///   truce-server export --format geojson --since 2026-11-20T00:00:00Z --category shelling --out shelling.geojson
+    ///   truce-server export --format bundle --out evidence.truceb --devices-out evidence.devices.jsonl
+    Export(ExportArgs),
+    /// Re-verify a bundle offline, with no database: each report's outcome, then the totals.
+    ///
+    /// Exits 1 if any report fails. Example:
+    ///   truce-server verify evidence.truceb --devices evidence.devices.jsonl
+    Verify {
+        /// The bundle (TRUCEB01) to check.
+        #[arg(value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// The enrolled devices (from `export --devices-out` or `device list --json`): a report of
+        /// any other key fails as "unknown device".
+        #[arg(long, value_name = "FILE")]
+        devices: Option<PathBuf>,
+        /// Print only failures and the totals.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List incidents (reports of one event), or change how reports are grouped.
+    ///
+    /// Reports of one category from any devices within the time window and the distance of each
+    /// other form one incident; its corroboration is the number of distinct devices. Changing
+    /// the window regroups every report. Example:
+    ///   truce-server incidents --window-minutes 15 --radius-m 3000
+    Incidents(IncidentsArgs),
+    /// Counts by outcome, devices, gaps and forks in each device's chain, incidents.
+    Stats,
+    /// Print shell completions to stdout: `truce-server completions bash > /etc/bash_completion.d/truce-server`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `truce-server man > truce-server.1`.
+    Man,
+}
+
+/// `incidents` flags.
+#[derive(clap::Args, Debug)]
+pub struct IncidentsArgs {
+    /// Only incidents reported by at least this many devices.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_corroboration: u64,
+    /// Set the time window: reports at most this many minutes apart (default 10).
+    #[arg(long, value_name = "MINUTES")]
+    pub window_minutes: Option<u32>,
+    /// Set the distance window: event positions at most this many metres apart (default 2000).
+    #[arg(long, value_name = "METRES")]
+    pub radius_m: Option<u32>,
+}
+
+/// `run` flags.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The mission CA certificate (PEM): only clients it signed may connect.
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// This server's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// This server's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// A certificate revocation list (PEM), repeatable: revoked laptops fail the handshake.
+    /// Required, unless --no-crl says to run without one.
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+    /// Run with no CRL at all, so a revoked laptop can still connect (trials only).
+    #[arg(long, conflicts_with = "crl")]
+    pub no_crl: bool,
+    /// Largest frame in bytes; a bigger one ends the connection.
+    #[arg(long, value_name = "BYTES", default_value_t = limits::MAX_FRAME)]
+    pub max_frame: u32,
+    /// Most reports in one Submit (advertised to agents); more ends the connection.
+    #[arg(long, value_name = "N", default_value_t = limits::MAX_BATCH)]
+    pub max_batch: u32,
+    /// Most connections served at once; more wait in the kernel's queue.
+    #[arg(long, value_name = "N", default_value_t = limits::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds a client has to finish TLS and send Hello.
+    #[arg(long, value_name = "SECS", default_value_t = limits::HANDSHAKE_TIMEOUT.as_secs_f64())]
+    pub handshake_timeout: f64,
+    /// Seconds a connection may stay silent, or take over one frame.
+    #[arg(long, value_name = "SECS", default_value_t = limits::IDLE_TIMEOUT.as_secs_f64())]
+    pub idle_timeout: f64,
+    /// Batches verified at once. Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub verify_threads: Option<usize>,
+}
+
+/// `device` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// Enrol a device key (64 hex, from `truce-agent key`); its quarantined reports become verified.
+    Add {
+        /// The device's public key, 64 hex digits.
+        key: String,
+        /// A name for people ("laptop-07").
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List enrolled and revoked devices.
+    List,
+    /// Revoke a device: its reports received from now on are quarantined.
+    Revoke {
+        /// The device's public key, 64 hex digits.
+        key: String,
+        /// Why ("laptop lost at checkpoint 4").
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `export` flags.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: crate::export::Format,
+    /// Write here instead of stdout (written whole, then renamed into place).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Which reports, by status.
+    #[arg(long, value_enum, default_value = "verified")]
+    pub status: crate::export::StatusFilter,
+    /// Only reports observed at or after this time (RFC 3339, "now", "-24h").
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only reports observed at or before this time (RFC 3339, "now", "-1h").
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this device (64 hex).
+    #[arg(long, value_name = "HEX")]
+    pub device: Option<String>,
+    /// Only this category (kebab-case, e.g. shelling, small-arms-fire).
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: Option<String>,
+    /// Only reports whose monitor stood in this box: west,south,east,north in degrees.
+    #[arg(long, value_name = "W,S,E,N", allow_hyphen_values = true)]
+    pub bbox: Option<String>,
+    /// Only reports in incidents seen by at least this many devices.
+    #[arg(long, value_name = "N")]
+    pub min_corroboration: Option<u64>,
+    /// Every version of amended reports, not only the latest.
+    #[arg(long)]
+    pub history: bool,
+    /// With --format bundle: also write the device list (name and key) here, for `verify --devices`.
+    #[arg(long, value_name = "FILE")]
+    pub devices_out: Option<PathBuf>,
+}
+
+pub(super) fn parse_key(text: &str) -> Result<Bytes32> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| Bytes32::try_from(b).ok())
+        .with_context(|| format!("{text:?} is not a device key: give the 64 hex digits `truce-agent key` prints"))
+}
+
+pub(super) fn parse_bbox(text: &str) -> Result<[f64; 4]> {
+    let bad = || format!("--bbox {text:?}: give west,south,east,north in degrees, e.g. 37.5,47.9,38.1,48.3");
+    let v: Vec<f64> = text.split(',').map(|p| p.trim().parse::<f64>()).collect::<Result<_, _>>().with_context(bad)?;
+    let [w, s, e, n]: [f64; 4] = v.try_into().ok().with_context(bad)?;
+    let lon = |x: f64| x.is_finite() && (-180.0..=180.0).contains(&x);
+    let lat = |x: f64| x.is_finite() && (-90.0..=90.0).contains(&x);
+    if !(lon(w) && lon(e) && lat(s) && lat(n)) || s > n {
+        anyhow::bail!("{}: longitudes within ±180, latitudes within ±90, south ≤ north", bad());
+    }
+    Ok([w, s, e, n])
+}
+
+pub(super) fn parse_category(text: &str) -> Result<truce_shared::Category> {
+    serde_json::from_value(serde_json::Value::String(text.trim().to_string())).ok().with_context(|| {
+        format!(
+            "--category {text:?} is not a category: use one of explosion, shelling, small-arms-fire, heavy-weapons, \
+             airstrike, drone, mine, casualty, damage, movement-restriction, projectile-in-flight, muzzle-flash, \
+             illumination-flare, nothing-observed, other"
+        )
+    })
+}
+
+pub(super) fn parse_time(text: &str, flag: &str) -> Result<i64> {
+    truce_shared::time::parse_time(text, truce_shared::time::now_ms())
+        .map_err(|e| anyhow::anyhow!("--{flag} {text:?}: {e}"))
+}
+
+pub(super) fn seconds(s: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{flag} must be a positive number of seconds"))
+}

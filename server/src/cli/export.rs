@@ -1,0 +1,90 @@
+//! `export`: reports out for investigators, to a file written whole or to stdout.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::args::{parse_bbox, parse_category, parse_key, parse_time, ExportArgs};
+use crate::paths::DataDir;
+use crate::store::ReportQuery;
+
+pub(super) fn run(dir: &DataDir, args: &ExportArgs, json: bool) -> Result<()> {
+    use crate::export::Format;
+    let query = ReportQuery {
+        status: args.status.status(),
+        device: args.device.as_deref().map(parse_key).transpose()?,
+        category: args.category.as_deref().map(parse_category).transpose()?,
+        observed_since: args.since.as_deref().map(|t| parse_time(t, "since")).transpose()?,
+        observed_until: args.until.as_deref().map(|t| parse_time(t, "until")).transpose()?,
+        bbox: args.bbox.as_deref().map(parse_bbox).transpose()?,
+        min_corroboration: args.min_corroboration,
+        latest_only: !args.history,
+        ..Default::default()
+    };
+    if args.devices_out.is_some() && args.format != Format::Bundle {
+        anyhow::bail!("--devices-out goes with --format bundle (other formats carry device names in every row)");
+    }
+    let store = dir.open_store()?;
+    let n = match &args.out {
+        Some(p) => write_file(p, |w| Ok(crate::export::export(&store, &query, args.format, w)?))?,
+        None => {
+            let stdout = std::io::stdout();
+            if args.format == Format::Bundle && std::io::IsTerminal::is_terminal(&stdout) {
+                anyhow::bail!("a bundle is binary: give --out FILE (or redirect stdout to a file)");
+            }
+            // Not locked: JSON Lines are written from a thread of their own.
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
+            let n = crate::export::export(&store, &query, args.format, &mut w)?;
+            w.flush()?;
+            n
+        }
+    };
+    let devices = match &args.devices_out {
+        Some(p) => Some(write_file(p, |w| Ok(crate::export::devices(&store, w)?))?),
+        None => None,
+    };
+    // The count goes to stderr: stdout may be the export itself.
+    if json {
+        eprintln!("{}", json!({"exported": n, "out": args.out, "devices": devices, "devices_out": args.devices_out}));
+    } else if let Some(p) = &args.out {
+        eprint!("exported {n} report(s) to {}", p.display());
+        if let (Some(d), Some(dp)) = (devices, &args.devices_out) {
+            eprint!("; {d} device(s) to {}", dp.display());
+        }
+        eprintln!();
+    }
+    Ok(())
+}
+
+/// Writes `f`'s output to `path` through a temporary file beside it, renamed
+/// into place only when complete: a failed export never leaves a file that
+/// looks whole. The temporary file gets a random name and is created
+/// exclusively (never through a symlink someone left at a guessable name)
+/// and readable by its owner only (0600 on unix), which the export keeps:
+/// it holds reports. The directory is synced after the rename.
+fn write_file<T>(path: &std::path::Path, f: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>) -> Result<T> {
+    let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".partial")
+        .tempfile_in(parent)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp);
+    // On error the temporary file is dropped, which removes it.
+    let v = f(&mut w)?;
+    let tmp = w.into_inner().map_err(|e| e.into_error())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(v)
+}

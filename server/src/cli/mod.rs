@@ -1,0 +1,122 @@
+//! The `truce-server` command line: parse arguments, run one command, print
+//! for people or, with `--json`, one JSON document (JSON Lines for lists).
+//!
+//! This is the binary's edge: library errors get their context here and
+//! reach the person as one line saying what went wrong and what to do.
+//! [`args`] holds what is accepted; each command, with its output, has a
+//! file of its own.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use crate::paths::DataDir;
+
+mod args;
+mod device;
+mod export;
+mod import;
+mod incidents;
+mod init;
+mod run;
+mod stats;
+mod verify;
+
+pub use args::{Cli, Command, DeviceCmd, ExportArgs, IncidentsArgs, RunArgs};
+
+/// Parses arguments, runs the command, prints an error as one line.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            // Help, version, and a bare `truce-server` or `truce-server
+            // device` showing what can follow, print as clap writes them.
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) || !e.use_stderr()
+            {
+                let _ = e.print();
+                return ExitCode::from(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    2
+                } else {
+                    0
+                });
+            }
+            eprintln!("error: {}", truce_shared::text::usage_error(&e.to_string(), "truce-server"));
+            return ExitCode::from(2);
+        }
+    };
+    // `run` logs its connections; the other commands only warnings.
+    let default_level = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only on a terminal: logs that go to journald or a file stay
+    // plain text, one line per event.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let json = cli.json;
+    // Completions and the manual page come from the argument definitions.
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(*shell, &mut Cli::command(), "truce-server", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            // `truce-server man | head` is not an error.
+            match std::io::stdout().write_all(&page) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => return Ok(ExitCode::SUCCESS),
+            }
+        }
+        _ => {}
+    }
+    // `verify` needs no data directory: anyone can run it anywhere.
+    if let Command::Verify { bundle, devices, quiet } = &cli.command {
+        return verify::run(bundle, devices.as_deref(), *quiet, json, &mut std::io::stdout().lock());
+    }
+    let dir = DataDir::resolve(cli.data_dir)?;
+    // An export may write stdout from a thread of its own: stdout is not
+    // locked here for it.
+    if let Command::Export(args) = &cli.command {
+        export::run(&dir, args, json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Init => init::run(&dir, json, &mut out)?,
+        Command::Run(args) => run::run(&dir, args)?,
+        Command::Device(cmd) => device::run(&dir, cmd, json, &mut out)?,
+        Command::Import { files } => return import::run(&dir, &files, json, &mut out),
+        Command::Export(_) => unreachable!("handled above"),
+        Command::Verify { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Incidents(args) => incidents::run(&dir, &args, json, &mut out)?,
+        Command::Stats => stats::run(&dir, json, &mut out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,57 @@
+//! `run`: serve agents until SIGTERM or SIGINT.
+
+use anyhow::{Context, Result};
+
+use super::args::{seconds, RunArgs};
+use crate::paths::DataDir;
+use crate::settings::{Limits, Settings};
+
+pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
+    let limits = Limits {
+        max_frame: args.max_frame,
+        max_batch: args.max_batch,
+        max_connections: args.max_connections,
+        handshake_timeout: seconds(args.handshake_timeout, "handshake-timeout")?,
+        idle_timeout: seconds(args.idle_timeout, "idle-timeout")?,
+    };
+    limits.check()?;
+    if args.crl.is_empty() && !args.no_crl {
+        anyhow::bail!(
+            "no --crl given: without one a revoked or stolen laptop can still connect. Give --crl FILE (truce-certs writes pki/crl.pem), or --no-crl to run without revocation (trials only)"
+        );
+    }
+    let tls = crate::tls::server_config(&args.ca, &args.cert, &args.key, &args.crl)?;
+    if args.no_crl {
+        tracing::warn!("running with --no-crl: revoked laptops can still connect");
+    }
+    let mut settings = Settings::new(dir, tls, limits)?;
+    if let Some(n) = args.verify_threads {
+        settings.verify_threads = n.max(1);
+    }
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        // Handlers first: once the port is open, SIGTERM means "finish
+        // and exit 0", never the default "die".
+        let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (is another server running there?)", args.listen))?;
+        crate::server::run(listener, settings, shutdown).await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    })
+}

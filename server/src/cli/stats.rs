@@ -1,0 +1,64 @@
+//! `stats`: counts by outcome, devices, chains, incidents.
+
+use std::io::Write;
+
+use anyhow::Result;
+use truce_shared::text::printable;
+
+use crate::paths::DataDir;
+
+pub(super) fn run(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()> {
+    let s = dir.open_store()?.stats()?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&s)?)?;
+        return Ok(());
+    }
+    let r = &s.reports;
+    writeln!(
+        out,
+        "reports: {} verified, {} quarantined, {} rejected (kept as evidence)",
+        r.verified, r.quarantined, r.rejected
+    )?;
+    for (reason, n) in &s.quarantined_by_reason {
+        writeln!(out, "  quarantined ({}): {n}", printable(reason))?;
+    }
+    writeln!(
+        out,
+        "refused: {} report(s) failed verification ({} distinct)",
+        s.rejections.arrivals, s.rejections.distinct
+    )?;
+    for (reason, n) in &s.rejected_by_reason {
+        writeln!(out, "  rejected ({}): {n}", printable(reason))?;
+    }
+    writeln!(out, "devices: {} enrolled, {} revoked; forks: {}", s.devices.enrolled, s.devices.revoked, s.forks)?;
+    let i = &s.incidents;
+    writeln!(
+        out,
+        "incidents: {} ({} seen by 2 or more devices, at most {}); window {} min, {} m",
+        i.total, i.corroborated, i.max_corroboration, i.window.minutes, i.window.metres
+    )?;
+    for c in &s.chains {
+        let mut line = format!(
+            "  {} {} ({}): {} seq(s), head {}",
+            &c.device[..16],
+            printable(c.name.as_deref().unwrap_or("-")),
+            c.registry,
+            c.seqs,
+            c.head_seq
+        );
+        if c.missing > 0 {
+            let gaps: Vec<String> =
+                c.gaps.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+            let more = if (c.gaps.len() as u64) < c.missing && c.gaps.len() == 100 { ", …" } else { "" };
+            line.push_str(&format!(", {} missing (seq {}{more})", c.missing, gaps.join(", ")));
+        }
+        if c.forks > 0 {
+            line.push_str(&format!(", {} FORKED seq(s)", c.forks));
+        }
+        if c.broken_links > 0 {
+            line.push_str(&format!(", {} broken link(s)", c.broken_links));
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
