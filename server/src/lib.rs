@@ -19,9 +19,11 @@
 //! - [`verify`]: the verification pool (the one verification function, off
 //!   the async threads, in parallel).
 //! - [`writer`]: the one writer thread and its group commit.
-//! - [`store`]: the outcome rules of DESIGN §5, devices, streaming reads.
-//! - [`schema`]: the SQLite schema and its migrations.
-//! - [`incidents`]: reports of one event grouped as they arrive; corroboration.
+//! - [`store`]: the SQLite store: the outcome rules of DESIGN §5, devices,
+//!   reports and their queries, incidents as they are kept, the schema and
+//!   its migrations (a folder, one file per concept).
+//! - [`incidents`]: the rule that groups reports of one event (window,
+//!   event positions, distances).
 //! - [`stats`]: counts, devices, gaps and forks, incidents.
 //! - [`import`]: bundles in, through the same verifier and writer.
 //! - [`export`]: reports out (CSV, JSON Lines, GeoJSON, bundles), streamed.
@@ -55,7 +57,6 @@ pub mod import;
 pub mod incidents;
 pub mod offline;
 pub mod paths;
-pub mod schema;
 pub mod server;
 pub mod session;
 pub mod settings;

@@ -1,0 +1,190 @@
+//! DESIGN §5's outcome rules: what becomes of each report of a batch.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use truce_shared::wire::Status;
+use truce_shared::{limits, Bytes32};
+
+use super::incidents;
+use super::{category_name, ReportStatus, Store, StoreError};
+use crate::incidents::Window;
+use crate::verify::Checked;
+
+/// The reason a report of a key that is not enrolled is quarantined.
+pub const REASON_UNKNOWN_DEVICE: &str = "unknown device";
+/// The reason a report of a revoked key is quarantined.
+pub const REASON_REVOKED: &str = "revoked";
+/// The reason a second, different report at a device's seq is rejected
+/// (and the reason a quarantined fork is held back at enrolment).
+pub const REASON_EQUIVOCATION: &str = "equivocation";
+
+impl Store {
+    /// Applies DESIGN §5's outcome rules to one batch inside `tx` and
+    /// returns each report's status, in order. The writer calls it for every
+    /// batch queued from every connection, then commits once (group
+    /// commit); nothing is durable, or may be acknowledged, before that
+    /// commit returns.
+    ///
+    /// `now` is the `received_at` of every report stored.
+    pub fn apply(tx: &Transaction<'_>, batch: &[Checked], now: i64) -> Result<Vec<(Bytes32, Status)>, StoreError> {
+        let window = incidents::load_window(tx)?;
+        // A batch is usually one device's: its enrolment is read once.
+        let mut devices = HashMap::new();
+        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now, window, &mut devices)?))).collect()
+    }
+}
+
+/// Enrolment as the batch found it: `None` unknown, `Some(None)` enrolled,
+/// `Some(Some(t))` revoked at `t`. Nothing changes it within a transaction
+/// (enrolment and revocation are commands, not the writer).
+type Enrolment = Option<Option<i64>>;
+
+/// The outcome rules of DESIGN §5 for one report, inside the writer's
+/// transaction. The order of the checks is the rule:
+/// 1. verification failed → Rejected(reason), the bytes kept in `rejections`;
+/// 2. the same id is stored → Duplicate, nothing written (a report kept as
+///    rejected evidence answers Rejected again, so a resend gets the answer
+///    the first send got);
+/// 3. the device has a different report at this seq → Rejected
+///    ("equivocation"), stored as evidence, the fork recorded;
+/// 4. the key is enrolled → Accepted (verified); unknown → Quarantined
+///    ("unknown device"); revoked → Quarantined ("revoked").
+fn apply_one(
+    tx: &Transaction<'_>,
+    item: &Checked,
+    now: i64,
+    window: Window,
+    devices: &mut HashMap<Bytes32, Enrolment>,
+) -> Result<Status, StoreError> {
+    let v = match item {
+        Checked::Invalid { id, report, error } => {
+            let reason = error.reason();
+            tracing::warn!(id = %hex::encode(&id[..8]), %reason, "report rejected");
+            let kept = &report.body[..report.body.len().min(limits::MAX_REPORT_BODY)];
+            let device = truce_shared::signing::claimed_device(&report.body).ok();
+            // The same bytes sent again bump a counter instead of adding a
+            // row: a replayed forgery costs one row, however often it comes.
+            tx.prepare_cached(
+                "INSERT INTO rejections (id, signature, device, reason, body, body_len, first_received_at, last_received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (id, signature) DO UPDATE SET times = times + 1, last_received_at = excluded.last_received_at",
+            )?
+            .execute(params![
+                &id[..],
+                &report.signature.0[..],
+                device.as_ref().map(|d| &d[..]),
+                reason,
+                kept,
+                report.body.len() as i64,
+                now
+            ])?;
+            return Ok(Status::Rejected(reason));
+        }
+        Checked::Valid(v) => v,
+    };
+    let id = v.id;
+    let env = &v.envelope;
+    let seq = env.seq as i64;
+    // One look at the reports stored at this device and seq settles rules
+    // 2 and 3: an id is the hash of a body that names its device and seq,
+    // so this very report, if stored, is among them; any other one not
+    // rejected is the report this one forks from.
+    let mut kept: Option<Vec<u8>> = None;
+    {
+        let mut q =
+            tx.prepare_cached("SELECT id, status, reason FROM reports WHERE device = ?1 AND seq = ?2 ORDER BY n")?;
+        let mut rows = q.query(params![&env.device[..], seq])?;
+        while let Some(r) = rows.next()? {
+            let stored_id = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            let status = ReportStatus::parse(r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?);
+            if stored_id == id {
+                return Ok(if status == Some(ReportStatus::Rejected) {
+                    Status::Rejected(r.get::<_, Option<String>>(2)?.unwrap_or_else(|| REASON_EQUIVOCATION.into()))
+                } else {
+                    Status::Duplicate
+                });
+            }
+            if kept.is_none() && status != Some(ReportStatus::Rejected) {
+                kept = Some(stored_id.to_vec());
+            }
+        }
+    }
+    let (status, reason) = if let Some(kept) = kept {
+        tracing::warn!(
+            device = %truce_shared::signing::fingerprint(&env.device),
+            seq = env.seq,
+            "equivocation: a second report at one seq; both kept as evidence"
+        );
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO forks (device, seq, kept, rejected, detected_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![&env.device[..], seq, kept, &id[..], now])?;
+        (ReportStatus::Rejected, Some(REASON_EQUIVOCATION))
+    } else {
+        let revoked_at = match devices.get(&env.device) {
+            Some(&known) => known,
+            None => {
+                let found: Enrolment = tx
+                    .prepare_cached("SELECT revoked_at FROM devices WHERE key = ?1")?
+                    .query_row([&env.device[..]], |r| r.get(0))
+                    .optional()?;
+                devices.insert(env.device, found);
+                found
+            }
+        };
+        match revoked_at {
+            None => (ReportStatus::Quarantined, Some(REASON_UNKNOWN_DEVICE)),
+            Some(Some(_)) => (ReportStatus::Quarantined, Some(REASON_REVOKED)),
+            Some(None) => (ReportStatus::Verified, None),
+        }
+    };
+    let obs = &env.observation;
+    let (ev_lat, ev_lon) = crate::incidents::event_position(obs);
+    let category = category_name(obs.category);
+    // A verified report finds its incident before it is stored, so the one
+    // INSERT writes it whole: no read back, no second write of the row.
+    let member = incidents::Member {
+        n: 0,
+        device: env.device.to_vec(),
+        category,
+        observed_at: obs.observed_at,
+        ev: (ev_lat, ev_lon),
+    };
+    let incident =
+        if status == ReportStatus::Verified { incidents::place_new(tx, &id, &member, window)? } else { None };
+    tx.prepare_cached(
+        "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category, lat, lon,
+                              amends, body, signature, status, reason, received_at, ev_lat, ev_lon, incident)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?
+    .execute(params![
+        &id[..],
+        &env.device[..],
+        seq,
+        &env.prev[..],
+        env.recorded_at,
+        obs.observed_at,
+        obs.observed_until,
+        member.category,
+        obs.position.lat,
+        obs.position.lon,
+        env.amends.as_ref().map(|a| &a[..]),
+        v.signed.body,
+        &v.signed.signature.0[..],
+        status.as_str(),
+        reason,
+        now,
+        ev_lat,
+        ev_lon,
+        incident,
+    ])?;
+    if status == ReportStatus::Verified {
+        incidents::stored_verified(tx, incident, &member, env.amends.as_ref().map(|a| &a[..]), window)?;
+    }
+    Ok(match status {
+        ReportStatus::Verified => Status::Accepted,
+        ReportStatus::Quarantined => Status::Quarantined(reason.unwrap_or_default().into()),
+        ReportStatus::Rejected => Status::Rejected(reason.unwrap_or_default().into()),
+    })
+}
