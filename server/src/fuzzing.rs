@@ -13,8 +13,8 @@ use tokio::runtime::Runtime;
 use truce_shared::wire::{self, Message};
 use truce_shared::{encoding, frame, signing};
 
+use crate::config::Limits;
 use crate::session::{self, Context, Summary};
-use crate::settings::Limits;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::verify::Verifier;

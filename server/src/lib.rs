@@ -7,7 +7,8 @@
 //! - [`cli`]: the command line (`init`, `run`, `device`, `import`, `export`,
 //!   `stats`); the only place errors become text for a person.
 //! - [`paths`]: the data directory and the receipt key.
-//! - [`settings`]: limits and everything [`run`] needs.
+//! - [`config`]: what a running server is given: limits, TLS, receipt key,
+//!   database ([`Config`]; the `settings` table of the store is unrelated).
 //! - [`tls`]: all rustls configuration (TLS 1.3, client certificates from
 //!   the mission CA, CRLs, ALPN `truce/1`).
 //! - [`server`]: the listener: connection cap, handshake deadline, shutdown;
@@ -35,13 +36,13 @@
 //!
 //! ```no_run
 //! # async fn demo(dir: &std::path::Path, pki: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-//! use truce_server::{paths::DataDir, settings::{Limits, Settings}, tls};
+//! use truce_server::{paths::DataDir, config::{Limits, Config}, tls};
 //! let data = DataDir::new(dir);
 //! data.init()?;
 //! let tls = tls::server_config(&pki.join("ca.pem"), &pki.join("server.pem"), &pki.join("server.key"), &[pki.join("crl.pem")])?;
-//! let settings = Settings::new(&data, tls, Limits::default())?;
+//! let config = Config::new(&data, tls, Limits::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let server = truce_server::spawn(listener, settings)?;
+//! let server = truce_server::spawn(listener, config)?;
 //! // … connect agents to server.addr() …
 //! server.shutdown().await?;
 //! # Ok(()) }
@@ -51,6 +52,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod export;
 pub mod fuzzing;
 pub mod import;
@@ -59,7 +61,6 @@ pub mod offline;
 pub mod paths;
 pub mod server;
 pub mod session;
-pub mod settings;
 pub mod shutdown;
 pub mod stats;
 pub mod store;
@@ -67,7 +68,7 @@ pub mod tls;
 pub mod verify;
 pub mod writer;
 
+pub use config::{Config, Limits};
 pub use server::{run, spawn, Handle, ServeError};
-pub use settings::{Limits, Settings};
 pub use store::{ReportQuery, ReportRow, ReportStatus, Store, StoreError};
 pub use verify::Checked;

@@ -85,9 +85,9 @@ impl DeviceList {
     }
 }
 
-/// One report's outcome.
+/// One frame of a bundle and what offline verification found in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Checked {
+pub struct BundleEntry {
     /// 1-based position in the bundle.
     pub index: u64,
     /// Byte offset of its frame in the file.
@@ -140,7 +140,7 @@ pub enum VerifyBundleError {
 pub fn verify_bundle(
     input: impl Read,
     devices: Option<&DeviceList>,
-    mut each: impl FnMut(&Checked) -> std::io::Result<()>,
+    mut each: impl FnMut(&BundleEntry) -> std::io::Result<()>,
 ) -> Result<Totals, VerifyBundleError> {
     let mut r = BufReader::new(input);
     let mut magic = [0u8; 8];
@@ -154,7 +154,7 @@ pub fn verify_bundle(
     let mut offset = MAGIC.len() as u64;
     loop {
         let index = totals.reports + 1;
-        let mut c = Checked {
+        let mut c = BundleEntry {
             index,
             offset,
             ok: false,
@@ -192,7 +192,7 @@ pub fn verify_bundle(
 }
 
 /// Fills in `c` for one frame.
-fn check(frame: &[u8], devices: Option<&DeviceList>, c: &mut Checked) {
+fn check(frame: &[u8], devices: Option<&DeviceList>, c: &mut BundleEntry) {
     let report: SignedReport = match encoding::decode(frame) {
         Ok(r) => r,
         Err(e) => {
@@ -268,7 +268,7 @@ mod tests {
         (w.finish().unwrap(), ids, key.verifying_key().to_bytes())
     }
 
-    fn run(bytes: &[u8], devices: Option<&DeviceList>) -> (Totals, Vec<Checked>) {
+    fn run(bytes: &[u8], devices: Option<&DeviceList>) -> (Totals, Vec<BundleEntry>) {
         let mut seen = Vec::new();
         let t = verify_bundle(bytes, devices, |c| {
             seen.push(c.clone());

@@ -19,8 +19,8 @@ use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Duration, Instant};
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::{Config, LimitsError};
 use crate::session::{self, Context, End, Summary};
-use crate::settings::{LimitsError, Settings};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::verify::Verifier;
@@ -63,26 +63,22 @@ struct Listener {
 /// batches and returns. Errors if it cannot start, or if the writer thread
 /// dies while it runs ([`ServeError::WriterDied`]: it stops accepting, ends
 /// every session without an Ack for what was not stored, and returns).
-pub async fn run(
-    listener: TcpListener,
-    settings: Settings,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
-    settings.limits.check()?;
-    let store = Store::open(&settings.db)?;
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    config.limits.check()?;
+    let store = Store::open(&config.db)?;
     let (writer, mut writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
     let ctx = Arc::new(Context {
         writer,
         // tokio's semaphores hold at most MAX_PERMITS (2^61) and panic
         // above it; more threads or connections than that is "no cap".
-        verifier: Verifier::new(settings.verify_threads.min(Semaphore::MAX_PERMITS)),
-        server_key: settings.server_key,
-        limits: settings.limits.clone(),
+        verifier: Verifier::new(config.verify_threads.min(Semaphore::MAX_PERMITS)),
+        server_key: config.server_key,
+        limits: config.limits.clone(),
     });
     let me = Listener {
-        acceptor: TlsAcceptor::from(settings.tls),
+        acceptor: TlsAcceptor::from(config.tls),
         ctx,
-        permits: Arc::new(Semaphore::new(settings.limits.max_connections.min(Semaphore::MAX_PERMITS))),
+        permits: Arc::new(Semaphore::new(config.limits.max_connections.min(Semaphore::MAX_PERMITS))),
     };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
@@ -244,10 +240,10 @@ impl Handle {
 
 /// Starts [`run`] on `listener` in the background of the current tokio
 /// runtime (bind `127.0.0.1:0` for tests).
-pub fn spawn(listener: TcpListener, settings: Settings) -> std::io::Result<Handle> {
+pub fn spawn(listener: TcpListener, config: Config) -> std::io::Result<Handle> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(run(listener, settings, async {
+    let task = tokio::spawn(run(listener, config, async {
         let _ = stopped.await;
     }));
     Ok(Handle { addr, stop: Some(stop), task })

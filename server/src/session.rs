@@ -25,7 +25,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use truce_shared::wire::{self, Message, Receipt, WireError, PROTOCOL_VERSION};
 use truce_shared::{limits, signing};
 
-use crate::settings::Limits;
+use crate::config::Limits;
 use crate::shutdown::Shutdown;
 use crate::verify::{Verifier, VerifyTaskFailed};
 use crate::writer::{WriteError, Writer};

@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 
 use super::args::{seconds, RunArgs};
+use crate::config::{Config, Limits};
 use crate::paths::DataDir;
-use crate::settings::{Limits, Settings};
 
 pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
     let limits = Limits {
@@ -24,9 +24,9 @@ pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
     if args.no_crl {
         tracing::warn!("running with --no-crl: revoked laptops can still connect");
     }
-    let mut settings = Settings::new(dir, tls, limits)?;
+    let mut config = Config::new(dir, tls, limits)?;
     if let Some(n) = args.verify_threads {
-        settings.verify_threads = n.max(1);
+        config.verify_threads = n.max(1);
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
@@ -37,7 +37,7 @@ pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {} (is another server running there?)", args.listen))?;
-        crate::server::run(listener, settings, shutdown).await?;
+        crate::server::run(listener, config, shutdown).await?;
         anyhow::Ok(())
     })
 }

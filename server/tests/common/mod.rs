@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use truce_server::paths::DataDir;
-use truce_server::{Limits, Settings, Store};
+use truce_server::{Config, Limits, Store};
 use truce_shared::wire::{self, Message, Receipt, Status, PROTOCOL_VERSION};
 use truce_shared::{
     limits, signing, Basis, Bytes32, Category, Envelope, Observation, Position, Signature64, SignedReport,
@@ -157,9 +157,9 @@ impl TestServer {
         let data = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::new(data.path());
         dir.init().expect("init");
-        let settings = Settings::new(&dir, pki.server_tls(), limits).expect("settings");
+        let config = Config::new(&dir, pki.server_tls(), limits).expect("config");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let handle = truce_server::spawn(listener, settings).expect("spawn");
+        let handle = truce_server::spawn(listener, config).expect("spawn");
         TestServer { addr: handle.addr(), data, handle: Some(handle) }
     }
 

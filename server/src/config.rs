@@ -107,7 +107,7 @@ impl Limits {
 
 /// Everything [`crate::run`] needs.
 #[derive(Clone)]
-pub struct Settings {
+pub struct Config {
     /// The TLS policy ([`crate::tls::server_config`]).
     pub tls: Arc<rustls::ServerConfig>,
     /// Signs receipts ([`DataDir::load_key`]).
@@ -120,10 +120,10 @@ pub struct Settings {
     pub verify_threads: usize,
 }
 
-impl std::fmt::Debug for Settings {
+impl std::fmt::Debug for Config {
     // The receipt key never appears in logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
+        f.debug_struct("Config")
             .field("server_key", &"<redacted>")
             .field("db", &self.db)
             .field("limits", &self.limits)
@@ -132,11 +132,11 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-impl Settings {
-    /// Settings for the initialised server in `dir`: its receipt key and
+impl Config {
+    /// Config for the initialised server in `dir`: its receipt key and
     /// database, with this TLS policy and these limits.
-    pub fn new(dir: &DataDir, tls: Arc<rustls::ServerConfig>, limits: Limits) -> Result<Settings, DataDirError> {
-        Ok(Settings {
+    pub fn new(dir: &DataDir, tls: Arc<rustls::ServerConfig>, limits: Limits) -> Result<Config, DataDirError> {
+        Ok(Config {
             tls,
             server_key: dir.load_key()?,
             db: dir.db_file(),
