@@ -34,8 +34,18 @@ pub struct Limits {
     /// Most reports in one Submit (advertised in Welcome); more ends the
     /// connection.
     pub max_batch: u32,
-    /// Most concurrent connections; more wait in the kernel's accept queue.
+    /// Most authenticated sessions at once; a laptop that authenticates
+    /// while all are taken waits, within its handshake timeout, for one.
     pub max_connections: usize,
+    /// Most connections not yet authenticated; at the budget the oldest is
+    /// dropped for each new one ([`crate::admission::Gate`]).
+    pub max_unauthenticated: usize,
+    /// Most connections not yet authenticated from one IP address.
+    pub max_unauthenticated_per_ip: usize,
+    /// Most sessions one client certificate may hold; more are refused.
+    pub max_connections_per_cert: usize,
+    /// Most frame bytes all sessions may hold in memory at once.
+    pub max_frame_bytes_in_flight: u64,
     /// Time from TCP accept to a complete TLS handshake and `Hello`.
     pub handshake_timeout: Duration,
     /// Longest silence between frames, and the longest one frame (in or
@@ -49,7 +59,11 @@ impl Default for Limits {
             max_frame: limits::MAX_FRAME,
             max_batch: limits::MAX_BATCH,
             max_connections: limits::MAX_CONNECTIONS,
-            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
+            max_unauthenticated: limits::MAX_UNAUTHENTICATED,
+            max_unauthenticated_per_ip: limits::MAX_UNAUTHENTICATED_PER_IP,
+            max_connections_per_cert: limits::MAX_CONNECTIONS_PER_CERT,
+            max_frame_bytes_in_flight: limits::MAX_FRAME_BYTES_IN_FLIGHT,
+            handshake_timeout: limits::SERVER_HANDSHAKE_TIMEOUT,
             idle_timeout: limits::IDLE_TIMEOUT,
         }
     }
@@ -74,9 +88,17 @@ pub enum LimitsError {
         /// Bytes a full batch's Ack may take.
         needed: u64,
     },
-    /// No connections allowed.
-    #[error("--max-connections must be at least 1")]
-    ConnectionsZero,
+    /// No connections allowed (of some kind).
+    #[error("{0} must be at least 1")]
+    ConnectionsZero(&'static str),
+    /// The frame bytes in flight cannot hold one frame.
+    #[error("--max-frame-bytes-in-flight {budget} cannot hold one frame of --max-frame {frame} bytes")]
+    FramesInFlightTooSmall {
+        /// The budget.
+        budget: u64,
+        /// The frame limit.
+        frame: u32,
+    },
     /// A zero timeout.
     #[error("timeouts must be longer than zero")]
     ZeroTimeout,
@@ -95,8 +117,23 @@ impl Limits {
         if needed > u64::from(self.max_frame) {
             return Err(LimitsError::AckTooLarge { batch: self.max_batch, frame: self.max_frame, needed });
         }
-        if self.max_connections == 0 {
-            return Err(LimitsError::ConnectionsZero);
+        for (n, flag) in [
+            (self.max_connections, "--max-connections"),
+            (self.max_unauthenticated, "--max-unauthenticated"),
+            (self.max_unauthenticated_per_ip, "--max-unauthenticated-per-ip"),
+            (self.max_connections_per_cert, "--max-connections-per-cert"),
+        ] {
+            if n == 0 {
+                return Err(LimitsError::ConnectionsZero(flag));
+            }
+        }
+        // A frame is its body and the 4-byte length before it.
+        let frame = u64::from(self.max_frame) + truce_shared::frame::HEADER_LEN as u64;
+        if self.max_frame_bytes_in_flight < frame {
+            return Err(LimitsError::FramesInFlightTooSmall {
+                budget: self.max_frame_bytes_in_flight,
+                frame: self.max_frame,
+            });
         }
         if self.handshake_timeout.is_zero() || self.idle_timeout.is_zero() {
             return Err(LimitsError::ZeroTimeout);
@@ -153,11 +190,12 @@ mod tests {
     #[test]
     fn the_defaults_work_and_impossible_limits_are_refused() {
         assert_eq!(Limits::default().check(), Ok(()));
-        let l = |f: fn(&mut Limits)| {
+        fn l2(f: impl Fn(&mut Limits)) -> Result<(), LimitsError> {
             let mut l = Limits::default();
             f(&mut l);
             l.check()
-        };
+        }
+        let l = |f: fn(&mut Limits)| l2(f);
         assert!(matches!(l(|l| l.max_frame = 1000), Err(LimitsError::FrameTooSmall(1000))));
         assert!(matches!(l(|l| l.max_batch = 0), Err(LimitsError::BatchZero)));
         assert!(matches!(
@@ -168,5 +206,18 @@ mod tests {
             Err(LimitsError::AckTooLarge { .. })
         ));
         assert!(matches!(l(|l| l.idle_timeout = Duration::ZERO), Err(LimitsError::ZeroTimeout)));
+        assert!(matches!(l(|l| l.max_connections_per_cert = 0), Err(LimitsError::ConnectionsZero(_))));
+        assert!(matches!(l(|l| l.max_unauthenticated = 0), Err(LimitsError::ConnectionsZero(_))));
+        // The frame budget must hold one whole frame, and may hold exactly one.
+        let one = u64::from(MIN_FRAME) + 4;
+        let at = |budget: u64| {
+            l2(move |l| {
+                l.max_frame = MIN_FRAME;
+                l.max_batch = 1;
+                l.max_frame_bytes_in_flight = budget;
+            })
+        };
+        assert_eq!(at(one), Ok(()));
+        assert!(matches!(at(one - 1), Err(LimitsError::FramesInFlightTooSmall { .. })));
     }
 }

@@ -38,7 +38,7 @@ fn world() -> &'static World {
         // The writer lives as long as the process.
         std::mem::forget(thread);
         let limits = Limits { idle_timeout: Duration::from_secs(5), ..Limits::default() };
-        let ctx = Context { writer, verifier: Verifier::new(1), server_key: SigningKey::from_bytes(&[7; 32]), limits };
+        let ctx = Context::new(writer, Verifier::new(1), SigningKey::from_bytes(&[7; 32]), limits);
         World { runtime, ctx }
     })
 }

@@ -51,6 +51,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod export;

@@ -1,5 +1,12 @@
-//! The listener: accepts TCP, caps connections, runs the TLS handshake under
-//! a deadline, and hands each session to [`crate::session`].
+//! The listener: accepts TCP, runs the TLS handshake under a deadline, lets
+//! each connection in through [`crate::admission`], and hands each session
+//! to [`crate::session`].
+//!
+//! Accepting never pauses: a connection that has not shown a certificate
+//! takes a place at the [`Gate`] (the oldest is dropped when it is full);
+//! one that has takes a session slot (waiting, within its handshake
+//! deadline, if all are taken) and a slot of its certificate (refused with
+//! a reason when that certificate holds its cap).
 //!
 //! [`run`] takes a bound listener and a shutdown future, so tests and
 //! benchmarks start a real server on `127.0.0.1:0` in-process ([`spawn`]).
@@ -13,12 +20,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Duration, Instant};
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{CertSlots, Gate};
 use crate::config::{Config, LimitsError};
 use crate::session::{self, Context, End, Summary};
 use crate::shutdown::Shutdown;
@@ -48,15 +57,18 @@ pub enum ServeError {
     WriterDied,
 }
 
-/// Everything the accept loop hands to a connection task.
+/// Everything the accept loop shares with the connection tasks.
 struct Listener {
     /// TLS with the mission's policy.
     acceptor: TlsAcceptor,
     /// What sessions share: writer, verifier, receipt key, limits.
-    ctx: Arc<Context>,
-    /// One permit per open connection; at `max_connections`, accepting
-    /// pauses and new clients wait in the kernel's queue.
-    permits: Arc<Semaphore>,
+    ctx: Context,
+    /// Connections that have not finished the TLS handshake.
+    gate: Arc<Gate>,
+    /// One permit per authenticated session ([`crate::Limits::max_connections`]).
+    sessions: Arc<Semaphore>,
+    /// Sessions per client certificate.
+    certs: Arc<CertSlots>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight
@@ -67,19 +79,21 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     config.limits.check()?;
     let store = Store::open(&config.db)?;
     let (writer, mut writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
-    let ctx = Arc::new(Context {
-        writer,
+    let limits = config.limits.clone();
+    let me = Arc::new(Listener {
+        acceptor: TlsAcceptor::from(config.tls),
         // tokio's semaphores hold at most MAX_PERMITS (2^61) and panic
         // above it; more threads or connections than that is "no cap".
-        verifier: Verifier::new(config.verify_threads.min(Semaphore::MAX_PERMITS)),
-        server_key: config.server_key,
-        limits: config.limits.clone(),
+        ctx: Context::new(
+            writer,
+            Verifier::new(config.verify_threads.min(Semaphore::MAX_PERMITS)),
+            config.server_key,
+            config.limits,
+        ),
+        gate: Gate::new(limits.max_unauthenticated, limits.max_unauthenticated_per_ip),
+        sessions: Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS))),
+        certs: CertSlots::new(limits.max_connections_per_cert),
     });
-    let me = Listener {
-        acceptor: TlsAcceptor::from(config.tls),
-        ctx,
-        permits: Arc::new(Semaphore::new(config.limits.max_connections.min(Semaphore::MAX_PERMITS))),
-    };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }
@@ -96,15 +110,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
                 writer_died = true;
                 break;
             }
-            accepted = me.accept(&listener) => {
-                let (stream, peer, permit) = accepted;
-                let acceptor = me.acceptor.clone();
-                let ctx = me.ctx.clone();
+            (stream, peer) = accept(&listener) => {
+                let me = me.clone();
                 let stop_rx = stop_rx.clone();
-                tasks.spawn(async move {
-                    connection(stream, peer, acceptor, &ctx, stop_rx).await;
-                    drop(permit);
-                });
+                tasks.spawn(async move { connection(stream, peer, &me, stop_rx).await });
             }
         }
         while let Some(done) = tasks.try_join_next() {
@@ -141,42 +150,43 @@ fn reap(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
-impl Listener {
-    /// Waits for a free slot, then for a client. Accept errors (out of file
-    /// descriptors, a client that reset before accept) are logged and
-    /// retried with a short back-off, never fatal.
-    async fn accept(&self, listener: &TcpListener) -> (TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit) {
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let permit = match self.permits.clone().acquire_owned().await {
-                Ok(p) => p,
-                // The semaphore is never closed; wait forever rather than spin.
-                Err(_) => std::future::pending().await,
-            };
-            match listener.accept().await {
-                Ok((stream, peer)) => return (stream, peer, permit),
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying");
-                    drop(permit);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+/// Waits for a client. Accept errors (out of file descriptors, a client
+/// that reset before accept) are logged and retried with a short back-off,
+/// never fatal.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
 }
 
-/// One connection: TLS handshake under the deadline, ALPN check, session,
-/// and one log line for how it ended.
-async fn connection(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, ctx: &Context, mut stop: Shutdown) {
+/// One connection: a place at the gate, the TLS handshake under the
+/// deadline, ALPN check, a session slot and a slot of its certificate, the
+/// session, and one log line for how it ended.
+async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop: Shutdown) {
+    let ctx = &me.ctx;
+    let (ticket, mut evicted) = me.gate.admit(peer.ip());
     let peer = peer.to_string();
     let _ = stream.set_nodelay(true);
     // One deadline covers the TLS handshake and the Hello.
     let deadline = Instant::now() + ctx.limits.handshake_timeout;
     let handshake = tokio::select! {
         _ = stop.recv() => return,
-        r = timeout_at(deadline, acceptor.accept(stream)) => r,
+        _ = &mut evicted => {
+            tracing::info!(%peer, "dropped before its handshake finished: too many unauthenticated connections");
+            return;
+        }
+        r = timeout_at(deadline, me.acceptor.accept(stream)) => r,
     };
+    // Finished, one way or the other: its place at the gate is free.
+    drop(ticket);
     let mut tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -193,6 +203,37 @@ async fn connection(stream: TcpStream, peer: SocketAddr, acceptor: TlsAcceptor, 
         tracing::info!(%peer, "refused: the client did not negotiate ALPN truce/1");
         return;
     }
+    let _session = tokio::select! {
+        _ = stop.recv() => return,
+        p = timeout_at(deadline, me.sessions.clone().acquire_owned()) => match p {
+            Ok(Ok(p)) => p,
+            _ => {
+                tracing::warn!(%peer, max = ctx.limits.max_connections, "refused: every session slot is taken");
+                return;
+            }
+        }
+    };
+    // The client's certificate: the mission CA signed it (the handshake
+    // checked), so its hash names one laptop's credentials.
+    let cert = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+        Some(c) => Sha256::digest(c.as_ref()).into(),
+        None => {
+            tracing::info!(%peer, "refused: no client certificate");
+            return;
+        }
+    };
+    let Some(_slot) = me.certs.take(cert) else {
+        let cap = me.certs.cap();
+        tracing::warn!(%peer, cap, "refused: this certificate already holds its cap of sessions");
+        let reason = format!(
+            "this laptop's certificate already has {cap} connections open to the server; close the others and try again"
+        );
+        if let Err(e) = session::refuse(&mut tls, deadline, reason, &ctx.limits).await {
+            tracing::info!(%peer, error = %e, "could not send the refusal");
+        }
+        let _ = timeout(CLOSE_TIMEOUT, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+        return;
+    };
     let mut summary = Summary::default();
     let end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, &mut summary).await;
     match end {

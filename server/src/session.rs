@@ -17,13 +17,16 @@
 //! message out of place ends the session with an error for the log. Nothing
 //! here panics on input.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
+use truce_shared::frame::{self, HEADER_LEN};
 use truce_shared::wire::{self, Message, Receipt, WireError, PROTOCOL_VERSION};
-use truce_shared::{limits, signing};
+use truce_shared::{encoding, limits, signing};
 
 use crate::config::Limits;
 use crate::shutdown::Shutdown;
@@ -46,6 +49,20 @@ pub struct Context {
     pub server_key: SigningKey,
     /// The limits in force.
     pub limits: Limits,
+    /// One permit per byte of frame that sessions may hold in memory at
+    /// once ([`Limits::max_frame_bytes_in_flight`]).
+    pub frame_bytes: Arc<Semaphore>,
+}
+
+impl Context {
+    /// The context for these parts, with the frame-byte budget of `limits`.
+    pub fn new(writer: Writer, verifier: Verifier, server_key: SigningKey, limits: Limits) -> Context {
+        // tokio's semaphores hold at most MAX_PERMITS (2^61) and panic
+        // above it.
+        let budget =
+            usize::try_from(limits.max_frame_bytes_in_flight).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        Context { writer, verifier, server_key, limits, frame_bytes: Arc::new(Semaphore::new(budget)) }
+    }
 }
 
 /// Why a session ended early. Logged as one line; never sent to the peer.
@@ -148,12 +165,25 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             // Shutdown is checked first: between frames, it wins.
             biased;
             _ = shutdown.recv() => return Ok(End::Shutdown),
-            r = timeout(limits.idle_timeout, wire::read_message(io, limits.max_frame)) => r,
+            r = timeout(limits.idle_timeout, frame::read_frame_len(io, limits.max_frame)) => r,
         };
-        let msg = match next.map_err(|_| SessionError::Idle(limits.idle_timeout))?? {
+        let len = match next.map_err(|_| SessionError::Idle(limits.idle_timeout))?.map_err(WireError::from)? {
             None => return Ok(End::Closed),
-            Some(m) => m,
+            Some(len) => len,
         };
+        // The frame's bytes are reserved before its body is read and held
+        // until its answer is sent: all sessions together never hold more
+        // than the budget, however many send large frames at once.
+        let _bytes: OwnedSemaphorePermit = tokio::select! {
+            _ = shutdown.recv() => return Ok(End::Shutdown),
+            p = reserve(&ctx.frame_bytes, len) => p,
+        };
+        let body = timeout(limits.idle_timeout, frame::read_frame_body(io, len))
+            .await
+            .map_err(|_| SessionError::Idle(limits.idle_timeout))?
+            .map_err(WireError::from)?;
+        let msg: Message = encoding::decode(&body).map_err(WireError::from)?;
+        drop(body);
         match msg {
             Message::Submit { batch, reports } => {
                 if reports.len() > limits.max_batch as usize {
@@ -179,6 +209,33 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return Err(SessionError::Protocol("a server message from the client"))
             }
         }
+    }
+}
+
+/// Waits until `len` bytes of frame (and its length prefix) fit the
+/// budget shared by every session.
+async fn reserve(budget: &Arc<Semaphore>, len: usize) -> OwnedSemaphorePermit {
+    let n = u32::try_from(len.saturating_add(HEADER_LEN)).unwrap_or(u32::MAX);
+    match budget.clone().acquire_many_owned(n).await {
+        Ok(p) => p,
+        // The budget is never closed; Limits::check made it hold one frame.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Answers a client that may not have a session with `Refuse { reason }`
+/// after its Hello (before the deadline), so the laptop can say why.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    hello_deadline: Instant,
+    reason: String,
+    limits: &Limits,
+) -> Result<(), SessionError> {
+    match timeout_at(hello_deadline, wire::read_message(io, MAX_HELLO_FRAME)).await {
+        Ok(Ok(Some(Message::Hello { .. }))) => send(io, &Message::Refuse { reason }, limits).await,
+        Ok(Ok(_)) => Err(SessionError::Protocol("the first message must be Hello")),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(SessionError::HelloTimeout),
     }
 }
 

@@ -444,8 +444,8 @@ async fn the_run_flags_set_every_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_values_the_limit_flags_take_start_a_working_server() {
-    // usize::MAX connections and verification threads mean "no cap": the
-    // server must start and serve, not panic.
+    // usize::MAX connections and verification threads (and the largest
+    // frame budget) mean "no cap": the server must start and serve, not panic.
     let pki = Pki::new(&["good"]);
     let data = tempfile::tempdir().unwrap();
     ok(cli(data.path(), &["init"]));
@@ -453,7 +453,22 @@ async fn the_largest_values_the_limit_flags_take_start_a_working_server() {
     let server = ServerProcess::start(
         data.path(),
         &pki,
-        &["--max-connections", &max, "--verify-threads", &max, "--max-frame", &u32::MAX.to_string()],
+        &[
+            "--max-connections",
+            &max,
+            "--verify-threads",
+            &max,
+            "--max-frame",
+            &u32::MAX.to_string(),
+            "--max-frame-bytes-in-flight",
+            &u64::MAX.to_string(),
+            "--max-unauthenticated",
+            &max,
+            "--max-unauthenticated-per-ip",
+            &max,
+            "--max-connections-per-cert",
+            &max,
+        ],
     );
     let mut c = Client::open(server.addr, pki.client_tls("good")).await;
     assert_eq!(c.max_frame, u32::MAX);

@@ -16,6 +16,8 @@ mod duplicates_count_once;
 mod no_report_lost;
 // Oversized, garbage, slow and rude clients are cut off while a good client is served; every limit at its edge.
 mod bad_clients;
+// Connections that never authenticate, one certificate's many sessions, frames past the bytes-in-flight budget.
+mod admission;
 // `import` of bundles gives the same outcomes as the wire; broken bundles are reported by index.
 mod import;
 // The command line: init, device add/list/revoke, stats, and one-line errors.

@@ -63,6 +63,16 @@ fn header_for(payload: &[u8], max: u32) -> io::Result<[u8; HEADER_LEN]> {
 
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Option<Vec<u8>>, FrameError> {
+    match read_frame_len(r, max).await? {
+        None => Ok(None),
+        Some(len) => read_frame_body(r, len).await.map(Some),
+    }
+}
+
+/// Reads a frame's length prefix and checks it against the limit, so a
+/// caller can reserve room for the body before reading it. `Ok(None)` is a
+/// clean end of stream between frames.
+pub async fn read_frame_len<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Option<usize>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -76,13 +86,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Opt
         }
         got += n;
     }
-    let len = check_len(header, max)?;
+    check_len(header, max).map(Some)
+}
+
+/// Reads the `len` bytes of a frame's body (after [`read_frame_len`]).
+pub async fn read_frame_body<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> Result<Vec<u8>, FrameError> {
     let mut body = Vec::with_capacity(len.min(INITIAL_CAPACITY));
     let got = r.take(len as u64).read_to_end(&mut body).await?;
     if got < len {
         return Err(FrameError::Truncated { expected: len as u64, got: got as u64 });
     }
-    Ok(Some(body))
+    Ok(body)
 }
 
 /// Writes one frame (header and payload in one buffer, one write).

@@ -14,12 +14,36 @@ pub const MAX_FRAME: u32 = 4 * 1024 * 1024;
 /// valid size still fits in one [`MAX_FRAME`].
 pub const MAX_BATCH: u32 = 128;
 
-/// Most concurrent client connections a server serves; more wait in the
-/// kernel's accept queue.
+/// Most authenticated sessions a server serves at once; a laptop that
+/// finishes its handshake while all are taken waits (within the handshake
+/// timeout) for one to end.
 pub const MAX_CONNECTIONS: usize = 4096;
 
-/// Time a client has to finish the TLS handshake and send `Hello`.
+/// Time an agent waits for the TLS handshake and the server's `Welcome`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time the server gives a client, from TCP accept, to finish the TLS
+/// handshake and send `Hello`. Short, because until then anyone can hold
+/// the connection; an operator whose laptops sit behind very slow links
+/// (a few kbit/s) raises it with `--handshake-timeout`.
+pub const SERVER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Most connections a server holds that have not finished the TLS
+/// handshake (shown no certificate yet). At the budget, the oldest is
+/// dropped for each new one: accepting never pauses.
+pub const MAX_UNAUTHENTICATED: usize = 256;
+
+/// Most unauthenticated connections from one IP address (several laptops
+/// may share one address behind a satellite terminal's NAT).
+pub const MAX_UNAUTHENTICATED_PER_IP: usize = 32;
+
+/// Most sessions one client certificate may hold at once.
+pub const MAX_CONNECTIONS_PER_CERT: usize = 8;
+
+/// Most frame bytes all sessions together may hold in memory at once
+/// (frames being read, verified or committed). A session whose frame does
+/// not fit waits for others to finish before its body is read.
+pub const MAX_FRAME_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 
 /// Time a connection may stay silent between frames, and the time a single
 /// frame may take to arrive, before the server closes it.

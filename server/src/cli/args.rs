@@ -128,11 +128,26 @@ pub struct RunArgs {
     /// Most reports in one Submit (advertised to agents); more ends the connection.
     #[arg(long, value_name = "N", default_value_t = limits::MAX_BATCH)]
     pub max_batch: u32,
-    /// Most connections served at once; more wait in the kernel's queue.
+    /// Most authenticated sessions at once; a laptop that authenticates while all are taken
+    /// waits, within the handshake timeout, for one to end.
     #[arg(long, value_name = "N", default_value_t = limits::MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Seconds a client has to finish TLS and send Hello.
-    #[arg(long, value_name = "SECS", default_value_t = limits::HANDSHAKE_TIMEOUT.as_secs_f64())]
+    /// Most connections that have not finished the TLS handshake; at the budget the oldest is
+    /// dropped for each new one, so a flood of them cannot keep laptops out.
+    #[arg(long, value_name = "N", default_value_t = limits::MAX_UNAUTHENTICATED)]
+    pub max_unauthenticated: usize,
+    /// Most connections that have not finished the TLS handshake from one IP address.
+    #[arg(long, value_name = "N", default_value_t = limits::MAX_UNAUTHENTICATED_PER_IP)]
+    pub max_unauthenticated_per_ip: usize,
+    /// Most sessions one client certificate may hold at once; more are refused.
+    #[arg(long, value_name = "N", default_value_t = limits::MAX_CONNECTIONS_PER_CERT)]
+    pub max_connections_per_cert: usize,
+    /// Most frame bytes all sessions may hold in memory at once; a frame that does not fit waits.
+    #[arg(long, value_name = "BYTES", default_value_t = limits::MAX_FRAME_BYTES_IN_FLIGHT)]
+    pub max_frame_bytes_in_flight: u64,
+    /// Seconds a client has to finish TLS and send Hello (raise it for laptops on links of a
+    /// few kbit/s).
+    #[arg(long, value_name = "SECS", default_value_t = limits::SERVER_HANDSHAKE_TIMEOUT.as_secs_f64())]
     pub handshake_timeout: f64,
     /// Seconds a connection may stay silent, or take over one frame.
     #[arg(long, value_name = "SECS", default_value_t = limits::IDLE_TIMEOUT.as_secs_f64())]

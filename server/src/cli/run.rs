@@ -11,6 +11,10 @@ pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
         max_frame: args.max_frame,
         max_batch: args.max_batch,
         max_connections: args.max_connections,
+        max_unauthenticated: args.max_unauthenticated,
+        max_unauthenticated_per_ip: args.max_unauthenticated_per_ip,
+        max_connections_per_cert: args.max_connections_per_cert,
+        max_frame_bytes_in_flight: args.max_frame_bytes_in_flight,
         handshake_timeout: seconds(args.handshake_timeout, "handshake-timeout")?,
         idle_timeout: seconds(args.idle_timeout, "idle-timeout")?,
     };

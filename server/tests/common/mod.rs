@@ -138,6 +138,7 @@ pub fn quick_limits() -> Limits {
         max_connections: 256,
         handshake_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
     }
 }
 
