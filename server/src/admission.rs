@@ -22,7 +22,34 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+
+use crate::store::CertId;
+
+/// A client certificate as the server tells laptops apart: its hash (for
+/// [`CertSlots`]) and its serial and subject (recorded with each report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// SHA-256 of the certificate's DER.
+    pub hash: [u8; 32],
+    /// Serial and subject.
+    pub id: CertId,
+}
+
+impl ClientCert {
+    /// Reads a certificate the handshake accepted (the mission CA signed
+    /// it). A certificate x509-parser cannot read still gets its hash, with
+    /// the serial and subject marked unreadable.
+    pub fn from_der(der: &[u8]) -> ClientCert {
+        let hash = Sha256::digest(der).into();
+        let id = match x509_parser::parse_x509_certificate(der) {
+            Ok((_, cert)) => CertId { serial: hex::encode(cert.raw_serial()), subject: cert.subject().to_string() },
+            Err(_) => CertId { serial: "unreadable".into(), subject: "unreadable".into() },
+        };
+        ClientCert { hash, id }
+    }
+}
 
 /// The unauthenticated connections, oldest first.
 #[derive(Debug)]

@@ -67,7 +67,7 @@ pub fn session(data: &[u8]) -> usize {
             let mut stop = Shutdown::never();
             let mut summary = Summary::default();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            let _ = session::serve(&mut server_io, &world.ctx, deadline, &mut stop, "fuzz", &mut summary).await;
+            let _ = session::serve(&mut server_io, &world.ctx, deadline, &mut stop, "fuzz", None, &mut summary).await;
             drop(server_io);
         };
         let (out, ()) = tokio::join!(client, server);

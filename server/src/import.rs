@@ -136,7 +136,7 @@ impl Pipeline {
         let (verifier, writer) = (self.verifier.clone(), self.writer.clone());
         self.in_flight.push_back(self.rt.spawn(async move {
             let checked = verifier.check(batch).await?;
-            Ok(writer.commit(checked).await?)
+            Ok(writer.commit(checked, None).await?)
         }));
         while self.in_flight.len() > self.max_in_flight {
             self.finish_one(summary)?;

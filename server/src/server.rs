@@ -20,14 +20,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Duration, Instant};
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{CertSlots, Gate};
+use crate::admission::{CertSlots, ClientCert, Gate};
 use crate::config::{Config, LimitsError};
 use crate::session::{self, Context, End, Summary};
 use crate::shutdown::Shutdown;
@@ -216,15 +215,15 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
     // The client's certificate: the mission CA signed it (the handshake
     // checked), so its hash names one laptop's credentials.
     let cert = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-        Some(c) => Sha256::digest(c.as_ref()).into(),
+        Some(c) => ClientCert::from_der(c.as_ref()),
         None => {
             tracing::info!(%peer, "refused: no client certificate");
             return;
         }
     };
-    let Some(_slot) = me.certs.take(cert) else {
+    let Some(_slot) = me.certs.take(cert.hash) else {
         let cap = me.certs.cap();
-        tracing::warn!(%peer, cap, "refused: this certificate already holds its cap of sessions");
+        tracing::warn!(%peer, cap, cert_serial = %cert.id.serial, "refused: this certificate already holds its cap of sessions");
         let reason = format!(
             "this laptop's certificate already has {cap} connections open to the server; close the others and try again"
         );
@@ -235,7 +234,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
         return;
     };
     let mut summary = Summary::default();
-    let end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, &mut summary).await;
+    let end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, Some(Arc::new(cert.id)), &mut summary).await;
     match end {
         Ok(end) => {
             tracing::info!(%peer, ?end, batches = summary.batches, reports = summary.reports, "session closed");

@@ -25,11 +25,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
 use truce_shared::frame::{self, HEADER_LEN};
-use truce_shared::wire::{self, Message, Receipt, WireError, PROTOCOL_VERSION};
+use truce_shared::text::printable;
+use truce_shared::wire::{self, Message, Receipt, Status, WireError, PROTOCOL_VERSION};
 use truce_shared::{encoding, limits, signing};
 
 use crate::config::Limits;
 use crate::shutdown::Shutdown;
+use crate::store::CertId;
 use crate::verify::{Verifier, VerifyTaskFailed};
 use crate::writer::{WriteError, Writer};
 
@@ -125,13 +127,15 @@ pub struct Summary {
 }
 
 /// Runs one session on `io` until Bye, end of stream, shutdown or error.
-/// The Hello must arrive before `hello_deadline`.
+/// The Hello must arrive before `hello_deadline`. `cert` is the client
+/// certificate the session came through, recorded with every report.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     ctx: &Context,
     hello_deadline: Instant,
     shutdown: &mut Shutdown,
     peer: &str,
+    cert: Option<Arc<CertId>>,
     summary: &mut Summary,
 ) -> Result<End, SessionError> {
     let limits = &ctx.limits;
@@ -193,7 +197,15 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 // From here the batch runs to its Ack even if shutdown
                 // begins: the agent gets its answer.
                 let checked = ctx.verifier.check(reports).await?;
-                let results = ctx.writer.commit(checked).await?;
+                let results = ctx.writer.commit(checked, cert.clone()).await?;
+                let refused = results.iter().filter(|(_, s)| matches!(s, Status::Rejected(_))).count();
+                if refused > 0 {
+                    // Who sent what was refused, by their TLS identity: the
+                    // device key in a forged report proves nothing.
+                    let (serial, subject) =
+                        cert.as_deref().map(|c| (c.serial.as_str(), c.subject.as_str())).unwrap_or(("-", "-"));
+                    tracing::warn!(%peer, cert_serial = serial, cert_subject = %printable(subject), batch, refused, "reports refused");
+                }
                 // Committed: only now may the receipt say "held".
                 let server_time = truce_shared::time::now_ms();
                 let signature = signing::sign_receipt(&ctx.server_key, server_time, &wire::held_ids(&results));

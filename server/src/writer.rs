@@ -13,13 +13,14 @@
 //! same transaction or a later one. A failed commit answers every waiter
 //! with an error, so nothing is acknowledged that was not stored.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 use truce_shared::wire::Status;
 use truce_shared::Bytes32;
 
-use crate::store::{Store, StoreError};
+use crate::store::{CertId, Store, StoreError};
 use crate::verify::Checked;
 
 /// Most batches folded into one transaction, so one commit's latency stays
@@ -65,6 +66,8 @@ pub type Outcomes = Vec<(Bytes32, Status)>;
 
 struct Job {
     batch: Vec<Checked>,
+    /// The client certificate it came through; `None` for an import.
+    cert: Option<Arc<CertId>>,
     reply: oneshot::Sender<Result<Outcomes, WriteError>>,
 }
 
@@ -129,19 +132,20 @@ impl Writer {
         Ok((Writer { queue }, WriterThread(handle, Some(ended_rx))))
     }
 
-    /// Stores a verified batch; returns once it is durably committed, with
-    /// each report's outcome.
-    pub async fn commit(&self, batch: Vec<Checked>) -> Result<Outcomes, WriteError> {
+    /// Stores a verified batch that came through the client certificate
+    /// `cert` (`None` for an import); returns once it is durably committed,
+    /// with each report's outcome.
+    pub async fn commit(&self, batch: Vec<Checked>, cert: Option<Arc<CertId>>) -> Result<Outcomes, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job { batch, reply }).await.map_err(|_| WriteError::Stopped)?;
+        self.queue.send(Job { batch, cert, reply }).await.map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// [`Writer::commit`] for threads outside the async runtime (it panics
     /// on a runtime thread, as every blocking tokio call does).
-    pub fn commit_blocking(&self, batch: Vec<Checked>) -> Result<Outcomes, WriteError> {
+    pub fn commit_blocking(&self, batch: Vec<Checked>, cert: Option<Arc<CertId>>) -> Result<Outcomes, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.blocking_send(Job { batch, reply }).map_err(|_| WriteError::Stopped)?;
+        self.queue.blocking_send(Job { batch, cert, reply }).map_err(|_| WriteError::Stopped)?;
         answer.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
 }
@@ -179,7 +183,8 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let now = truce_shared::time::now_ms();
-        let batches: Vec<&[Checked]> = jobs.iter().map(|j| j.batch.as_slice()).collect();
+        let batches: Vec<(&[Checked], Option<&CertId>)> =
+            jobs.iter().map(|j| (j.batch.as_slice(), j.cert.as_deref())).collect();
         match commit(&mut store, &batches, now) {
             Ok(results) => {
                 tracing::debug!(batches = jobs.len(), reports, "committed");
@@ -194,7 +199,8 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
                 // its own transaction.
                 tracing::warn!(error = %e, batches = jobs.len(), "group commit failed; retrying batch by batch");
                 for job in jobs {
-                    let r = commit(&mut store, &[job.batch.as_slice()], now).map(|mut v| v.remove(0));
+                    let r = commit(&mut store, &[(job.batch.as_slice(), job.cert.as_deref())], now)
+                        .map(|mut v| v.remove(0));
                     let _ = job.reply.send(r.map_err(|e| failed(&e)));
                 }
             }
@@ -207,9 +213,9 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
 
 /// Applies each batch in ONE transaction and commits it; the results are
 /// durable when this returns `Ok`.
-fn commit(store: &mut Store, batches: &[&[Checked]], now: i64) -> Result<Vec<Outcomes>, StoreError> {
+fn commit(store: &mut Store, batches: &[(&[Checked], Option<&CertId>)], now: i64) -> Result<Vec<Outcomes>, StoreError> {
     let tx = store.begin()?;
-    let results = batches.iter().map(|b| Store::apply(&tx, b, now)).collect::<Result<Vec<_>, _>>()?;
+    let results = batches.iter().map(|(b, cert)| Store::apply(&tx, b, now, *cert)).collect::<Result<Vec<_>, _>>()?;
     tx.commit()?;
     Ok(results)
 }
@@ -229,7 +235,7 @@ mod tests {
         let path = dir.path().join("t.sqlite");
         let (w, thread) = Writer::spawn(Store::open(&path).unwrap()).unwrap();
         let bad = truce_shared::SignedReport { body: vec![1, 2, 3], signature: truce_shared::Signature64([0; 64]) };
-        let out = w.commit(vec![Checked::check(bad)]).await.unwrap();
+        let out = w.commit(vec![Checked::check(bad)], None).await.unwrap();
         assert!(matches!(out[0].1, Status::Rejected(_)));
         // Another connection sees the row as soon as the answer arrived.
         let n: i64 =

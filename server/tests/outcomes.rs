@@ -216,3 +216,40 @@ async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_an
     c.bye().await;
     server.stop().await;
 }
+
+/// The serial (hex) and subject of the PEM certificate at `path`.
+fn serial_and_subject(path: &std::path::Path) -> (String, String) {
+    let pem = std::fs::read(path).unwrap();
+    let der = rustls_pemfile::certs(&mut pem.as_slice()).next().unwrap().unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    (hex::encode(cert.raw_serial()), cert.subject().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_report_keeps_the_certificate_it_came_through() {
+    let pki = Pki::new(&["laptop-07", "laptop-08"]);
+    let server = TestServer::start(&pki, quick_limits()).await;
+    let mut d = Device::fixed(71);
+    server.store().add_device(&d.public(), None, truce_shared::time::now_ms()).unwrap();
+    let mut c = Client::open(server.addr, pki.client_tls("laptop-07")).await;
+    let first = d.next("through laptop-07's certificate");
+    c.submit(vec![first.clone()]).await;
+    c.bye().await;
+    // The same key through another certificate (a laptop re-issued, or a
+    // key copied): the record shows which credentials each report used.
+    let mut c = Client::open(server.addr, pki.client_tls("laptop-08")).await;
+    let second = d.next("through laptop-08's certificate");
+    c.submit(vec![second.clone()]).await;
+    c.bye().await;
+    let rows: Vec<serde_json::Value> =
+        ok(server.cli(&["export", "--format", "jsonl"])).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    for (row, (report, name)) in rows.iter().zip([(&first, "laptop-07"), (&second, "laptop-08")]) {
+        let (serial, subject) = serial_and_subject(&pki.file(&format!("{name}.pem")));
+        assert_eq!(row["id"], hex::encode(report.id()));
+        assert_eq!(row["cert_serial"], serial.as_str(), "{row}");
+        assert_eq!(row["cert_subject"], subject.as_str(), "{row}");
+        assert!(subject.contains(&format!("CN={name}")), "{subject}");
+    }
+    server.stop().await;
+}

@@ -31,7 +31,7 @@ fn a_report_replayed_a_million_times_is_one_row() {
         // The writer's own rule, 10,000 arrivals per transaction.
         let batch: Vec<Checked> = (0..10_000).map(|_| Checked::Valid(Box::new(verified.clone()))).collect();
         let tx = store.begin().unwrap();
-        for (_, s) in Store::apply(&tx, &batch, 0).unwrap() {
+        for (_, s) in Store::apply(&tx, &batch, 0, None).unwrap() {
             match s {
                 Status::Quarantined(_) | Status::Accepted => accepted += 1,
                 Status::Duplicate => duplicate += 1,

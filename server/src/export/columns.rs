@@ -126,7 +126,7 @@ struct Column {
 /// The columns, in CSV order. Field names and meanings are public
 /// (`server/INVESTIGATORS.md`); the known answers in `known_answers/` pin
 /// what each format writes.
-const COLUMNS: [Column; 31] = [
+const COLUMNS: [Column; 33] = [
     // Report id, 64 hex.
     Column { name: "id", value: |r| word(hex(&r.row.id)) },
     // Device public key, 64 hex.
@@ -188,6 +188,10 @@ const COLUMNS: [Column; 31] = [
     // The incident it belongs to, and how many devices report it.
     Column { name: "incident", value: |r| Cell::Signed(r.row.incident) },
     Column { name: "corroboration", value: |r| Cell::Unsigned(r.row.corroboration) },
+    // The client certificate it came through (serial, hex; subject); empty
+    // when it was imported from a bundle.
+    Column { name: "cert_serial", value: |r| maybe_word(r.row.cert.as_ref().map(|c| c.serial.as_str())) },
+    Column { name: "cert_subject", value: |r| Cell::Text(r.row.cert.as_ref().map(|c| c.subject.as_str())) },
 ];
 
 /// The CSV header: the columns' names in order.

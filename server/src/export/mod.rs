@@ -235,7 +235,7 @@ mod tests {
             .collect();
         let checked: Vec<Checked> = reports.iter().cloned().map(Checked::check).collect();
         let tx = store.begin().unwrap();
-        Store::apply(&tx, &checked, 1).unwrap();
+        Store::apply(&tx, &checked, 1, None).unwrap();
         tx.commit().unwrap();
         (store, reports)
     }
@@ -321,6 +321,7 @@ mod tests {
 #[cfg(test)]
 pub(super) mod golden {
     use super::*;
+    use crate::store::CertId;
     use crate::verify::Checked;
     use ed25519_dalek::SigningKey;
     use truce_shared::{
@@ -387,10 +388,12 @@ pub(super) mod golden {
         near.description = "@SUM(A1)".into();
         let b1 = sign(&b, 1, [0; 32], None, near);
         let s1 = sign(&stranger, 1, [0; 32], None, plain);
-        let reports: Vec<SignedReport> = vec![a1, a2, b1, s1];
-        let checked: Vec<Checked> = reports.into_iter().map(Checked::check).collect();
+        let check = |reports: Vec<SignedReport>| -> Vec<Checked> { reports.into_iter().map(Checked::check).collect() };
         let tx = store.begin().unwrap();
-        Store::apply(&tx, &checked, t + 100_000).unwrap();
+        // Three came over TLS, one in a bundle.
+        let cert = CertId { serial: "5f3a09c2".into(), subject: "CN=laptop-07, O=\"Mission\", OU==x".into() };
+        Store::apply(&tx, &check(vec![a1, a2, b1]), t + 100_000, Some(&cert)).unwrap();
+        Store::apply(&tx, &check(vec![s1]), t + 100_000, None).unwrap();
         tx.commit().unwrap();
         store
     }

@@ -7,7 +7,7 @@ use truce_shared::wire::Status;
 use truce_shared::{limits, Bytes32};
 
 use super::incidents;
-use super::{category_name, ReportStatus, Store, StoreError};
+use super::{category_name, CertId, ReportStatus, Store, StoreError};
 use crate::incidents::Window;
 use crate::verify::Checked;
 
@@ -26,12 +26,18 @@ impl Store {
     /// commit); nothing is durable, or may be acknowledged, before that
     /// commit returns.
     ///
-    /// `now` is the `received_at` of every report stored.
-    pub fn apply(tx: &Transaction<'_>, batch: &[Checked], now: i64) -> Result<Vec<(Bytes32, Status)>, StoreError> {
+    /// `now` is the `received_at` of every report stored, `cert` the client
+    /// certificate the batch came through (`None` for an import).
+    pub fn apply(
+        tx: &Transaction<'_>,
+        batch: &[Checked],
+        now: i64,
+        cert: Option<&CertId>,
+    ) -> Result<Vec<(Bytes32, Status)>, StoreError> {
         let window = incidents::load_window(tx)?;
         // A batch is usually one device's: its enrolment is read once.
         let mut devices = HashMap::new();
-        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now, window, &mut devices)?))).collect()
+        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now, window, &mut devices, cert)?))).collect()
     }
 }
 
@@ -56,6 +62,7 @@ fn apply_one(
     now: i64,
     window: Window,
     devices: &mut HashMap<Bytes32, Enrolment>,
+    cert: Option<&CertId>,
 ) -> Result<Status, StoreError> {
     let v = match item {
         Checked::Invalid { id, report, error } => {
@@ -155,8 +162,9 @@ fn apply_one(
         if status == ReportStatus::Verified { incidents::place_new(tx, &id, &member, window)? } else { None };
     tx.prepare_cached(
         "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category, lat, lon,
-                              amends, body, signature, status, reason, received_at, ev_lat, ev_lon, incident)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                              amends, body, signature, status, reason, received_at, ev_lat, ev_lon, incident,
+                              cert_serial, cert_subject)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?
     .execute(params![
         &id[..],
@@ -178,6 +186,8 @@ fn apply_one(
         ev_lat,
         ev_lon,
         incident,
+        cert.map(|c| &c.serial),
+        cert.map(|c| &c.subject),
     ])?;
     if status == ReportStatus::Verified {
         incidents::stored_verified(tx, incident, &member, env.amends.as_ref().map(|a| &a[..]), window)?;

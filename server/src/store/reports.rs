@@ -86,6 +86,19 @@ pub struct ReportRow {
     pub corroboration: Option<u64>,
     /// The latest verified report of the same device that amends this one.
     pub amended_by: Option<Bytes32>,
+    /// The client certificate it came through; `None` when it was imported
+    /// from a bundle (or stored before certificates were recorded).
+    pub cert: Option<CertId>,
+}
+
+/// The client certificate a report came through: how a stored report is
+/// tied to the laptop's TLS credentials, beside its device key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertId {
+    /// The certificate's serial number, lower-case hex.
+    pub serial: String,
+    /// Its subject, as `CN=laptop-07, O=…`.
+    pub subject: String,
 }
 
 impl std::fmt::Debug for ReportRow {
@@ -182,7 +195,7 @@ const AMENDED_BY: &str = "(SELECT x.id FROM reports x WHERE x.amends = r.id AND 
       AND x.status = 'verified' ORDER BY x.seq DESC LIMIT 1)";
 
 const REPORT_COLUMNS: &str = "r.n, r.id, r.device, d.name, r.seq, r.prev, r.body, r.signature, r.status, r.reason,
-     r.received_at, r.incident, i.devices";
+     r.received_at, r.incident, i.devices, r.cert_serial, r.cert_subject";
 
 const REPORT_FROM: &str =
     "FROM reports r LEFT JOIN devices d ON d.key = r.device LEFT JOIN incidents i ON i.id = r.incident";
@@ -232,7 +245,11 @@ fn report_row(row: &Row<'_>) -> rusqlite::Result<ReportRow> {
         received_at: row.get(10)?,
         incident: row.get(11)?,
         corroboration: row.get::<_, Option<i64>>(12)?.map(|c| c as u64),
-        amended_by: opt_blob32(row, 13)?,
+        cert: match (row.get::<_, Option<String>>(13)?, row.get::<_, Option<String>>(14)?) {
+            (Some(serial), Some(subject)) => Some(CertId { serial, subject }),
+            _ => None,
+        },
+        amended_by: opt_blob32(row, 15)?,
     })
 }
 

@@ -25,6 +25,10 @@
 //!             last observed_at, reports, devices (the corroboration count)
 //! incident_devices  the distinct devices of each incident
 //! settings    named values: the incident window (minutes, metres)
+//!
+//! version 6 (TLS identity):
+//! reports     + cert_serial, cert_subject: the client certificate a report
+//!             came through (NULL when imported from a bundle)
 //! ```
 //!
 //! Times are unix milliseconds UTC. `seq` is stored as the two's-complement
@@ -36,7 +40,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Migrations in order; `user_version` = how many have been applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -164,6 +168,14 @@ CREATE INDEX reports_amends ON reports (amends, seq) WHERE amends IS NOT NULL;
 /// writer. An export by category walks the observation-time index instead.
 const V5: &str = "
 DROP INDEX reports_category_time;
+";
+
+/// Version 6: each report keeps the client certificate it came through
+/// (serial, lower-case hex, and subject), NULL for reports imported from a
+/// bundle and for those stored before this version.
+const V6: &str = "
+ALTER TABLE reports ADD COLUMN cert_serial TEXT;
+ALTER TABLE reports ADD COLUMN cert_subject TEXT;
 ";
 
 /// Brings the database up to [`SCHEMA_VERSION`], one migration per

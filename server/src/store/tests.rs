@@ -40,7 +40,7 @@ fn report(key: &SigningKey, seq: u64, prev: Bytes32, t: i64) -> SignedReport {
 fn apply(store: &mut Store, reports: &[SignedReport]) -> Vec<Status> {
     let checked: Vec<Checked> = reports.iter().cloned().map(Checked::check).collect();
     let tx = store.begin().unwrap();
-    let out = Store::apply(&tx, &checked, 1_000).unwrap();
+    let out = Store::apply(&tx, &checked, 1_000, None).unwrap();
     tx.commit().unwrap();
     out.into_iter().map(|(_, s)| s).collect()
 }
