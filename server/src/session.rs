@@ -31,7 +31,7 @@ use truce_shared::{encoding, limits, signing};
 
 use crate::config::Limits;
 use crate::shutdown::Shutdown;
-use crate::store::CertId;
+use crate::store::{CertId, Contact};
 use crate::verify::{Verifier, VerifyTaskFailed};
 use crate::writer::{WriteError, Writer};
 
@@ -162,6 +162,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         max_frame: limits.max_frame,
     };
     send(io, &welcome, limits).await?;
+    ctx.writer.note_contact(Contact { device, cert: cert.as_deref().cloned(), peer: peer.to_string() });
     tracing::info!(%peer, device = %signing::fingerprint(&device), agent = %agent, "session open");
 
     loop {

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use truce_shared::wire::Status;
 use truce_shared::Bytes32;
 
-use crate::store::{CertId, Store, StoreError};
+use crate::store::{CertId, Contact, Store, StoreError};
 use crate::verify::Checked;
 
 /// Most batches folded into one transaction, so one commit's latency stays
@@ -68,6 +68,8 @@ struct Job {
     batch: Vec<Checked>,
     /// The client certificate it came through; `None` for an import.
     cert: Option<Arc<CertId>>,
+    /// A session opened (recorded for `device list`), with an empty batch.
+    contact: Option<Contact>,
     reply: oneshot::Sender<Result<Outcomes, WriteError>>,
 }
 
@@ -137,15 +139,26 @@ impl Writer {
     /// with each report's outcome.
     pub async fn commit(&self, batch: Vec<Checked>, cert: Option<Arc<CertId>>) -> Result<Outcomes, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job { batch, cert, reply }).await.map_err(|_| WriteError::Stopped)?;
+        self.queue.send(Job { batch, cert, contact: None, reply }).await.map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Records that a session opened (the device its Hello named, its
+    /// certificate and address), in the next group commit. Nothing waits
+    /// for it: a session is served whether or not this is stored.
+    pub fn note_contact(&self, contact: Contact) {
+        let (reply, _) = oneshot::channel();
+        let job = Job { batch: Vec::new(), cert: None, contact: Some(contact), reply };
+        if self.queue.try_send(job).is_err() {
+            tracing::debug!("the writer's queue is full: this session's contact is not recorded");
+        }
     }
 
     /// [`Writer::commit`] for threads outside the async runtime (it panics
     /// on a runtime thread, as every blocking tokio call does).
     pub fn commit_blocking(&self, batch: Vec<Checked>, cert: Option<Arc<CertId>>) -> Result<Outcomes, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.blocking_send(Job { batch, cert, reply }).map_err(|_| WriteError::Stopped)?;
+        self.queue.blocking_send(Job { batch, cert, contact: None, reply }).map_err(|_| WriteError::Stopped)?;
         answer.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
 }
@@ -183,8 +196,7 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let now = truce_shared::time::now_ms();
-        let batches: Vec<(&[Checked], Option<&CertId>)> =
-            jobs.iter().map(|j| (j.batch.as_slice(), j.cert.as_deref())).collect();
+        let batches: Vec<Work<'_>> = jobs.iter().map(Work::of).collect();
         match commit(&mut store, &batches, now) {
             Ok(results) => {
                 tracing::debug!(batches = jobs.len(), reports, "committed");
@@ -199,8 +211,7 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
                 // its own transaction.
                 tracing::warn!(error = %e, batches = jobs.len(), "group commit failed; retrying batch by batch");
                 for job in jobs {
-                    let r = commit(&mut store, &[(job.batch.as_slice(), job.cert.as_deref())], now)
-                        .map(|mut v| v.remove(0));
+                    let r = commit(&mut store, &[Work::of(&job)], now).map(|mut v| v.remove(0));
                     let _ = job.reply.send(r.map_err(|e| failed(&e)));
                 }
             }
@@ -213,9 +224,30 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
 
 /// Applies each batch in ONE transaction and commits it; the results are
 /// durable when this returns `Ok`.
-fn commit(store: &mut Store, batches: &[(&[Checked], Option<&CertId>)], now: i64) -> Result<Vec<Outcomes>, StoreError> {
+/// One job's part of a group commit.
+struct Work<'a> {
+    batch: &'a [Checked],
+    cert: Option<&'a CertId>,
+    contact: Option<&'a Contact>,
+}
+
+impl<'a> Work<'a> {
+    fn of(job: &'a Job) -> Work<'a> {
+        Work { batch: &job.batch, cert: job.cert.as_deref(), contact: job.contact.as_ref() }
+    }
+}
+
+fn commit(store: &mut Store, work: &[Work<'_>], now: i64) -> Result<Vec<Outcomes>, StoreError> {
     let tx = store.begin()?;
-    let results = batches.iter().map(|(b, cert)| Store::apply(&tx, b, now, *cert)).collect::<Result<Vec<_>, _>>()?;
+    let results = work
+        .iter()
+        .map(|w| {
+            if let Some(c) = w.contact {
+                Store::record_contact(&tx, c, now)?;
+            }
+            Store::apply(&tx, w.batch, now, w.cert)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     tx.commit()?;
     Ok(results)
 }

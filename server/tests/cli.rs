@@ -158,3 +158,59 @@ fn names_and_reasons_reach_the_terminal_escaped_and_json_keeps_them() {
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(v["name"], name);
 }
+
+/// A session as a laptop with `device` opens it: Hello naming the key,
+/// then one Submit of `reports`, answered.
+async fn sync_as(
+    server: &TestServer,
+    pki: &Pki,
+    cert: &str,
+    device: &Device,
+    reports: Vec<truce_shared::SignedReport>,
+) {
+    use truce_shared::wire::{self, Message, PROTOCOL_VERSION};
+    let max = truce_shared::limits::MAX_FRAME;
+    let mut tls = connect(server.addr, pki.client_tls(cert)).await.unwrap();
+    let hello = Message::Hello { protocol: PROTOCOL_VERSION, agent_version: "test".into(), device: device.public() };
+    wire::write_message(&mut tls, &hello, max).await.unwrap();
+    assert!(matches!(wire::read_message(&mut tls, max).await.unwrap(), Some(Message::Welcome { .. })));
+    wire::write_message(&mut tls, &Message::Submit { batch: 1, reports }, max).await.unwrap();
+    assert!(matches!(wire::read_message(&mut tls, max).await.unwrap(), Some(Message::Ack { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_list_says_who_has_gone_quiet() {
+    let pki = Pki::new(&["laptop-07"]);
+    let server = TestServer::start(&pki, quick_limits()).await;
+    let mut heard = Device::fixed(81);
+    let silent = Device::fixed(82);
+    ok(server.cli(&["device", "add", &heard.hex(), "--name", "laptop-07"]));
+    ok(server.cli(&["device", "add", &silent.hex(), "--name", "laptop-08"]));
+    let reports = heard.batch(2, "heard from");
+    sync_as(&server, &pki, "laptop-07", &heard, reports).await;
+
+    let list: Vec<serde_json::Value> =
+        ok(server.cli(&["device", "list", "--json"])).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(list.len(), 2);
+    let (a, b) = (&list[0], &list[1]);
+    assert_eq!(a["name"], "laptop-07");
+    assert!(a["last_session_at"].is_string(), "{a}");
+    assert!(a["last_report_at"].is_string(), "{a}");
+    assert_eq!(a["reports_24h"], 2);
+    assert_eq!(a["missing_seqs"], 0);
+    assert!(a["last_session_cert_subject"].as_str().unwrap().contains("CN=laptop-07"), "{a}");
+    assert!(a["last_session_cert_serial"].as_str().is_some_and(|s| !s.is_empty()), "{a}");
+    assert_eq!(b["name"], "laptop-08");
+    assert!(b["last_session_at"].is_null() && b["last_report_at"].is_null(), "{b}");
+    assert_eq!(b["reports_24h"], 0);
+
+    // Text, for a coordinator: who has been silent for an hour.
+    let silent_list = ok(server.cli(&["device", "list", "--silent-for", "1h"]));
+    assert!(silent_list.contains("laptop-08") && silent_list.contains("never heard from"), "{silent_list}");
+    assert!(!silent_list.contains("laptop-07"), "{silent_list}");
+    let all = ok(server.cli(&["device", "list"]));
+    assert!(all.contains("last session") && all.contains("2 in the last 24 h"), "{all}");
+    let err = fails(server.cli(&["device", "list", "--silent-for", "soon"]));
+    assert!(one_line(&err).contains("--silent-for \"soon\": give a duration such as 30m, 24h or 7d"), "{err}");
+    server.stop().await;
+}

@@ -168,8 +168,17 @@ pub enum DeviceCmd {
         #[arg(long)]
         name: Option<String>,
     },
-    /// List enrolled and revoked devices.
-    List,
+    /// List enrolled and revoked devices, and when each was last heard from.
+    ///
+    /// For each: its last session (and the certificate it came through), its last report, the
+    /// reports received in the last 24 hours and the seqs missing from its chain. Example, the
+    /// laptops not heard from for a day:
+    ///   truce-server device list --silent-for 24h
+    List {
+        /// Only devices not heard from (no session, no report) for this long: 30m, 24h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        silent_for: Option<String>,
+    },
     /// Revoke a device: its reports received from now on are quarantined.
     Revoke {
         /// The device's public key, 64 hex digits.

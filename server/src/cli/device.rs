@@ -2,15 +2,56 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
 use serde_json::json;
 use truce_shared::signing::fingerprint;
 use truce_shared::text::printable;
 use truce_shared::time::format_ms;
+use truce_shared::Bytes32;
 
 use super::args::{parse_key, DeviceCmd};
 use crate::paths::DataDir;
-use crate::store::Device;
+use crate::store::{Activity, Device};
+
+/// A day, in ms.
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// The time before which a device counts as silent: `now` minus `duration`.
+fn silent_cutoff(duration: &str, now: i64) -> Result<i64> {
+    let d = duration.trim();
+    let ago = if d.starts_with('-') { d.to_string() } else { format!("-{d}") };
+    truce_shared::time::parse_time(&ago, now)
+        .ok()
+        .filter(|t| *t <= now)
+        .with_context(|| format!("--silent-for {duration:?}: give a duration such as 30m, 24h or 7d"))
+}
+
+/// What the server last heard from a device, in one line.
+fn activity_line(a: Option<&Activity>, missing: u64) -> String {
+    let Some(a) = a.filter(|a| a.last_heard_at().is_some()) else { return "never heard from".into() };
+    let mut parts = Vec::new();
+    match (a.last_session_at, &a.last_session_cert) {
+        (Some(t), Some(c)) => parts.push(format!(
+            "last session {} via certificate {} ({})",
+            format_ms(t),
+            c.serial,
+            printable(&c.subject)
+        )),
+        (Some(t), None) => parts.push(format!("last session {}", format_ms(t))),
+        (None, _) => parts.push("no session recorded".into()),
+    }
+    match a.last_report_at {
+        Some(t) => parts.push(format!("last report {}", format_ms(t))),
+        None => parts.push("no report".into()),
+    }
+    parts.push(format!("{} in the last 24 h", a.reports_since));
+    if missing > 0 {
+        parts.push(format!("{missing} seq(s) missing"));
+    }
+    parts.join("; ")
+}
 
 fn device_json(d: &Device) -> serde_json::Value {
     json!({
@@ -48,11 +89,37 @@ pub(super) fn run(dir: &DataDir, cmd: DeviceCmd, json: bool, out: &mut impl Writ
                 writeln!(out)?;
             }
         }
-        DeviceCmd::List => {
-            let devices = dir.open_store()?.devices()?;
+        DeviceCmd::List { silent_for } => {
+            let cutoff = silent_for.as_deref().map(|d| silent_cutoff(d, now)).transpose()?;
+            let store = dir.open_store()?;
+            let devices = store.devices()?;
+            let activity: HashMap<Bytes32, Activity> =
+                store.activity(now - DAY_MS)?.into_iter().map(|a| (a.device, a)).collect();
+            let missing: HashMap<String, u64> =
+                store.stats()?.chains.into_iter().map(|c| (c.device, c.missing)).collect();
+            let mut listed = 0;
             for d in &devices {
+                let a = activity.get(&d.key);
+                let heard = a.and_then(Activity::last_heard_at);
+                if let Some(cutoff) = cutoff {
+                    if heard.is_some_and(|t| t >= cutoff) {
+                        continue;
+                    }
+                }
+                listed += 1;
+                let missing = missing.get(&hex::encode(d.key)).copied().unwrap_or(0);
                 if json {
-                    writeln!(out, "{}", device_json(d))?;
+                    let mut v = device_json(d);
+                    v["last_session_at"] = json!(a.and_then(|a| a.last_session_at).map(format_ms));
+                    v["last_session_cert_serial"] =
+                        json!(a.and_then(|a| a.last_session_cert.as_ref()).map(|c| &c.serial));
+                    v["last_session_cert_subject"] =
+                        json!(a.and_then(|a| a.last_session_cert.as_ref()).map(|c| &c.subject));
+                    v["last_session_peer"] = json!(a.and_then(|a| a.last_session_peer.as_ref()));
+                    v["last_report_at"] = json!(a.and_then(|a| a.last_report_at).map(format_ms));
+                    v["reports_24h"] = json!(a.map_or(0, |a| a.reports_since));
+                    v["missing_seqs"] = json!(missing);
+                    writeln!(out, "{v}")?;
                 } else {
                     write!(
                         out,
@@ -69,10 +136,15 @@ pub(super) fn run(dir: &DataDir, cmd: DeviceCmd, json: bool, out: &mut impl Writ
                         }
                     }
                     writeln!(out)?;
+                    writeln!(out, "    {}", activity_line(a, missing))?;
                 }
             }
             if devices.is_empty() && !json {
                 writeln!(out, "no devices enrolled: `truce-server device add KEY --name NAME`")?;
+            } else if listed == 0 && !json {
+                if let Some(d) = &silent_for {
+                    writeln!(out, "every device was heard from within {d}")?;
+                }
             }
         }
         DeviceCmd::Revoke { key, reason } => {

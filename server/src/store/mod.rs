@@ -21,6 +21,7 @@
 //! - `error.rs`: [`StoreError`] and [`DeviceError`].
 //! - `outcome.rs`: DESIGN §5's outcome rules for a batch ([`Store::apply`]).
 //! - `devices.rs`: the device registry: enrol, revoke, list.
+//! - `contacts.rs`: who has been heard from, and when.
 //! - `reports.rs`: stored reports and rejections, and the queries that
 //!   stream them.
 //! - `incidents.rs`: incidents kept up to date as reports arrive.
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+mod contacts;
 mod devices;
 mod error;
 mod incidents;
@@ -40,6 +42,7 @@ pub mod schema;
 #[cfg(test)]
 mod tests;
 
+pub use contacts::{Activity, Contact};
 pub use devices::{Device, Enrolled, Revoked};
 pub use error::{DeviceError, StoreError};
 pub use outcome::{REASON_EQUIVOCATION, REASON_REVOKED, REASON_UNKNOWN_DEVICE};

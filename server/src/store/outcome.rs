@@ -34,6 +34,9 @@ impl Store {
         now: i64,
         cert: Option<&CertId>,
     ) -> Result<Vec<(Bytes32, Status)>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let window = incidents::load_window(tx)?;
         // A batch is usually one device's: its enrolment is read once.
         let mut devices = HashMap::new();

@@ -29,6 +29,10 @@
 //! version 6 (TLS identity):
 //! reports     + cert_serial, cert_subject: the client certificate a report
 //!             came through (NULL when imported from a bundle)
+//!
+//! version 7 (who has gone quiet):
+//! contacts    each device's last session: when, the certificate and the
+//!             address it came through
 //! ```
 //!
 //! Times are unix milliseconds UTC. `seq` is stored as the two's-complement
@@ -40,7 +44,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::store::StoreError;
 
 /// Migrations in order; `user_version` = how many have been applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -176,6 +180,20 @@ DROP INDEX reports_category_time;
 const V6: &str = "
 ALTER TABLE reports ADD COLUMN cert_serial TEXT;
 ALTER TABLE reports ADD COLUMN cert_subject TEXT;
+";
+
+/// Version 7: each device's last session (the device key its Hello named,
+/// the certificate and address it came through), for `device list`. The
+/// reports a device sent are found through (device, seq): no new index,
+/// so the writer pays nothing more per report.
+const V7: &str = "
+CREATE TABLE contacts (
+    device          BLOB PRIMARY KEY,
+    last_session_at INTEGER NOT NULL,
+    cert_serial     TEXT,
+    cert_subject    TEXT,
+    peer            TEXT
+) WITHOUT ROWID;
 ";
 
 /// Brings the database up to [`SCHEMA_VERSION`], one migration per
