@@ -160,5 +160,37 @@ impl AgentError {
     }
 }
 
+impl From<truce_shared::fs::FsError> for AgentError {
+    /// A file operation of `truce_shared::fs`, worded as the agent's others.
+    fn from(e: truce_shared::fs::FsError) -> Self {
+        AgentError::Io { what: e.step.cannot(), path: e.path, source: e.source }
+    }
+}
+
+impl From<truce_shared::pem::PemError> for AgentError {
+    /// A certificate or key file that gave nothing usable, with what to give
+    /// instead; never the file's content.
+    fn from(e: truce_shared::pem::PemError) -> Self {
+        use truce_shared::pem::{PemError, PemKind};
+        let (path, message) = match e {
+            PemError::Read { path, source } => return AgentError::Io { what: "cannot read", path, source },
+            PemError::Invalid { path, kind: PemKind::Certificates, .. } => {
+                (path, "not a valid PEM file: give a certificate in PEM form (-----BEGIN CERTIFICATE-----)")
+            }
+            PemError::Missing { path, kind: PemKind::Certificates } => {
+                (path, "holds no certificate: give a certificate in PEM form (-----BEGIN CERTIFICATE-----)")
+            }
+            PemError::Invalid { path, kind: PemKind::PrivateKey, .. }
+            | PemError::Missing { path, kind: PemKind::PrivateKey } => {
+                (path, "holds no private key: give the client key in PEM form (-----BEGIN PRIVATE KEY-----)")
+            }
+            PemError::Invalid { path, kind: PemKind::Crls, .. } | PemError::Missing { path, kind: PemKind::Crls } => {
+                (path, "holds no CRL: give a CRL in PEM form (-----BEGIN X509 CRL-----)")
+            }
+        };
+        AgentError::Pem { path, message: message.into() }
+    }
+}
+
 /// The agent's result type.
 pub type Result<T, E = AgentError> = std::result::Result<T, E>;

@@ -18,7 +18,7 @@ use truce_shared::time::format_ms;
 use truce_shared::{limits, Category, Position};
 
 use crate::error::{AgentError, Result};
-use crate::record::{self, kebab, RecordInput, CATEGORIES};
+use crate::record::{self, RecordInput};
 
 /// A question-and-answer session over a reader and a writer.
 struct Dialogue<'a> {
@@ -86,7 +86,8 @@ pub fn ask_record(
 ) -> Result<RecordInput> {
     let mut d = Dialogue { input, out };
     d.say("New report. Press Enter to take the value in [brackets]; Ctrl-D cancels.")?;
-    let names: Vec<String> = CATEGORIES.iter().enumerate().map(|(i, c)| format!("{:>2} {}", i + 1, kebab(c))).collect();
+    let names: Vec<String> =
+        Category::ALL.iter().enumerate().map(|(i, c)| format!("{:>2} {}", i + 1, c.name())).collect();
     for row in names.chunks(3) {
         d.say(&format!("  {}", row.iter().map(|n| format!("{n:<24}")).collect::<String>().trim_end()))?;
     }
@@ -178,7 +179,7 @@ pub fn ask_record(
         }
     }
 
-    let mut summary = format!("{} at {}, {}, {}", kebab(&category), lat, lon, format_ms(observed_at));
+    let mut summary = format!("{} at {}, {}, {}", category.name(), lat, lon, format_ms(observed_at));
     if let Some(u) = observed_until {
         summary.push_str(&format!(" until {}", format_ms(u)));
     }

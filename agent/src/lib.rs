@@ -25,8 +25,10 @@
 //!
 //! # Layout
 //!
-//! - [`agent`]: [`Agent`], one device (key + queue): init, open, record,
-//!   answers from the server, status, bundle export, chain check.
+//! - [`agent`]: [`Agent`], one device (key + queue), its methods one file
+//!   per concept: open and read (`mod.rs`), the keyring's life (`init`,
+//!   `upgrade`, passphrase, `wipe`), `record`, what sync writes back, and
+//!   [`link`] (the server address and certificates).
 //! - [`queue`]: the SQLite queue (schema, the one-transaction append,
 //!   streaming reads, answers and receipts, pruning).
 //! - [`record`]: [`RecordInput`], the field parsers shared by flags and
@@ -36,17 +38,18 @@
 //! - [`vault`]: sealing: the passphrase, Argon2id, the keyring, the data
 //!   key that encrypts queued reports, evidence copies and the TLS key.
 //! - [`upgrade`]: converting a data dir made before sealing.
-//! - [`platform`]: what differs between Linux, macOS and Windows (private
-//!   files, shutdown signals, core dumps), behind `cfg(unix)`.
-//! - [`paths`]: the data directory and what is in it; atomic writes.
-//! - [`link`]: storing the server address and certificates.
+//! - [`platform`]: the agent's own unix-only call (core dumps off), behind
+//!   `cfg(unix)`; private files, atomic writes and shutdown signals are
+//!   `truce_shared::fs` and `truce_shared::signal`.
+//! - [`paths`]: the data directory and what is in it; shredding a file.
 //! - [`sync`]: delivering the queue to the server (one session, or
 //!   `--watch` with backoff), progress, receipts; [`sync::SyncError`] says
 //!   what failed and whether a retry can fix it.
-//! - [`tls`]: the rustls client configuration, PEM loading.
+//! - [`tls`]: the rustls client configuration (PEM files are read by
+//!   `truce_shared::pem`).
 //! - [`bundle`]: `bundle export`.
-//! - [`output`]: text and JSON output of the CLI.
-//! - [`cli`]: argument parsing and the commands.
+//! - [`cli`]: the command line: parsing (`cli/args.rs`), then one file per
+//!   command with its text and JSON output.
 //! - [`error`]: [`AgentError`], one line a person can act on.
 //!
 //! Report types, encoding, signing, verification, framing and bundles are
@@ -61,8 +64,6 @@ pub mod cli;
 pub mod error;
 pub mod interactive;
 pub mod keys;
-pub mod link;
-pub mod output;
 pub mod paths;
 pub mod platform;
 pub mod queue;
@@ -72,9 +73,9 @@ pub mod tls;
 pub mod upgrade;
 pub mod vault;
 
+pub use agent::link::{self, LinkInput};
 pub use agent::{Agent, AgentStatus, ChainCheck, DirState, LastSync, Recorded};
 pub use error::AgentError;
-pub use link::LinkInput;
 pub use paths::DataDir;
 pub use queue::{AckOutcome, ChainHead, Pruned, Queue, QueuedReport, State, StoredReceipt};
 pub use record::RecordInput;

@@ -9,8 +9,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // One line, whatever the error carried.
-            let msg = e.to_string().replace(['\n', '\r'], " ");
-            eprintln!("error: {msg}");
+            truce_shared::console::print_error("error: ", e);
             ExitCode::FAILURE
         }
     }

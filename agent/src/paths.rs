@@ -117,27 +117,6 @@ impl DataDir {
     }
 }
 
-pub use crate::platform::create_private_dir;
-
-/// Replaces `dest` with `data` all at once: a new file readable by its
-/// owner only (tempfile makes it 0600 on unix from the first byte), written,
-/// synced, renamed over `dest`, and the directory synced, so a crash leaves
-/// the old file or the new one, never a mix.
-pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut t = tempfile::Builder::new()
-        .prefix(".truce-")
-        .tempfile_in(dir)
-        .map_err(|e| AgentError::io("cannot create a file in", dir, e))?;
-    t.write_all(data).and_then(|()| t.as_file().sync_all()).map_err(|e| AgentError::io("cannot write", dest, e))?;
-    t.persist(dest).map_err(|e| AgentError::io("cannot write", dest, e.error))?;
-    sync_dir(dir)
-}
-
 /// Overwrites a file's bytes with random ones, syncs, and removes it: the
 /// best a program can do to destroy a key (see `wipe` for what the disk may
 /// still keep). A missing file is not an error.
@@ -164,5 +143,3 @@ pub fn shred(path: &Path) -> Result<()> {
     overwrite().map_err(|e| AgentError::io("cannot overwrite", path, e))?;
     fs::remove_file(path).map_err(|e| AgentError::io("cannot remove", path, e))
 }
-
-pub use crate::platform::sync_dir;

@@ -14,37 +14,12 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use truce_shared::fs::{self, ExistingDir};
 use truce_shared::{Attachment, Basis, Category, Count, Effect, Observation, Position, Qualifier};
 
 use crate::error::{AgentError, Result};
-use crate::paths::{self, DataDir};
+use crate::paths::DataDir;
 use crate::vault::DataKey;
-
-/// Every category, in DESIGN §2.1 order.
-pub const CATEGORIES: [Category; 15] = [
-    Category::Explosion,
-    Category::Shelling,
-    Category::SmallArmsFire,
-    Category::HeavyWeapons,
-    Category::Airstrike,
-    Category::Drone,
-    Category::Mine,
-    Category::Casualty,
-    Category::Damage,
-    Category::MovementRestriction,
-    Category::ProjectileInFlight,
-    Category::MuzzleFlash,
-    Category::IlluminationFlare,
-    Category::NothingObserved,
-    Category::Other,
-];
-
-/// Every effect.
-pub const EFFECTS: [Effect; 4] = [Effect::Impact, Effect::Outgoing, Effect::Airburst, Effect::Undetermined];
-
-/// Every basis.
-pub const BASES: [Basis; 3] = [Basis::Seen, Basis::Heard, Basis::Reported];
 
 /// What a monitor wants to record, before validation and signing. Times
 /// are unix ms; `None` for `observed_at` means "now" at signing.
@@ -129,42 +104,33 @@ impl RecordInput {
     }
 }
 
-/// The kebab-case name of a vocabulary value (`small-arms-fire`).
-pub fn kebab<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
-/// Reads a vocabulary word, forgiving case, spaces and underscores.
-fn parse_word<T: Serialize + Copy>(field: &'static str, s: &str, all: &[T]) -> Result<T> {
+/// Reads a vocabulary word (its `name()`), forgiving case, spaces and
+/// underscores.
+fn parse_word<T: Copy + std::str::FromStr>(field: &'static str, s: &str, names: &[&str]) -> Result<T> {
     let want: String =
         s.trim().to_ascii_lowercase().chars().map(|c| if c == ' ' || c == '_' { '-' } else { c }).collect();
-    all.iter().copied().find(|v| kebab(v) == want).ok_or_else(|| {
-        let names: Vec<String> = all.iter().map(kebab).collect();
-        AgentError::input(field, format!("unknown value {:?}: use one of {}", s.trim(), names.join(", ")))
-    })
+    want.parse::<T>()
+        .map_err(|_| AgentError::input(field, format!("unknown value {:?}: use one of {}", s.trim(), names.join(", "))))
 }
 
-/// Reads a category (`small-arms-fire`) or its number in [`CATEGORIES`] (1-based).
+/// Reads a category (`small-arms-fire`) or its number in [`Category::ALL`] (1-based).
 pub fn parse_category(field: &'static str, s: &str) -> Result<Category> {
     if let Ok(n) = s.trim().parse::<usize>() {
-        if let Some(c) = n.checked_sub(1).and_then(|i| CATEGORIES.get(i)) {
+        if let Some(c) = n.checked_sub(1).and_then(|i| Category::ALL.get(i)) {
             return Ok(*c);
         }
     }
-    parse_word(field, s, &CATEGORIES)
+    parse_word(field, s, Category::NAMES)
 }
 
 /// Reads an effect.
 pub fn parse_effect(field: &'static str, s: &str) -> Result<Effect> {
-    parse_word(field, s, &EFFECTS)
+    parse_word(field, s, Effect::NAMES)
 }
 
 /// Reads a basis.
 pub fn parse_basis(field: &'static str, s: &str) -> Result<Basis> {
-    parse_word(field, s, &BASES)
+    parse_word(field, s, Basis::NAMES)
 }
 
 /// Reads decimal degrees. The range is checked by the observation's rules.
@@ -344,7 +310,7 @@ pub fn stage_attachment(dir: &DataDir, key: &DataKey, path: &Path) -> Result<Sta
     let mut src = File::open(path).map_err(|e| fail(format!("cannot open it ({e})")))?;
     let size = src.metadata().map_err(|e| fail(format!("cannot read it ({e})")))?.len();
     let adir = dir.attachments_dir();
-    paths::create_private_dir(&adir)?;
+    fs::create_private_dir(&adir, ExistingDir::Tighten)?;
     let mut temp = tempfile::Builder::new()
         .prefix(".staging-")
         .tempfile_in(&adir)

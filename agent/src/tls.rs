@@ -2,52 +2,21 @@
 //! rustls client config of DESIGN §4 (TLS 1.3 only, ALPN `truce/1`, the
 //! mission CA as the only root, this laptop's client certificate).
 //!
-//! Errors name the file and what is wrong, never its content.
+//! PEM files are read by `truce_shared::pem` (its errors become the
+//! agent's wording in `error.rs`). Errors name the file and what is wrong,
+//! never its content.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+use truce_shared::pem;
 
 use crate::error::{AgentError, Result};
 
 fn pem_err(path: &Path, message: impl Into<String>) -> AgentError {
     AgentError::Pem { path: path.to_path_buf(), message: message.into() }
-}
-
-/// Reads every certificate in a PEM file; at least one is required.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let data = std::fs::read(path).map_err(|e| AgentError::io("cannot read", path, e))?;
-    parse_certs(path, &data)
-}
-
-/// Parses PEM certificates from bytes already read from `path`.
-pub fn parse_certs(path: &Path, data: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = rustls_pemfile::certs(&mut &data[..]).collect::<std::result::Result<Vec<_>, _>>().map_err(|_| {
-        pem_err(path, "not a valid PEM file: give a certificate in PEM form (-----BEGIN CERTIFICATE-----)")
-    })?;
-    if certs.is_empty() {
-        return Err(pem_err(
-            path,
-            "holds no certificate: give a certificate in PEM form (-----BEGIN CERTIFICATE-----)",
-        ));
-    }
-    Ok(certs)
-}
-
-/// Reads the private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    let data = std::fs::read(path).map_err(|e| AgentError::io("cannot read", path, e))?;
-    parse_key(path, &data)
-}
-
-/// Parses a PEM private key from bytes already read from `path`.
-pub fn parse_key(path: &Path, data: &[u8]) -> Result<PrivateKeyDer<'static>> {
-    match rustls_pemfile::private_key(&mut &data[..]) {
-        Ok(Some(k)) => Ok(k),
-        _ => Err(pem_err(path, "holds no private key: give the client key in PEM form (-----BEGIN PRIVATE KEY-----)")),
-    }
 }
 
 /// The trust store: the mission CA certificates and nothing else.
@@ -80,8 +49,8 @@ pub fn client_config_from(
 
 /// The client config from the PEM files `link` stored.
 pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig> {
-    let roots = roots(ca, load_certs(ca)?)?;
-    client_config_from(roots, load_certs(cert)?, load_key(key)?, key)
+    let roots = roots(ca, pem::load_certs(ca)?)?;
+    client_config_from(roots, pem::load_certs(cert)?, pem::load_key(key)?, key)
 }
 
 /// Splits `HOST:PORT` (IPv6 as `[::1]:4433`) into the host and port.
@@ -123,9 +92,9 @@ mod tests {
     #[test]
     fn pem_errors_name_the_file_not_the_content() {
         let p = Path::new("/x/ca.pem");
-        let e = parse_certs(p, b"secret stuff").unwrap_err().to_string();
+        let e = AgentError::from(pem::parse_certs(p, b"secret stuff").unwrap_err()).to_string();
         assert!(e.starts_with("/x/ca.pem:") && !e.contains("secret"), "{e}");
-        let e = parse_key(Path::new("/x/k.pem"), b"secret stuff").unwrap_err().to_string();
+        let e = AgentError::from(pem::parse_key(Path::new("/x/k.pem"), b"secret stuff").unwrap_err()).to_string();
         assert!(e.contains("no private key") && !e.contains("secret"), "{e}");
     }
 }

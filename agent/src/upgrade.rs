@@ -11,6 +11,8 @@
 
 use std::fs::File;
 
+use truce_shared::fs::{self, Access};
+
 use crate::error::{AgentError, Result};
 use crate::paths::{self, DataDir};
 use crate::queue::Queue;
@@ -54,7 +56,7 @@ pub fn seal_files(dir: &DataDir, queue: &Queue, key: &DataKey) -> Result<()> {
                 )));
             }
             staged.persist(dir)?;
-            paths::sync_dir(&adir)?;
+            fs::sync_dir(&adir)?;
         }
         paths::shred(&clear)?;
     }
@@ -68,7 +70,7 @@ pub fn seal_files(dir: &DataDir, queue: &Queue, key: &DataKey) -> Result<()> {
             paths::shred(&p)?;
         }
     }
-    paths::sync_dir(&adir)
+    Ok(fs::sync_dir(&adir)?)
 }
 
 fn is_sealed(path: &std::path::Path) -> Result<bool> {
@@ -85,7 +87,7 @@ pub fn seal_tls_key(dir: &DataDir, key: &DataKey) -> Result<()> {
     let clear = dir.legacy_link_key();
     if clear.exists() {
         let pem = zeroize::Zeroizing::new(std::fs::read(&clear).map_err(|e| AgentError::io("cannot read", &clear, e))?);
-        paths::write_atomic(&dir.link_key(), &key.seal_secret(crate::link::TLS_KEY_LABEL, &pem))?;
+        fs::write_atomic(&dir.link_key(), &key.seal_secret(crate::link::TLS_KEY_LABEL, &pem), Access::Private)?;
         paths::shred(&clear)?;
     }
     if let Ok(entries) = std::fs::read_dir(dir.link_dir()) {

@@ -8,25 +8,28 @@
 //! - the CRL, the one file that is replaced, is replaced atomically (write a
 //!   temporary file, sync, rename), so a server reading it never sees half;
 //! - everything written is synced to disk before the command reports success.
+//!
+//! The steps themselves are `truce_shared::fs`'s, the same the agent and the
+//! server use; this file adds the PKI's rules (which files are secret, what
+//! may be replaced) and its error wording.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use truce_shared::fs::{self as shared_fs, Access, ExistingDir, FsError};
 
 use crate::error::Error;
 
-/// Mode of private key files: owner read/write only.
-const SECRET_MODE: u32 = 0o600;
-/// Mode of certificates and the CRL: public by nature.
-const PUBLIC_MODE: u32 = 0o644;
-/// Mode of a PKI directory this crate creates: it holds the CA key.
-const DIR_MODE: u32 = 0o700;
+/// A failed step of `truce_shared::fs`, as this crate words it.
+fn fs_err(e: FsError) -> Error {
+    Error::io(e.step.verb(), e.path, e.source)
+}
 
 /// Creates `dir` (and its parents) with mode 0700 if it does not exist yet.
-/// An existing directory is used as it is.
+/// An existing directory is used as it is (it may be the current directory).
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| Error::io("create directory", dir, e))
+    shared_fs::create_private_dir(dir, ExistingDir::Leave).map_err(fs_err)
 }
 
 /// Fails with [`Error::AlreadyExists`] if any of `paths` exists (even as a
@@ -45,39 +48,26 @@ pub(crate) fn refuse_existing(paths: &[PathBuf], hint: &'static str) -> Result<(
 
 /// Creates a private key file with mode 0600; fails if it exists.
 pub(crate) fn create_secret(path: &Path, contents: &str, hint: &'static str) -> Result<(), Error> {
-    create_new(path, contents, SECRET_MODE, hint)
+    create_new(path, contents, Access::Private, hint)
 }
 
 /// Creates a certificate file with mode 0644; fails if it exists.
 pub(crate) fn create_public(path: &Path, contents: &str, hint: &'static str) -> Result<(), Error> {
-    create_new(path, contents, PUBLIC_MODE, hint)
+    create_new(path, contents, Access::Public, hint)
 }
 
-/// Creates `path` with `mode`, writes `contents` and syncs.
-fn create_new(path: &Path, contents: &str, mode: u32, hint: &'static str) -> Result<(), Error> {
-    let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => Error::AlreadyExists { path: path.to_owned(), hint },
-        _ => Error::io("create", path, e),
-    })?;
-    write_and_sync(file, path, contents)
+/// Creates `path` with `access`, writes `contents`, syncs it and its directory.
+fn create_new(path: &Path, contents: &str, access: Access, hint: &'static str) -> Result<(), Error> {
+    shared_fs::write_new(path, contents.as_bytes(), access).map_err(|e| match e.already_exists() {
+        true => Error::AlreadyExists { path: path.to_owned(), hint },
+        false => fs_err(e),
+    })
 }
 
 /// Replaces `path` (0644) atomically with `contents`: a reader sees the old
 /// file or the new one, never a mix.
 pub(crate) fn replace_public(path: &Path, contents: &str) -> Result<(), Error> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(PUBLIC_MODE)
-        .open(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
-    write_and_sync(file, &tmp, contents)?;
-    fs::rename(&tmp, path).map_err(|e| Error::io("replace", path, e))?;
-    sync_parent(path)
+    shared_fs::write_atomic(path, contents.as_bytes(), Access::Public).map_err(fs_err)
 }
 
 /// Reads a text file; a missing file is `Err(NotFound)` for the caller to name.
@@ -89,22 +79,6 @@ pub(crate) fn read_text(path: &Path) -> Result<String, Error> {
 /// count as existing so that the caller goes on to report them on reading.
 pub(crate) fn exists(path: &Path) -> bool {
     !matches!(fs::metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
-}
-
-/// Writes everything and syncs the file, then its directory entry.
-fn write_and_sync(mut file: File, path: &Path, contents: &str) -> Result<(), Error> {
-    file.write_all(contents.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| Error::io("write", path, e))?;
-    sync_parent(path)
-}
-
-/// Syncs the directory holding `path`, so a new or renamed entry survives a
-/// power cut.
-fn sync_parent(path: &Path) -> Result<(), Error> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(parent).and_then(|dir| dir.sync_all()).map_err(|e| Error::io("sync directory", parent, e))
 }
 
 #[cfg(test)]

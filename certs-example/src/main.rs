@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("truce-certs: {e:#}");
+            truce_shared::console::print_error("truce-certs: ", format_args!("{e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -64,18 +64,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "truce-certs", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "truce-certs", &mut script);
+            // `truce-certs completions bash | head` is not an error.
+            truce_shared::console::write_stdout(&script)?;
         }
         Command::Man => {
             use clap::CommandFactory;
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut page)?;
             // `truce-certs man | head` is not an error.
-            if let Err(e) = std::io::Write::write_all(&mut std::io::stdout(), &page) {
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(e.into());
-                }
-            }
+            truce_shared::console::write_stdout(&page)?;
         }
     }
     Ok(())

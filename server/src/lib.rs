@@ -10,11 +10,13 @@
 //! - [`config`]: what a running server is given: limits, TLS, receipt key,
 //!   database ([`Config`]; the `settings` table of the store is unrelated).
 //! - [`tls`]: all rustls configuration (TLS 1.3, client certificates from
-//!   the mission CA, CRLs, ALPN `truce/1`).
+//!   the mission CA, CRLs, ALPN `truce/1`); PEM files are read by
+//!   `truce_shared::pem`.
 //! - [`server`]: the listener: connection cap, handshake deadline, shutdown;
 //!   [`run`] takes a bound listener and a shutdown future, [`spawn`] runs
 //!   it in the background for tests and benchmarks.
-//! - [`shutdown`]: the shutdown signal each connection listens to.
+//! - [`shutdown`]: the shutdown signal: SIGTERM/SIGINT ([`shutdown::signal`])
+//!   and what each connection listens to.
 //! - [`session`]: one client session, Hello to Bye, generic over the
 //!   stream.
 //! - [`verify`]: the verification pool (the one verification function, off

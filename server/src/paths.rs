@@ -9,11 +9,10 @@
 //! `init` makes both and never overwrites a key: receipts that agents hold
 //! were signed with it, and a new key would make them unverifiable.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
+use truce_shared::fs::{self, Access, ExistingDir, FsError};
 
 use crate::store::{Store, StoreError};
 
@@ -46,8 +45,8 @@ pub enum DataDirError {
     Store(#[from] StoreError),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
-    move |source| DataDirError::Io { path: path.to_path_buf(), source }
+fn fs_err(e: FsError) -> DataDirError {
+    DataDirError::Io { path: e.path, source: e.source }
 }
 
 /// The server's data directory.
@@ -95,18 +94,14 @@ impl DataDir {
         if key_file.exists() {
             return Err(DataDirError::AlreadyInitialised(key_file));
         }
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.root).map_err(io_err(&self.root))?;
-        // An existing directory keeps its mode from `create`; tighten it.
-        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700)).map_err(io_err(&self.root))?;
+        // An existing directory is tightened: it is about to hold the key.
+        fs::create_private_dir(&self.root, ExistingDir::Tighten).map_err(fs_err)?;
         let key = truce_shared::signing::generate_key();
-        // create_new: two `init`s racing cannot both write a key.
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key_file).map_err(
-            |e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => DataDirError::AlreadyInitialised(key_file.clone()),
-                _ => DataDirError::Io { path: key_file.clone(), source: e },
-            },
-        )?;
-        f.write_all(key.as_bytes()).and_then(|()| f.sync_all()).map_err(io_err(&key_file))?;
+        // A new file only: two `init`s racing cannot both write a key.
+        fs::write_new(&key_file, key.as_bytes(), Access::Private).map_err(|e| match e.already_exists() {
+            true => DataDirError::AlreadyInitialised(key_file.clone()),
+            false => fs_err(e),
+        })?;
         Store::open(&self.db_file())?;
         Ok(key)
     }
@@ -135,6 +130,7 @@ impl DataDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn init_makes_a_private_key_once() {

@@ -18,32 +18,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use truce_shared::pem::PemError;
+
+/// PEM loading is shared with the agent; re-exported here as the server's
+/// side of "all TLS in `tls.rs`".
+pub use truce_shared::pem::{load_certs, load_crls, load_key};
 
 /// Why the TLS policy could not be set up. Each message names the file and
 /// what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// A file is not the PEM it should be.
-    #[error("{} is not a PEM file with {what}: {detail}", path.display())]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What it should hold.
-        what: &'static str,
-        /// What was wrong.
-        detail: String,
-    },
+    /// A PEM file could not be read, or holds none of what it should
+    /// (`truce_shared::pem` names the file and what was expected).
+    #[error(transparent)]
+    Pem(#[from] PemError),
     /// The CA certificate cannot anchor trust.
     #[error("{} is not a usable CA certificate: {detail}", path.display())]
     BadCa {
@@ -58,50 +48,6 @@ pub enum TlsError {
     /// The server certificate and key do not go together.
     #[error("the server certificate and key cannot be used together: {0} (check --cert and --key)")]
     CertKey(String),
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
-}
-
-fn pem(path: &Path, what: &'static str, detail: impl ToString) -> TlsError {
-    TlsError::Pem { path: path.to_path_buf(), what, detail: detail.to_string() }
-}
-
-/// Reads every certificate in a PEM file (at least one).
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let what = "certificates (-----BEGIN CERTIFICATE-----)";
-    let certs = rustls_pemfile::certs(&mut read(path)?.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem(path, what, e))?;
-    if certs.is_empty() {
-        return Err(pem(path, what, "none found"));
-    }
-    Ok(certs)
-}
-
-/// Reads the private key in a PEM file (PKCS#8, SEC1 or PKCS#1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let what = "a private key (-----BEGIN PRIVATE KEY-----)";
-    rustls_pemfile::private_key(&mut read(path)?.as_slice())
-        .map_err(|e| pem(path, what, e))?
-        .ok_or_else(|| pem(path, what, "none found"))
-}
-
-/// Reads every CRL in the PEM files (at least one per file).
-pub fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    let what = "CRLs (-----BEGIN X509 CRL-----)";
-    let mut crls = Vec::new();
-    for path in paths {
-        let found = rustls_pemfile::crls(&mut read(path)?.as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem(path, what, e))?;
-        if found.is_empty() {
-            return Err(pem(path, what, "none found"));
-        }
-        crls.extend(found);
-    }
-    Ok(crls)
 }
 
 /// The server's TLS policy: TLS 1.3, client certificate from `ca` required

@@ -13,7 +13,15 @@
 //! - [`bundle`]: streaming writer and reader for `TRUCEB01` bundle files.
 //! - [`limits`]: every limit, named once, with its default.
 //! - [`time`]: RFC 3339 and relative times.
+//! - [`vocabulary`]: the report's vocabulary (category, effect, count
+//!   qualifier, basis): every value, in wire order, with its kebab-case name.
 //! - [`text`]: text from outside made safe to print on a terminal.
+//! - [`console`]: an error as one line on stderr; output a closed pipe ends
+//!   quietly.
+//! - [`fs`]: the atomic replace (temporary file, fsync, rename, fsync of the
+//!   directory), private directories and secret files, per platform.
+//! - [`pem`]: certificates, private keys and CRLs read from PEM files.
+//! - [`signal`]: the request to stop (SIGTERM, SIGINT; Ctrl-C on Windows).
 //! - [`fuzzing`]: the properties the fuzz targets and their regression
 //!   corpus check.
 //!
@@ -23,14 +31,19 @@
 #![deny(missing_docs)]
 
 pub mod bundle;
+pub mod console;
 pub mod encoding;
 pub mod frame;
+pub mod fs;
 pub mod fuzzing;
 pub mod limits;
+pub mod pem;
 pub mod report;
+pub mod signal;
 pub mod signing;
 pub mod text;
 pub mod time;
+pub mod vocabulary;
 pub mod wire;
 
 pub use report::{
@@ -38,3 +51,4 @@ pub use report::{
     SignedReport, ValidationError, ENVELOPE_VERSION,
 };
 pub use signing::{sign, verify, verify_with, KeyCache, VerifiedReport, VerifyError};
+pub use vocabulary::UnknownWord;

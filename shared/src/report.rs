@@ -1,7 +1,8 @@
 //! The report: what a monitor enters ([`Observation`]), what the device signs
 //! ([`Envelope`]) and what travels ([`SignedReport`]).
 //!
-//! Field order and enum order here *are* the wire format (DESIGN §2): postcard
+//! Field order here and the vocabulary's enum order (`vocabulary`) *are* the
+//! wire format (DESIGN §2): postcard
 //! encodes struct fields in declaration order and enum variants by index. Do
 //! not reorder, insert or remove anything; append only with a new `version`.
 //!
@@ -12,65 +13,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::limits;
+pub use crate::vocabulary::{Basis, Category, Effect, Qualifier};
 
 /// The envelope version this code writes and accepts.
 pub const ENVELOPE_VERSION: u16 = 1;
 
 /// A 32-byte identifier: a report id (SHA-256) or an Ed25519 public key.
 pub type Bytes32 = [u8; 32];
-
-/// What the monitor saw or heard. Enum index = wire value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[allow(missing_docs)] // the variants are DESIGN §2.1's vocabulary, named as monitors say them
-pub enum Category {
-    Explosion,
-    Shelling,
-    SmallArmsFire,
-    HeavyWeapons,
-    Airstrike,
-    Drone,
-    Mine,
-    Casualty,
-    Damage,
-    MovementRestriction,
-    ProjectileInFlight,
-    MuzzleFlash,
-    IlluminationFlare,
-    NothingObserved,
-    Other,
-}
-
-/// Which way an explosion went, as far as the monitor could tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[allow(missing_docs)] // the variants are DESIGN §2.1's vocabulary, named as monitors say them
-pub enum Effect {
-    Impact,
-    Outgoing,
-    Airburst,
-    Undetermined,
-}
-
-/// How exact a count is: "37", "about 30", "at least 37".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[allow(missing_docs)] // the variants are DESIGN §2.1's vocabulary, named as monitors say them
-pub enum Qualifier {
-    Exact,
-    About,
-    AtLeast,
-}
-
-/// How the monitor knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[allow(missing_docs)] // the variants are DESIGN §2.1's vocabulary, named as monitors say them
-pub enum Basis {
-    Seen,
-    Heard,
-    Reported,
-}
 
 /// Where the monitor was (WGS84).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -226,10 +226,9 @@ impl Queue {
     pub fn open(path: &Path, device: &Bytes32, key: Option<DataKey>) -> Result<Self> {
         // A new queue file is readable by its owner only from the start (its
         // WAL and shared-memory files take the same mode).
-        match crate::platform::create_secret_file(path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(AgentError::io("cannot create", path, e)),
+        match truce_shared::fs::create_new(path, truce_shared::fs::Access::Private) {
+            Err(e) if !e.already_exists() => return Err(e.into()),
+            _ => {}
         }
         let conn = Connection::open(path).map_err(|source| db_err(path, source))?;
         let mut q = Queue { conn, path: path.to_path_buf(), key };

@@ -379,17 +379,6 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
-pub use crate::platform::shutdown_signal;
-
-impl Agent {
-    /// One sync session on a private single-threaded runtime, for callers
-    /// that are not async (tests, the demo).
-    pub fn sync_blocking(&mut self, opts: &SyncOptions) -> Result<SyncSummary> {
-        let rt = runtime()?;
-        rt.block_on(sync_once(self, opts))
-    }
-}
-
 /// The single-threaded runtime sync runs on: one connection needs no more.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(AgentError::Terminal)

@@ -63,7 +63,7 @@ fn an_exported_bundle_reads_back_and_every_report_verifies() {
     let stray: Vec<_> = std::fs::read_dir(t.tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".truce-bundle"))
+        .filter(|n| n.starts_with(".truce-"))
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
 }

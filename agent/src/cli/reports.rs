@@ -1,94 +1,59 @@
-//! What the CLI prints: plain text for people, or with `--json` one JSON
-//! document per command (JSON Lines for `list`).
-//!
-//! The JSON shapes here are a documented interface (agent/README.md): add
-//! fields, never rename or remove them. Times are RFC 3339 UTC strings,
-//! ids and keys 64 lowercase hex digits.
-
-use std::io::{self, Write};
+//! `list` and `show`: the queue's reports, newest first, one line each or
+//! one in full, as text for people or JSON (JSON Lines for `list`).
 
 use serde::Serialize;
 use truce_shared::time::format_ms;
 use truce_shared::{Attachment, Bytes32, Envelope};
 
-use crate::agent::{AgentStatus, Recorded};
+use super::out::Out;
+use super::unlock::Unlock;
 use crate::error::{AgentError, Result};
+use crate::paths::DataDir;
 use crate::queue::{QueuedReport, State};
-use crate::record::kebab;
 
-/// Writes to stdout; a closed pipe (`| head`) ends output quietly.
-pub struct Out {
-    out: io::BufWriter<io::StdoutLock<'static>>,
-    /// `--json` was given.
-    pub json: bool,
-    closed: bool,
+/// Runs `list`, optionally of one state only.
+pub(super) fn list(state: Option<String>, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<()> {
+    let state = state
+        .map(|s| {
+            State::parse(s.trim()).ok_or_else(|| {
+                AgentError::input(
+                    "--state",
+                    format!("unknown state {s:?}: use pending, delivered, quarantined or rejected"),
+                )
+            })
+        })
+        .transpose()?;
+    let agent = keys.open(dir)?;
+    let device = agent.device();
+    let mut any = false;
+    agent.queue().for_each(state, |r| {
+        any = true;
+        let env = r.envelope()?;
+        if out.json {
+            out.json_line(&ReportJson::new(&r, env.as_ref(), &device, false))
+        } else {
+            out.line(&report_line(&r, env.as_ref()))
+        }
+    })?;
+    if !any && !out.json {
+        out.line("no reports")?;
+    }
+    Ok(())
 }
 
-impl Out {
-    /// Output to stdout, JSON or text.
-    pub fn new(json: bool) -> Self {
-        Out { out: io::BufWriter::new(io::stdout().lock()), json, closed: false }
-    }
-
-    /// Whether the reader has gone away.
-    pub fn closed(&self) -> bool {
-        self.closed
-    }
-
-    /// Writes one line; after a broken pipe, writes nothing and says so.
-    pub fn line(&mut self, s: &str) -> Result<bool> {
-        if self.closed {
-            return Ok(false);
-        }
-        match writeln!(self.out, "{s}") {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(false)
-            }
-            Err(e) => Err(AgentError::Terminal(e)),
+/// Runs `show` for an id or a unique prefix of one.
+pub(super) fn show(id: &str, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<()> {
+    let agent = keys.open(dir)?;
+    let r = agent.queue().find(id)?;
+    let env = r.envelope()?;
+    if out.json {
+        out.json_line(&ReportJson::new(&r, env.as_ref(), &agent.device(), true))?;
+    } else {
+        for l in report_text(&r, env.as_ref()) {
+            out.line(&l)?;
         }
     }
-
-    /// Writes bytes as they are (a manual page); a closed pipe ends quietly.
-    pub fn raw(&mut self, bytes: &[u8]) -> Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        match self.out.write_all(bytes) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(())
-            }
-            Err(e) => Err(AgentError::Terminal(e)),
-            Ok(()) => Ok(()),
-        }
-    }
-
-    /// Writes a value as one line of JSON.
-    pub fn json_line<T: Serialize>(&mut self, v: &T) -> Result<bool> {
-        let s = serde_json::to_string(v).map_err(|e| AgentError::Terminal(io::Error::other(e)))?;
-        self.line(&s)
-    }
-
-    /// Flushes (ignoring a reader that has gone).
-    pub fn flush(&mut self) -> Result<()> {
-        match self.out.flush() {
-            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(AgentError::Terminal(e)),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// `init` and `key`: the device's public key.
-#[derive(Serialize)]
-pub struct KeyJson {
-    /// Public key, 64 hex.
-    pub device: String,
-    /// Short fingerprint to read out.
-    pub fingerprint: String,
-    /// The data directory.
-    pub data_dir: String,
+    Ok(())
 }
 
 /// An attachment as shown.
@@ -110,25 +75,10 @@ impl From<&Attachment> for AttachmentJson {
         }
     }
 }
-
-/// `record`'s answer.
-#[derive(Serialize)]
-pub struct RecordedJson {
-    id: String,
-    seq: u64,
-    attachments: Vec<AttachmentJson>,
-}
-
-impl From<&Recorded> for RecordedJson {
-    fn from(r: &Recorded) -> Self {
-        RecordedJson { id: hex::encode(r.id), seq: r.seq, attachments: r.attachments.iter().map(Into::into).collect() }
-    }
-}
-
 #[derive(Serialize)]
 struct CountJson {
     n: u32,
-    qualifier: String,
+    qualifier: &'static str,
 }
 
 #[derive(Serialize)]
@@ -140,11 +90,11 @@ struct ObservationJson {
     accuracy_m: Option<u32>,
     bearing_deg: Option<u16>,
     distance_m: Option<[u32; 2]>,
-    category: String,
-    effect: Option<String>,
+    category: &'static str,
+    effect: Option<&'static str>,
     weapon: Option<String>,
     count: Option<CountJson>,
-    basis: String,
+    basis: &'static str,
     description: String,
     attachments: Vec<AttachmentJson>,
 }
@@ -234,11 +184,11 @@ fn observation_json(o: &truce_shared::Observation) -> ObservationJson {
         accuracy_m: o.position.accuracy_m,
         bearing_deg: o.bearing_deg,
         distance_m: o.distance_m.map(|(a, b)| [a, b]),
-        category: kebab(&o.category),
-        effect: o.effect.as_ref().map(kebab),
+        category: o.category.name(),
+        effect: o.effect.map(|e| e.name()),
         weapon: o.weapon.clone(),
-        count: o.count.map(|c| CountJson { n: c.n, qualifier: kebab(&c.qualifier) }),
-        basis: kebab(&o.basis),
+        count: o.count.map(|c| CountJson { n: c.n, qualifier: c.qualifier.name() }),
+        basis: o.basis.name(),
         description: o.description.clone(),
         attachments: o.attachments.iter().map(Into::into).collect(),
     }
@@ -266,7 +216,7 @@ pub fn report_line(r: &QueuedReport, env: Option<&Envelope>) -> String {
         r.seq,
         r.state.as_str(),
         format_ms(o.observed_at),
-        kebab(&o.category),
+        o.category.name(),
         o.position.lat,
         o.position.lon,
         desc
@@ -297,7 +247,7 @@ fn body_text(l: &mut Vec<String>, env: &Envelope, signed: &truce_shared::SignedR
     if let Some(u) = o.observed_until {
         l.push(format!("until:        {}", format_ms(u)));
     }
-    l.push(format!("category:     {}", kebab(&o.category)));
+    l.push(format!("category:     {}", o.category.name()));
     let acc = o.position.accuracy_m.map(|a| format!(" (±{a} m)")).unwrap_or_default();
     l.push(format!("position:     {}, {}{acc}", o.position.lat, o.position.lon));
     if let Some(b) = o.bearing_deg {
@@ -307,7 +257,7 @@ fn body_text(l: &mut Vec<String>, env: &Envelope, signed: &truce_shared::SignedR
         l.push(if a == b { format!("distance:     {a} m") } else { format!("distance:     {a}–{b} m") });
     }
     if let Some(e) = &o.effect {
-        l.push(format!("effect:       {}", kebab(e)));
+        l.push(format!("effect:       {}", e.name()));
     }
     if let Some(w) = &o.weapon {
         l.push(format!("weapon:       {w}"));
@@ -320,7 +270,7 @@ fn body_text(l: &mut Vec<String>, env: &Envelope, signed: &truce_shared::SignedR
         };
         l.push(format!("count:        {q}{}", c.n));
     }
-    l.push(format!("basis:        {}", kebab(&o.basis)));
+    l.push(format!("basis:        {}", o.basis.name()));
     if !o.description.is_empty() {
         l.push(format!("description:  {}", o.description));
     }
@@ -357,108 +307,5 @@ fn answer_text(l: &mut Vec<String>, r: &QueuedReport) {
             c.ids.len()
         ));
         l.push(format!("server key:   {}", hex::encode(c.server_key)));
-    }
-}
-
-/// `status` as JSON.
-#[derive(Serialize)]
-pub struct StatusJson {
-    device: String,
-    fingerprint: String,
-    data_dir: String,
-    counts: serde_json::Map<String, serde_json::Value>,
-    head: Option<HeadJson>,
-    /// Whether the keys are sealed under a passphrase.
-    protected: bool,
-    /// Delivered reports' bodies are deleted this long after delivery, seconds.
-    keep_delivered_s: i64,
-    /// Reports whose bodies have been pruned.
-    pruned: u64,
-    server: Option<String>,
-    last_sync: Option<LastSyncJson>,
-}
-
-#[derive(Serialize)]
-struct HeadJson {
-    seq: u64,
-    id: String,
-}
-
-#[derive(Serialize)]
-struct LastSyncJson {
-    at: String,
-    ok: bool,
-    outcome: String,
-}
-
-impl StatusJson {
-    /// The status view.
-    pub fn new(s: &AgentStatus, data_dir: &str) -> Self {
-        StatusJson {
-            device: hex::encode(s.device),
-            fingerprint: s.fingerprint.clone(),
-            data_dir: data_dir.to_string(),
-            counts: s.counts.iter().map(|(st, n)| (st.as_str().to_string(), serde_json::Value::from(*n))).collect(),
-            head: s.head.map(|h| HeadJson { seq: h.seq, id: hex::encode(h.id) }),
-            protected: s.protected,
-            keep_delivered_s: s.keep_delivered_ms / 1000,
-            pruned: s.pruned,
-            server: s.server.clone(),
-            last_sync: s.last_sync.as_ref().map(|l| LastSyncJson {
-                at: format_ms(l.at),
-                ok: l.ok,
-                outcome: l.outcome.clone(),
-            }),
-        }
-    }
-}
-
-/// `status` for people.
-pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
-    let counts: Vec<String> = s.counts.iter().map(|(st, n)| format!("{n} {}", st.as_str())).collect();
-    let mut l = vec![
-        format!("device:     {} ({})", hex::encode(s.device), s.fingerprint),
-        format!("data dir:   {data_dir}"),
-        format!("reports:    {}", counts.join(", ")),
-        match s.head {
-            Some(h) => format!("chain head: seq {} id {}", h.seq, hex::encode(h.id)),
-            None => "chain head: none yet (no reports)".to_string(),
-        },
-        format!(
-            "keys:       {}",
-            if s.protected {
-                "sealed under a passphrase"
-            } else {
-                "NOT PROTECTED (made with --no-passphrase): set one with `truce-agent passphrase`"
-            }
-        ),
-        format!("pruning:    {} ({} pruned so far)", keep_text(s.keep_delivered_ms), s.pruned),
-        format!("server:     {}", s.server.as_deref().unwrap_or("not linked (run `truce-agent link`)")),
-    ];
-    l.push(match &s.last_sync {
-        Some(ls) => format!("last sync:  {} {}: {}", format_ms(ls.at), if ls.ok { "ok" } else { "failed" }, ls.outcome),
-        None => "last sync:  never".to_string(),
-    });
-    l
-}
-
-/// The keep period in a sentence.
-pub fn keep_text(ms: i64) -> String {
-    if ms == 0 {
-        "delivered reports' bodies are deleted as soon as the server holds them".to_string()
-    } else {
-        format!("delivered reports' bodies are deleted {} after delivery", human_ms(ms))
-    }
-}
-
-/// A keep period as people write it: `0`, `90m`, `12h`, `7d`.
-pub fn human_ms(ms: i64) -> String {
-    const MIN: i64 = 60_000;
-    match ms {
-        0 => "at once".to_string(),
-        m if m % (24 * 60 * MIN) == 0 => format!("{}d", m / (24 * 60 * MIN)),
-        m if m % (60 * MIN) == 0 => format!("{}h", m / (60 * MIN)),
-        m if m % MIN == 0 => format!("{}m", m / MIN),
-        m => format!("{}s", m / 1000),
     }
 }

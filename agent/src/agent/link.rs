@@ -11,9 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::agent::Agent;
+use truce_shared::fs::{self, Access, ExistingDir};
+use truce_shared::pem;
+
+use super::Agent;
 use crate::error::{AgentError, Result};
-use crate::paths;
 use crate::tls;
 
 /// What `link` needs.
@@ -44,19 +46,19 @@ impl Agent {
         let ca = read(&input.ca)?;
         let cert = read(&input.cert)?;
         let key = zeroize::Zeroizing::new(read(&input.key)?);
-        let roots = tls::roots(&input.ca, tls::parse_certs(&input.ca, &ca)?)?;
+        let roots = tls::roots(&input.ca, pem::parse_certs(&input.ca, &ca)?)?;
         tls::client_config_from(
             roots,
-            tls::parse_certs(&input.cert, &cert)?,
-            tls::parse_key(&input.key, &key)?,
+            pem::parse_certs(&input.cert, &cert)?,
+            pem::parse_key(&input.key, &key)?,
             &input.key,
         )?;
         let sealed = self.data_key()?.seal_secret(TLS_KEY_LABEL, &key);
         let link_dir = self.dir().link_dir();
-        paths::create_private_dir(&link_dir)?;
-        paths::write_atomic(&self.dir().link_ca(), &ca)?;
-        paths::write_atomic(&self.dir().link_cert(), &cert)?;
-        paths::write_atomic(&self.dir().link_key(), &sealed)?;
+        fs::create_private_dir(&link_dir, ExistingDir::Tighten)?;
+        fs::write_atomic(&self.dir().link_ca(), &ca, Access::Private)?;
+        fs::write_atomic(&self.dir().link_cert(), &cert, Access::Private)?;
+        fs::write_atomic(&self.dir().link_key(), &sealed, Access::Private)?;
         self.queue_mut().set_meta(&[("server", input.server.trim())])
     }
 
@@ -78,7 +80,7 @@ impl Agent {
         })?;
         let ca = d.link_ca();
         let cert = d.link_cert();
-        let roots = tls::roots(&ca, tls::load_certs(&ca)?)?;
-        tls::client_config_from(roots, tls::load_certs(&cert)?, tls::parse_key(&key_path, &pem)?, &key_path)
+        let roots = tls::roots(&ca, pem::load_certs(&ca)?)?;
+        tls::client_config_from(roots, pem::load_certs(&cert)?, pem::parse_key(&key_path, &pem)?, &key_path)
     }
 }

@@ -1,0 +1,109 @@
+//! `status`: counts by state, chain head, protection, pruning, server and
+//! last sync; needs no passphrase.
+
+use serde::Serialize;
+use truce_shared::time::format_ms;
+
+use super::out::Out;
+use super::prune::keep_text;
+use super::unlock::Unlock;
+use crate::agent::AgentStatus;
+use crate::error::Result;
+use crate::paths::DataDir;
+
+/// Runs `status`.
+pub(super) fn run(dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<()> {
+    let root = dir.root().display().to_string();
+    let agent = keys.open_locked(dir)?;
+    let s = agent.status()?;
+    if out.json {
+        out.json_line(&StatusJson::new(&s, &root))?;
+    } else {
+        for l in status_text(&s, &root) {
+            out.line(&l)?;
+        }
+    }
+    Ok(())
+}
+
+/// `status` as JSON.
+#[derive(Serialize)]
+pub struct StatusJson {
+    device: String,
+    fingerprint: String,
+    data_dir: String,
+    counts: serde_json::Map<String, serde_json::Value>,
+    head: Option<HeadJson>,
+    /// Whether the keys are sealed under a passphrase.
+    protected: bool,
+    /// Delivered reports' bodies are deleted this long after delivery, seconds.
+    keep_delivered_s: i64,
+    /// Reports whose bodies have been pruned.
+    pruned: u64,
+    server: Option<String>,
+    last_sync: Option<LastSyncJson>,
+}
+
+#[derive(Serialize)]
+struct HeadJson {
+    seq: u64,
+    id: String,
+}
+
+#[derive(Serialize)]
+struct LastSyncJson {
+    at: String,
+    ok: bool,
+    outcome: String,
+}
+
+impl StatusJson {
+    /// The status view.
+    pub fn new(s: &AgentStatus, data_dir: &str) -> Self {
+        StatusJson {
+            device: hex::encode(s.device),
+            fingerprint: s.fingerprint.clone(),
+            data_dir: data_dir.to_string(),
+            counts: s.counts.iter().map(|(st, n)| (st.as_str().to_string(), serde_json::Value::from(*n))).collect(),
+            head: s.head.map(|h| HeadJson { seq: h.seq, id: hex::encode(h.id) }),
+            protected: s.protected,
+            keep_delivered_s: s.keep_delivered_ms / 1000,
+            pruned: s.pruned,
+            server: s.server.clone(),
+            last_sync: s.last_sync.as_ref().map(|l| LastSyncJson {
+                at: format_ms(l.at),
+                ok: l.ok,
+                outcome: l.outcome.clone(),
+            }),
+        }
+    }
+}
+
+/// `status` for people.
+pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
+    let counts: Vec<String> = s.counts.iter().map(|(st, n)| format!("{n} {}", st.as_str())).collect();
+    let mut l = vec![
+        format!("device:     {} ({})", hex::encode(s.device), s.fingerprint),
+        format!("data dir:   {data_dir}"),
+        format!("reports:    {}", counts.join(", ")),
+        match s.head {
+            Some(h) => format!("chain head: seq {} id {}", h.seq, hex::encode(h.id)),
+            None => "chain head: none yet (no reports)".to_string(),
+        },
+        format!(
+            "keys:       {}",
+            if s.protected {
+                "sealed under a passphrase"
+            } else {
+                "NOT PROTECTED (made with --no-passphrase): set one with `truce-agent passphrase`"
+            }
+        ),
+        format!("pruning:    {} ({} pruned so far)", keep_text(s.keep_delivered_ms), s.pruned),
+        format!("server:     {}", s.server.as_deref().unwrap_or("not linked (run `truce-agent link`)")),
+    ];
+    l.push(match &s.last_sync {
+        Some(ls) => format!("last sync:  {} {}: {}", format_ms(ls.at), if ls.ok { "ok" } else { "failed" }, ls.outcome),
+        None => "last sync:  never".to_string(),
+    });
+    l
+}
