@@ -34,7 +34,7 @@ fn timed_sync(agent: &Agent, n: usize, tag: &str) -> Duration {
 
 #[test]
 fn floods_do_not_stop_a_good_agent() {
-    let pki = Pki::new(&["good", "staller"]);
+    let pki = Pki::new(&["good", "staller", "cutter"]);
     let mut server = Server::init();
     let good = Agent::init();
     server.enrol(&good.key, "good");
@@ -50,7 +50,8 @@ fn floods_do_not_stop_a_good_agent() {
     // 2,000 TCP connections that never speak.
     let silent: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(server.addr).expect("tcp connect")).collect();
 
-    // 500 connections that finish TLS with a valid certificate, then stall.
+    // 500 connections that finish TLS with a valid certificate, then stall
+    // (all but the certificate's cap of sessions are refused after Hello).
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let config = Arc::new(
         truce_agent::tls::client_config(
@@ -74,7 +75,16 @@ fn floods_do_not_stop_a_good_agent() {
 
     // A client that announces a 4 GiB frame after its Hello: cut at once.
     let cut = runtime.block_on(async {
-        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        // Its own certificate: the stallers' holds its cap of sessions.
+        let cutter = Arc::new(
+            truce_agent::tls::client_config(
+                std::path::Path::new(&pki.file("ca.pem")),
+                std::path::Path::new(&pki.file("cutter.pem")),
+                std::path::Path::new(&pki.file("cutter.key")),
+            )
+            .expect("client config"),
+        );
+        let connector = tokio_rustls::TlsConnector::from(cutter);
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let mut tls = connector.connect(name, tcp).await.expect("TLS");

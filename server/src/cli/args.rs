@@ -247,12 +247,8 @@ pub(super) fn parse_bbox(text: &str) -> Result<[f64; 4]> {
 }
 
 pub(super) fn parse_category(text: &str) -> Result<truce_shared::Category> {
-    serde_json::from_value(serde_json::Value::String(text.trim().to_string())).ok().with_context(|| {
-        format!(
-            "--category {text:?} is not a category: use one of explosion, shelling, small-arms-fire, heavy-weapons, \
-             airstrike, drone, mine, casualty, damage, movement-restriction, projectile-in-flight, muzzle-flash, \
-             illumination-flare, nothing-observed, other"
-        )
+    text.trim().parse().ok().with_context(|| {
+        format!("--category {text:?} is not a category: use one of {}", truce_shared::Category::NAMES.join(", "))
     })
 }
 

@@ -2,8 +2,9 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
+use truce_shared::fs::{Access, AtomicFile};
 
 use super::args::{parse_bbox, parse_category, parse_key, parse_time, ExportArgs};
 use crate::paths::DataDir;
@@ -62,29 +63,12 @@ pub(super) fn run(dir: &DataDir, args: &ExportArgs, json: bool) -> Result<()> {
 /// looks whole. The temporary file gets a random name and is created
 /// exclusively (never through a symlink someone left at a guessable name)
 /// and readable by its owner only (0600 on unix), which the export keeps:
-/// it holds reports. The directory is synced after the rename.
+/// it holds reports. File and directory are synced ([`AtomicFile`]).
 fn write_file<T>(path: &std::path::Path, f: impl FnOnce(&mut (dyn Write + Send)) -> Result<T>) -> Result<T> {
-    let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    let mut prefix = std::ffi::OsString::from(".");
-    prefix.push(name);
-    prefix.push(".");
-    let tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".partial")
-        .tempfile_in(parent)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, tmp);
+    let file = AtomicFile::create(path, Access::Private)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
     // On error the temporary file is dropped, which removes it.
     let v = f(&mut w)?;
-    let tmp = w.into_inner().map_err(|e| e.into_error())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(parent) {
-        let _ = d.sync_all();
-    }
+    w.into_inner().map_err(|e| e.into_error())?.commit()?;
     Ok(v)
 }

@@ -6,7 +6,6 @@
 //! [`args`] holds what is accepted; each command, with its output, has a
 //! file of its own.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -68,8 +67,7 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
+            truce_shared::console::print_error("error: ", format_args!("{e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -81,18 +79,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(*shell, &mut Cli::command(), "truce-server", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "truce-server", &mut script);
+            // `truce-server completions bash | head` is not an error.
+            truce_shared::console::write_stdout(&script)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Man => {
             use clap::CommandFactory;
             let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            // `truce-server man | head` is not an error.
-            match std::io::stdout().write_all(&page) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-                _ => return Ok(ExitCode::SUCCESS),
-            }
+            truce_shared::console::write_stdout(&page)?;
+            return Ok(ExitCode::SUCCESS);
         }
         _ => {}
     }

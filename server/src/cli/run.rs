@@ -37,25 +37,11 @@ pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
     runtime.block_on(async {
         // Handlers first: once the port is open, SIGTERM means "finish
         // and exit 0", never the default "die".
-        let shutdown = shutdown_signal().context("cannot install the SIGTERM/SIGINT handlers")?;
+        let shutdown = crate::shutdown::signal().context("cannot install the SIGTERM/SIGINT handlers")?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {} (is another server running there?)", args.listen))?;
         crate::server::run(listener, config, shutdown).await?;
         anyhow::Ok(())
-    })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!(signal = name, "shutdown requested");
     })
 }

@@ -164,19 +164,16 @@ const COLUMNS: [Column; 33] = [
     Column { name: "est_lat", value: |r| Cell::Float(r.est.map(|p| p.0)) },
     Column { name: "est_lon", value: |r| Cell::Float(r.est.map(|p| p.1)) },
     // What was observed.
-    Column { name: "category", value: |r| word(vocabulary(&r.env.observation.category)) },
+    Column { name: "category", value: |r| word(r.env.observation.category.name()) },
     // Impact, outgoing, airburst, undetermined.
-    Column { name: "effect", value: |r| maybe_word(r.env.observation.effect.as_ref().map(vocabulary)) },
+    Column { name: "effect", value: |r| maybe_word(r.env.observation.effect.map(|e| e.name())) },
     // Assessed weapon.
     Column { name: "weapon", value: |r| Cell::Text(r.env.observation.weapon.as_deref()) },
     // How many (explosions, bursts, vehicles), and how exact that is.
     Column { name: "count", value: |r| Cell::Unsigned(r.env.observation.count.map(|c| u64::from(c.n))) },
-    Column {
-        name: "count_qualifier",
-        value: |r| maybe_word(r.env.observation.count.map(|c| vocabulary(&c.qualifier))),
-    },
+    Column { name: "count_qualifier", value: |r| maybe_word(r.env.observation.count.map(|c| c.qualifier.name())) },
     // seen, heard, reported.
-    Column { name: "basis", value: |r| word(vocabulary(&r.env.observation.basis)) },
+    Column { name: "basis", value: |r| word(r.env.observation.basis.name()) },
     // The monitor's words.
     Column { name: "description", value: |r| Cell::Text(Some(&r.env.observation.description)) },
     // Evidence files.
@@ -211,14 +208,6 @@ fn word<'a>(s: impl Into<Cow<'a, str>>) -> Cell<'a> {
 
 fn maybe_word<'a>(s: Option<impl Into<Cow<'a, str>>>) -> Cell<'a> {
     Cell::Word(s.map(Into::into))
-}
-
-/// The kebab-case name of a vocabulary value (`small-arms-fire`).
-fn vocabulary<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
 }
 
 /// Lower-case hex. `hex::encode` collects char by char, and pushing chars

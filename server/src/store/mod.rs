@@ -46,7 +46,7 @@ pub use contacts::{Activity, Contact};
 pub use devices::{Device, Enrolled, Revoked};
 pub use error::{DeviceError, StoreError};
 pub use outcome::{REASON_EQUIVOCATION, REASON_REVOKED, REASON_UNKNOWN_DEVICE};
-pub use reports::{category_name, CertId, RejectionRow, ReportOrder, ReportQuery, ReportRow, ReportStatus};
+pub use reports::{CertId, RejectionRow, ReportOrder, ReportQuery, ReportRow, ReportStatus};
 
 /// How long a connection waits for another process's write lock (a
 /// `device add` while the server runs) before giving up.

@@ -7,7 +7,7 @@ use truce_shared::wire::Status;
 use truce_shared::{limits, Bytes32};
 
 use super::incidents;
-use super::{category_name, CertId, ReportStatus, Store, StoreError};
+use super::{CertId, ReportStatus, Store, StoreError};
 use crate::incidents::Window;
 use crate::verify::Checked;
 
@@ -151,7 +151,7 @@ fn apply_one(
     };
     let obs = &env.observation;
     let (ev_lat, ev_lon) = crate::incidents::event_position(obs);
-    let category = category_name(obs.category);
+    let category = obs.category.name().to_string();
     // A verified report finds its incident before it is stored, so the one
     // INSERT writes it whole: no read back, no second write of the row.
     let member = incidents::Member {

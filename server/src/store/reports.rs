@@ -40,15 +40,6 @@ impl ReportStatus {
     }
 }
 
-/// A category as it is stored and shown: kebab-case (`small-arms-fire`).
-pub fn category_name(c: Category) -> String {
-    // The serde names are the contract's (DESIGN §2.1: kebab-case).
-    match serde_json::to_value(c) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{c:?}"),
-    }
-}
-
 /// One row of `reports`, as export and `verify` tools read it: the signed
 /// bytes and what the server knows about them. (A million-row export reads
 /// a row in a few microseconds; columns the body already holds are not
@@ -289,7 +280,7 @@ impl Store {
             filter(&mut sql, &mut args, "r.device =", Value::Blob(d.to_vec()));
         }
         if let Some(c) = query.category {
-            filter(&mut sql, &mut args, "r.category =", Value::Text(category_name(c)));
+            filter(&mut sql, &mut args, "r.category =", Value::Text(c.name().to_string()));
         }
         if let Some(t) = query.observed_since {
             filter(&mut sql, &mut args, "r.observed_at >=", Value::Integer(t));

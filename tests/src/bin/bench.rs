@@ -400,7 +400,9 @@ fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<Ingest
     for (i, c) in chains.iter().enumerate() {
         server.enrol(&c.public_hex(), &format!("laptop-{i}"));
     }
-    server.start(pki, &[]);
+    // Every simulated laptop connects with the one bench certificate.
+    let per_cert = plan.connections.to_string();
+    server.start(pki, &["--max-connections-per-cert", &per_cert]);
     let connector = tls_connector(pki)?;
     let addr = server.addr;
     let pid = server.pid().context("server pid")?;
@@ -848,7 +850,10 @@ fn proc_kib(pid: u32, field: &str) -> Result<u64> {
 /// then silence), divided by their number.
 fn idle_connections(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<f64> {
     let mut server = Server::init();
-    server.start(pki, &["--idle-timeout", "600", "--handshake-timeout", "600"]);
+    // Every idle session uses the one bench certificate.
+    let per_cert = (2 * plan.idle_connections).to_string();
+    server
+        .start(pki, &["--idle-timeout", "600", "--handshake-timeout", "600", "--max-connections-per-cert", &per_cert]);
     let pid = server.pid().context("server pid")?;
     let connector = tls_connector(pki)?;
     // One session first, so the baseline includes what any first session
