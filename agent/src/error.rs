@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use truce_shared::ValidationError;
 
-use crate::sync::SyncError;
+use crate::sync::error::SyncError;
 
 /// Everything that can go wrong in the agent, one variant per situation a
 /// person has to handle differently.
