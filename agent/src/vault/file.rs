@@ -1,0 +1,165 @@
+//! Sealed evidence files: STREAM in chunks under the file subkey, padded
+//! so a sealed copy's size does not name a known photo.
+
+use super::*;
+
+/// Plaintext bytes per chunk of a sealed file.
+pub const FILE_CHUNK: usize = 64 * 1024;
+/// The first bytes of a sealed file.
+pub const FILE_MAGIC: &[u8; 8] = b"TRUCEF01";
+
+impl DataKey {
+    /// The name under `attachments/` of the sealed copy of a file with
+    /// this SHA-256.
+    pub fn file_name(&self, sha256: &Bytes32) -> String {
+        let h: [u8; 32] = Sha256::new()
+            .chain_update(b"truce-agent file name v1")
+            .chain_update(self.name)
+            .chain_update(sha256)
+            .finalize()
+            .into();
+        hex::encode(h)
+    }
+
+    /// Encrypts `src`, which holds `len` bytes, into `dst` (see the module
+    /// docs) and returns the plaintext's SHA-256. A source that turns out
+    /// longer or shorter than `len` (changed while read) is refused.
+    pub fn seal_file(
+        &self,
+        src: &mut dyn Read,
+        len: u64,
+        dst: &mut dyn Write,
+        on_read: &dyn Fn(std::io::Error) -> AgentError,
+        on_write: &dyn Fn(std::io::Error) -> AgentError,
+    ) -> Result<Bytes32> {
+        let changed = || on_read(std::io::Error::other("the file changed while it was being read: try again"));
+        let failed = || AgentError::Corrupt("sealing a file failed".into());
+        let mut prefix = [0u8; STREAM_NONCE];
+        rand::rngs::OsRng.fill_bytes(&mut prefix);
+        dst.write_all(FILE_MAGIC).and_then(|()| dst.write_all(&prefix)).map_err(on_write)?;
+        // `encrypt_last` consumes the encryptor: it is taken out for the last chunk.
+        let mut enc = Some(EncryptorBE32::from_aead(XChaCha20Poly1305::new((&self.file).into()), (&prefix).into()));
+        let total = padded_len(len);
+        let mut hasher = Sha256::new();
+        let mut buf = Zeroizing::new(vec![0u8; FILE_CHUNK]);
+        let (mut emitted, mut read) = (0u64, 0u64);
+        while emitted < total {
+            // Fill one chunk: the length header first, then file bytes, then zeros.
+            let mut at = 0;
+            if emitted == 0 {
+                buf[..8].copy_from_slice(&len.to_le_bytes());
+                at = 8;
+            }
+            let want = (len - read).min((FILE_CHUNK - at) as u64) as usize;
+            let got = read_full(src, &mut buf[at..at + want]).map_err(on_read)?;
+            if got != want {
+                return Err(changed());
+            }
+            hasher.update(&buf[at..at + got]);
+            read += got as u64;
+            buf[at + got..].fill(0);
+            emitted += FILE_CHUNK as u64;
+            let ct = if emitted >= total {
+                enc.take().ok_or_else(failed)?.encrypt_last(&buf[..])
+            } else {
+                enc.as_mut().ok_or_else(failed)?.encrypt_next(&buf[..])
+            };
+            dst.write_all(&ct.map_err(|_| failed())?).map_err(on_write)?;
+            if emitted >= total {
+                break;
+            }
+        }
+        // Nothing may follow what was measured.
+        if read_full(src, &mut [0u8; 1]).map_err(on_read)? != 0 {
+            return Err(changed());
+        }
+        Ok(hasher.finalize().into())
+    }
+
+    /// Decrypts a sealed file into `dst`, returning the plaintext's SHA-256
+    /// and length. A damaged, truncated or foreign file is an error.
+    pub fn open_file(&self, src: &mut dyn Read, dst: &mut dyn Write, path: &Path) -> Result<(Bytes32, u64)> {
+        let damaged =
+            || AgentError::Corrupt(format!("the sealed file {} is damaged or not this laptop's", path.display()));
+        let mut head = [0u8; 8 + STREAM_NONCE];
+        src.read_exact(&mut head).map_err(|_| damaged())?;
+        if &head[..8] != FILE_MAGIC {
+            return Err(damaged());
+        }
+        let prefix: [u8; STREAM_NONCE] = head[8..].try_into().map_err(|_| damaged())?;
+        let mut dec = Some(DecryptorBE32::from_aead(XChaCha20Poly1305::new((&self.file).into()), (&prefix).into()));
+        let mut hasher = Sha256::new();
+        let (mut len, mut written) = (None::<u64>, 0u64);
+        let mut buf = vec![0u8; FILE_CHUNK + TAG];
+        let mut filled = read_full(src, &mut buf).map_err(|e| AgentError::io("cannot read", path, e))?;
+        loop {
+            let mut next = vec![0u8; FILE_CHUNK + TAG];
+            let next_filled = if filled == FILE_CHUNK + TAG {
+                read_full(src, &mut next).map_err(|e| AgentError::io("cannot read", path, e))?
+            } else {
+                0
+            };
+            let last = next_filled == 0;
+            let plain = Zeroizing::new(
+                if last {
+                    dec.take().ok_or_else(damaged)?.decrypt_last(&buf[..filled])
+                } else {
+                    dec.as_mut().ok_or_else(damaged)?.decrypt_next(&buf[..filled])
+                }
+                .map_err(|_| damaged())?,
+            );
+            let mut data = &plain[..];
+            let total = match len {
+                Some(l) => l,
+                None => {
+                    let l = u64::from_le_bytes(data.get(..8).ok_or_else(damaged)?.try_into().map_err(|_| damaged())?);
+                    data = &data[8..];
+                    len = Some(l);
+                    l
+                }
+            };
+            let take = (total - written).min(data.len() as u64) as usize;
+            hasher.update(&data[..take]);
+            dst.write_all(&data[..take]).map_err(|e| AgentError::io("cannot write what was read from", path, e))?;
+            written += take as u64;
+            if data[take..].iter().any(|&b| b != 0) {
+                return Err(damaged());
+            }
+            if last {
+                break;
+            }
+            buf = next;
+            filled = next_filled;
+        }
+        if len != Some(written) {
+            return Err(damaged());
+        }
+        Ok((hasher.finalize().into(), written))
+    }
+}
+
+/// The plaintext length a sealed file of `len` bytes is padded to: the
+/// 8-byte length header and the file, rounded up by Padmé (which leaks at
+/// most O(log log n) bits of the size) and then to whole chunks.
+pub fn padded_len(len: u64) -> u64 {
+    let l = len.saturating_add(8);
+    let e = 63 - l.leading_zeros() as u64; // floor(log2 l)
+    let s = if e == 0 { 0 } else { 64 - e.leading_zeros() as u64 }; // floor(log2 e) + 1
+    let mask = (1u64 << e.saturating_sub(s)) - 1;
+    let padme = l.saturating_add(mask) & !mask;
+    let chunk = FILE_CHUNK as u64;
+    padme.div_ceil(chunk).max(1).saturating_mul(chunk)
+}
+
+fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
