@@ -18,7 +18,7 @@ use truce_shared::time::format_ms;
 use truce_shared::{limits, Category, Position};
 
 use crate::error::{AgentError, Result};
-use crate::record::{self, RecordInput};
+use crate::input::{self, RecordInput};
 
 /// A question-and-answer session over a reader and a writer.
 struct Dialogue<'a> {
@@ -92,18 +92,18 @@ pub fn ask_record(
         d.say(&format!("  {}", row.iter().map(|n| format!("{n:<24}")).collect::<String>().trim_end()))?;
     }
     let category: Category =
-        d.ask_until("Category (name or number)", None, |a| record::parse_category("category", a))?;
+        d.ask_until("Category (name or number)", None, |a| input::parse_category("category", a))?;
 
     let observed_at =
-        d.ask_until("When (now, -15m, 2026-11-22T09:15:00Z)", Some("now"), |a| record::parse_when("time", a, now()))?;
+        d.ask_until("When (now, -15m, 2026-11-22T09:15:00Z)", Some("now"), |a| input::parse_when("time", a, now()))?;
     let until_hint = if category == Category::NothingObserved {
         "Watched until (end of the watch)"
     } else {
         "Until (blank if it was a moment)"
     };
     let observed_until = d.ask_optional(until_hint, None, |a| {
-        let u = record::parse_when("until", a, now())?;
-        record::check_field(|o| {
+        let u = input::parse_when("until", a, now())?;
+        input::check_field(|o| {
             o.observed_at = observed_at;
             o.observed_until = Some(u);
         })?;
@@ -112,19 +112,19 @@ pub fn ask_record(
 
     let lat_d = last.map(|p| p.lat.to_string());
     let lat = d.ask_until("Latitude (decimal degrees)", lat_d.as_deref(), |a| {
-        let v = record::parse_degrees("latitude", a)?;
-        record::check_field(|o| o.position.lat = v)?;
+        let v = input::parse_degrees("latitude", a)?;
+        input::check_field(|o| o.position.lat = v)?;
         Ok(v)
     })?;
     let lon_d = last.map(|p| p.lon.to_string());
     let lon = d.ask_until("Longitude (decimal degrees)", lon_d.as_deref(), |a| {
-        let v = record::parse_degrees("longitude", a)?;
-        record::check_field(|o| o.position.lon = v)?;
+        let v = input::parse_degrees("longitude", a)?;
+        input::check_field(|o| o.position.lon = v)?;
         Ok(v)
     })?;
     let acc_d = last.and_then(|p| p.accuracy_m).map(|a| a.to_string());
     let accuracy_m = d.ask_optional("Accuracy in metres (blank if unknown)", acc_d.as_deref(), |a| {
-        record::parse_metres("accuracy", a)
+        input::parse_metres("accuracy", a)
     })?;
 
     let mut input = RecordInput::new(category, lat, lon);
@@ -134,34 +134,34 @@ pub fn ask_record(
 
     if category != Category::NothingObserved {
         input.bearing_deg = d.ask_optional("Bearing to the event (degrees or NNW; blank if none)", None, |a| {
-            let b = record::parse_bearing("bearing", a)?;
-            record::check_field(|o| o.bearing_deg = Some(b))?;
+            let b = input::parse_bearing("bearing", a)?;
+            input::check_field(|o| o.bearing_deg = Some(b))?;
             Ok(b)
         })?;
         input.distance_m = d.ask_optional("Distance (5000, 3000-5000, 3-5km; blank if unknown)", None, |a| {
-            let r = record::parse_distance("distance", a)?;
-            record::check_field(|o| o.distance_m = Some(r))?;
+            let r = input::parse_distance("distance", a)?;
+            input::check_field(|o| o.distance_m = Some(r))?;
             Ok(r)
         })?;
         if matches!(category, Category::Explosion | Category::Shelling | Category::Airstrike) {
             input.effect =
                 d.ask_optional("Effect (impact, outgoing, airburst, undetermined; blank if none)", None, |a| {
-                    record::parse_effect("effect", a)
+                    input::parse_effect("effect", a)
                 })?;
         }
         input.weapon = d.ask_optional("Assessed weapon (blank if unknown)", None, |a| {
             let w = a.to_string();
-            record::check_field(|o| o.weapon = Some(w.clone()))?;
+            input::check_field(|o| o.weapon = Some(w.clone()))?;
             Ok(w)
         })?;
         input.count = d.ask_optional("Count (12, about 30, at least 37; blank if none)", None, |a| {
-            record::parse_count("count", a)
+            input::parse_count("count", a)
         })?;
     }
-    input.basis = d.ask_until("Basis (seen, heard, reported)", Some("seen"), |a| record::parse_basis("basis", a))?;
+    input.basis = d.ask_until("Basis (seen, heard, reported)", Some("seen"), |a| input::parse_basis("basis", a))?;
     input.description = d.ask_until("Description (one line)", None, |a| {
         let s = a.to_string();
-        record::check_field(|o| o.description = s.clone())?;
+        input::check_field(|o| o.description = s.clone())?;
         Ok(s)
     })?;
     loop {
@@ -170,7 +170,7 @@ pub fn ask_record(
         }
         let file = d.ask_optional("Attach a file (path; blank when done)", None, |a| {
             let p = PathBuf::from(a);
-            record::check_attachment(&p)?;
+            crate::attachments::check_attachment(&p)?;
             Ok(p)
         })?;
         match file {

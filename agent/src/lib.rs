@@ -29,14 +29,18 @@
 //!   per concept: open and read (`mod.rs`), the keyring's life (`init`,
 //!   `upgrade`, passphrase, `wipe`), `record`, what sync writes back, and
 //!   [`link`] (the server address and certificates).
-//! - [`queue`]: the SQLite queue (schema, the one-transaction append,
-//!   streaming reads, answers and receipts, pruning).
-//! - [`record`]: [`RecordInput`], the field parsers shared by flags and
-//!   prompts, attachment hashing and copying.
+//! - [`queue`]: the SQLite queue: opening it (`mod.rs`), row types
+//!   (`rows.rs`), the one-transaction append (`chain.rs`), streaming reads
+//!   (`reads.rs`), answers and receipts (`acks.rs`), pruning, the schema.
+//! - [`input`]: [`RecordInput`] and the field parsers shared by flags and
+//!   prompts.
+//! - [`attachments`]: evidence files checked, hashed and sealed into the
+//!   data dir.
 //! - [`interactive`]: the prompts of `record` on a terminal.
 //! - [`keys`]: the device key, in memory only.
-//! - [`vault`]: sealing: the passphrase, Argon2id, the keyring, the data
-//!   key that encrypts queued reports, evidence copies and the TLS key.
+//! - [`vault`]: sealing, one file per concept: the passphrase, the
+//!   keyring and Argon2id, the data key that encrypts queued reports and
+//!   the TLS key, sealed evidence files.
 //! - [`upgrade`]: converting a data dir made before sealing.
 //! - [`platform`]: the agent's own unix-only call (core dumps off), behind
 //!   `cfg(unix)`; private files, atomic writes and shutdown signals are
@@ -59,15 +63,16 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod attachments;
 pub mod bundle;
 pub mod cli;
 pub mod error;
+pub mod input;
 pub mod interactive;
 pub mod keys;
 pub mod paths;
 pub mod platform;
 pub mod queue;
-pub mod record;
 pub mod sync;
 pub mod tls;
 pub mod upgrade;
@@ -76,7 +81,7 @@ pub mod vault;
 pub use agent::link::{self, LinkInput};
 pub use agent::{Agent, AgentStatus, ChainCheck, DirState, LastSync, Recorded};
 pub use error::AgentError;
+pub use input::RecordInput;
 pub use paths::DataDir;
 pub use queue::{AckOutcome, ChainHead, Pruned, Queue, QueuedReport, State, StoredReceipt};
-pub use record::RecordInput;
 pub use sync::{SyncOptions, SyncSummary};

@@ -45,7 +45,7 @@ pub fn seal_files(dir: &DataDir, queue: &Queue, key: &DataKey) -> Result<()> {
         }
         if !dir.attachment(&key.file_name(&sha)).exists() {
             // Sealed the way `record` seals a new attachment.
-            let staged = crate::record::stage_attachment(dir, key, &clear)?;
+            let staged = crate::attachments::stage_attachment(dir, key, &clear)?;
             if staged.attachment.sha256 != sha {
                 // The clear copy changed after it was recorded: keep it as
                 // it is for a person to look at, and seal nothing under a

@@ -1,6 +1,6 @@
 //! `Agent::record`: one report validated, signed, chained to the last and
 //! stored in one transaction, its attachments sealed and copied first.
-//! What the monitor typed becomes a [`RecordInput`] in `crate::record`.
+//! What the monitor typed becomes a [`RecordInput`] in `crate::input`.
 
 use truce_shared::fs;
 use truce_shared::limits;
@@ -8,8 +8,9 @@ use truce_shared::time::now_ms;
 use truce_shared::{Attachment, Bytes32, Envelope, ValidationError, ENVELOPE_VERSION};
 
 use super::Agent;
+use crate::attachments;
 use crate::error::{AgentError, Result};
-use crate::record::{self, RecordInput};
+use crate::input::RecordInput;
 
 /// What `record` made.
 #[derive(Clone, PartialEq, Eq)]
@@ -65,13 +66,13 @@ impl Agent {
         }
         observation.validate()?;
         for p in &input.attachments {
-            record::check_attachment(p)?;
+            attachments::check_attachment(p)?;
         }
         let (key, data_key) = self.unlocked.as_ref().ok_or(AgentError::PassphraseNeeded)?;
         let staged = input
             .attachments
             .iter()
-            .map(|p| record::stage_attachment(&self.dir, data_key, p))
+            .map(|p| attachments::stage_attachment(&self.dir, data_key, p))
             .collect::<Result<Vec<_>>>()?;
         observation.attachments = staged.iter().map(|s| s.attachment.clone()).collect();
         observation.validate()?;

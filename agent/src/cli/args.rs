@@ -1,7 +1,7 @@
 //! The command line's shape: every command and flag, as clap parses them.
 //!
 //! Only the shape lives here. Values are taken as text and parsed by
-//! [`crate::record`]'s parsers beside each command (`record.rs`, `prune.rs`),
+//! [`crate::input`]'s parsers beside each command (`record.rs`, `prune.rs`),
 //! not by clap, so a bad value gives the same one-line message, naming the
 //! flag and the fix, whether it came from a flag or a prompt. Completions
 //! and the manual page are made from these definitions (`help.rs`).

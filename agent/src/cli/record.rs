@@ -13,8 +13,8 @@ use super::reports::AttachmentJson;
 use super::unlock::Unlock;
 use crate::agent::Recorded;
 use crate::error::{AgentError, Result};
+use crate::input::{self, RecordInput};
 use crate::paths::DataDir;
-use crate::record::{self, RecordInput};
 
 impl RecordArgs {
     /// Whether no field was given at all (the interactive case).
@@ -64,20 +64,20 @@ impl RecordArgs {
             ));
         };
         let mut input = RecordInput::new(
-            record::parse_category("--category", c)?,
-            record::parse_degrees("--lat", lat)?,
-            record::parse_degrees("--lon", lon)?,
+            input::parse_category("--category", c)?,
+            input::parse_degrees("--lat", lat)?,
+            input::parse_degrees("--lon", lon)?,
         );
         input.position.accuracy_m =
-            self.accuracy.as_deref().map(|a| record::parse_metres("--accuracy", a)).transpose()?;
+            self.accuracy.as_deref().map(|a| input::parse_metres("--accuracy", a)).transpose()?;
         input.observed_at = Some(match &self.at {
-            Some(t) => record::parse_when("--at", t, now)?,
+            Some(t) => input::parse_when("--at", t, now)?,
             None => now,
         });
-        input.observed_until = self.until.as_deref().map(|t| record::parse_when("--until", t, now)).transpose()?;
-        input.bearing_deg = self.bearing.as_deref().map(|b| record::parse_bearing("--bearing", b)).transpose()?;
-        input.distance_m = self.distance.as_deref().map(|d| record::parse_distance("--distance", d)).transpose()?;
-        input.effect = self.effect.as_deref().map(|e| record::parse_effect("--effect", e)).transpose()?;
+        input.observed_until = self.until.as_deref().map(|t| input::parse_when("--until", t, now)).transpose()?;
+        input.bearing_deg = self.bearing.as_deref().map(|b| input::parse_bearing("--bearing", b)).transpose()?;
+        input.distance_m = self.distance.as_deref().map(|d| input::parse_distance("--distance", d)).transpose()?;
+        input.effect = self.effect.as_deref().map(|e| input::parse_effect("--effect", e)).transpose()?;
         input.weapon = self.weapon.clone();
         input.count = match &self.count {
             Some(n) => {
@@ -96,7 +96,7 @@ impl RecordArgs {
             None => None,
         };
         if let Some(b) = &self.basis {
-            input.basis = record::parse_basis("--basis", b)?;
+            input.basis = input::parse_basis("--basis", b)?;
         }
         input.description = self.description.clone().unwrap_or_default();
         input.attachments = self.attach.clone();
