@@ -61,6 +61,24 @@ fn header_for(payload: &[u8], max: u32) -> io::Result<[u8; HEADER_LEN]> {
     }
 }
 
+/// A stream that ended after `got` bytes of a header: a clean end between
+/// frames if none had come, else a truncated frame.
+fn ended_in_header(got: usize) -> Result<Option<usize>, FrameError> {
+    if got == 0 {
+        Ok(None)
+    } else {
+        Err(FrameError::Truncated { expected: HEADER_LEN as u64, got: got as u64 })
+    }
+}
+
+/// Whether all `len` bytes of a body arrived.
+fn whole_body(got: usize, len: usize) -> Result<(), FrameError> {
+    if got < len {
+        return Err(FrameError::Truncated { expected: len as u64, got: got as u64 });
+    }
+    Ok(())
+}
+
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result<Option<Vec<u8>>, FrameError> {
     match read_frame_len(r, max).await? {
@@ -78,11 +96,7 @@ pub async fn read_frame_len<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result
     while got < HEADER_LEN {
         let n = r.read(&mut header[got..]).await?;
         if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated { expected: HEADER_LEN as u64, got: got as u64 })
-            };
+            return ended_in_header(got);
         }
         got += n;
     }
@@ -93,9 +107,7 @@ pub async fn read_frame_len<R: AsyncRead + Unpin>(r: &mut R, max: u32) -> Result
 pub async fn read_frame_body<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> Result<Vec<u8>, FrameError> {
     let mut body = Vec::with_capacity(len.min(INITIAL_CAPACITY));
     let got = r.take(len as u64).read_to_end(&mut body).await?;
-    if got < len {
-        return Err(FrameError::Truncated { expected: len as u64, got: got as u64 });
-    }
+    whole_body(got, len)?;
     Ok(body)
 }
 
@@ -119,20 +131,14 @@ pub fn read_frame_sync<R: Read>(r: &mut R, max: u32) -> Result<Option<Vec<u8>>, 
             Err(e) => return Err(e.into()),
         };
         if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated { expected: HEADER_LEN as u64, got: got as u64 })
-            };
+            return ended_in_header(got).map(|_| None);
         }
         got += n;
     }
     let len = check_len(header, max)?;
     let mut body = Vec::with_capacity(len.min(INITIAL_CAPACITY));
     let got = r.take(len as u64).read_to_end(&mut body)?;
-    if got < len {
-        return Err(FrameError::Truncated { expected: len as u64, got: got as u64 });
-    }
+    whole_body(got, len)?;
     Ok(Some(body))
 }
 
