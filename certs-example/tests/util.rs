@@ -1,5 +1,6 @@
 //! Shared helpers for the tests: run the real `truce-certs` binary, openssl
-//! and bash (printing everything on failure), read PEM files the way the
+//! and bash (with `truce-testkit`'s runner, which prints the command line,
+//! cwd, status, stdout and stderr on failure), read PEM files the way the
 //! server and agent do, and run an in-memory mutual-TLS handshake with
 //! rustls configured as Truce configures it (TLS 1.3, ALPN `truce/1`,
 //! client certificate required, CRLs checked).
@@ -10,7 +11,7 @@ use std::fs;
 use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 
 use rustls::client::ClientConnection;
@@ -20,55 +21,52 @@ use rustls::{ClientConfig, Connection, RootCertStore, ServerConfig};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::revocation_list::CertificateRevocationList;
 
+/// `truce-testkit`'s binary runner, included by path: `truce-testkit`
+/// depends on `truce-certs`, so a dev-dependency back would make a cycle
+/// (see that crate's docs).
+#[allow(dead_code)] // `bin` finds the other crates' binaries
+#[path = "../../testkit/src/run.rs"]
+mod run;
+pub use run::{run, Ran};
+
 /// A temporary directory, removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("create a temporary directory")
 }
 
 /// Runs `truce-certs ARGS`.
-pub fn truce_certs(args: &[&str]) -> Output {
-    let bin = env!("CARGO_BIN_EXE_truce-certs");
-    Command::new(bin).args(args).output().unwrap_or_else(|e| panic!("cannot start {bin}: {e}"))
+pub fn truce_certs(args: &[&str]) -> Ran {
+    run(Command::new(env!("CARGO_BIN_EXE_truce-certs")).args(args))
 }
 
 /// Runs `truce-certs ARGS`, which must succeed; returns stdout.
 pub fn truce_certs_ok(args: &[&str]) -> String {
-    let out = truce_certs(args);
-    assert!(out.status.success(), "{}", report("truce-certs", args, &out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    truce_certs(args).expect_ok()
 }
 
 /// Runs `truce-certs ARGS`, which must fail with one line on stderr;
 /// returns that line.
 pub fn truce_certs_fails(args: &[&str]) -> String {
-    let out = truce_certs(args);
-    assert!(!out.status.success(), "{}", report("truce-certs", args, &out));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "error should be one line\n{}", report("truce-certs", args, &out));
-    stderr.trim_end().to_owned()
+    truce_certs(args).expect_one_line_error()
 }
 
-/// Runs `openssl ARGS` in `dir`. Panics if openssl cannot be started.
-pub fn openssl(dir: &Path, args: &[&str]) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl (it must be installed for these tests): {e}"))
+/// Runs `openssl ARGS` in `dir`. Panics if openssl cannot be started (it
+/// must be installed for these tests).
+pub fn openssl(dir: &Path, args: &[&str]) -> Ran {
+    run(Command::new("openssl").args(args).current_dir(dir))
 }
 
 /// Runs `openssl ARGS` in `dir`, which must succeed; returns stdout.
 pub fn openssl_ok(dir: &Path, args: &[&str]) -> String {
-    let out = openssl(dir, args);
-    assert!(out.status.success(), "{}", report("openssl", args, &out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    openssl(dir, args).expect_ok()
 }
 
 /// Runs `openssl ARGS` in `dir`, which must fail; returns stdout and stderr.
 pub fn openssl_fails(dir: &Path, args: &[&str]) -> String {
     let out = openssl(dir, args);
-    assert!(!out.status.success(), "{}", report("openssl", args, &out));
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    let said = format!("{}{}", out.stdout(), out.stderr());
+    out.expect_fail();
+    said
 }
 
 /// `openssl verify -CAfile ca.pem [-crl_check -CRLfile crl.pem] CERT` in
@@ -80,8 +78,7 @@ pub fn openssl_verify(dir: &Path, cert: &str, crl_check: bool) -> (bool, String)
     }
     args.push(cert);
     let out = openssl(dir, &args);
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), said)
+    (out.ok(), format!("{}{}", out.stdout(), out.stderr()))
 }
 
 /// The path of `certs-example/openssl-steps.sh`.
@@ -91,21 +88,7 @@ pub fn openssl_steps_script() -> PathBuf {
 
 /// Runs `bash openssl-steps.sh ARGS`, which must succeed.
 pub fn openssl_steps(args: &[&str]) {
-    let script = openssl_steps_script();
-    let out = Command::new("bash").arg(&script).args(args).output().unwrap_or_else(|e| panic!("cannot run bash: {e}"));
-    assert!(out.status.success(), "{}", report(&script.display().to_string(), args, &out));
-}
-
-/// A failed command's arguments, status, stdout and stderr, for a panic.
-fn report(program: &str, args: &[&str], out: &Output) -> String {
-    format!(
-        "\n\ncommand: {program} {}\ncwd: {}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n",
-        args.join(" "),
-        std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    )
+    run(Command::new("bash").arg(openssl_steps_script()).args(args)).expect_ok();
 }
 
 /// A path's permission bits.

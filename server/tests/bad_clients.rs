@@ -23,7 +23,7 @@ use crate::common::*;
 
 /// A good agent submitting small batches for `for_how_long`; returns the
 /// slowest round trip. Panics if any batch is not acknowledged.
-async fn good_agent(server: &TestServer, pki: &Pki, for_how_long: Duration) -> Duration {
+async fn good_agent(server: &InProcessServer, pki: &Pki, for_how_long: Duration) -> Duration {
     let mut c = Client::open(server.addr, pki.client_tls("good")).await;
     let mut d = Device::new();
     let mut slowest = Duration::ZERO;
@@ -40,7 +40,7 @@ async fn good_agent(server: &TestServer, pki: &Pki, for_how_long: Duration) -> D
 }
 
 /// Runs `bad` beside a good agent; checks the good agent stayed quick.
-async fn beside_a_good_agent<F: std::future::Future<Output = ()>>(server: &TestServer, pki: &Pki, bad: F) {
+async fn beside_a_good_agent<F: std::future::Future<Output = ()>>(server: &InProcessServer, pki: &Pki, bad: F) {
     let (slowest, ()) = tokio::join!(good_agent(server, pki, Duration::from_millis(2500)), bad);
     assert!(slowest < Duration::from_secs(1), "the good agent waited {slowest:?} for an Ack");
 }
@@ -48,7 +48,7 @@ async fn beside_a_good_agent<F: std::future::Future<Output = ()>>(server: &TestS
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_frame_ends_the_connection() {
     let pki = Pki::new(&["good"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     beside_a_good_agent(&server, &pki, async {
         for announced in [quick_limits().max_frame + 1, u32::MAX] {
             let mut bad = Client::open(server.addr, pki.client_tls("good")).await;
@@ -68,7 +68,7 @@ async fn an_oversized_frame_ends_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_frame_ends_the_connection() {
     let pki = Pki::new(&["good"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     beside_a_good_agent(&server, &pki, async {
         let mut bad = Client::open(server.addr, pki.client_tls("good")).await;
         let garbage = [0xFFu8; 300];
@@ -84,7 +84,7 @@ async fn a_garbage_frame_ends_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sending_one_byte_a_second_is_cut_off_at_the_idle_timeout() {
     let pki = Pki::new(&["good"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let idle = quick_limits().idle_timeout;
     beside_a_good_agent(&server, &pki, async {
         let mut bad = Client::open(server.addr, pki.client_tls("good")).await;
@@ -129,7 +129,7 @@ async fn a_client_sending_one_byte_a_second_is_cut_off_at_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_during_the_handshake_or_before_hello_is_cut_off_at_the_handshake_timeout() {
     let pki = Pki::new(&["good"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let limit = quick_limits().handshake_timeout;
     beside_a_good_agent(&server, &pki, async {
         // TCP only, not a byte of TLS.
@@ -155,7 +155,7 @@ async fn silence_during_the_handshake_or_before_hello_is_cut_off_at_the_handshak
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_violations_end_the_connection_and_a_wrong_version_is_refused() {
     let pki = Pki::new(&["good"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let max_batch = quick_limits().max_batch;
 
     // Over the batch limit advertised in Welcome.
@@ -197,7 +197,7 @@ async fn protocol_violations_end_the_connection_and_a_wrong_version_is_refused()
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let pki = Pki::new(&["good"]);
     let limits = Limits { max_connections: 2, idle_timeout: Duration::from_secs(30), ..quick_limits() };
-    let server = TestServer::start(&pki, limits).await;
+    let server = InProcessServer::start(&pki, limits).await;
     let a = Client::open(server.addr, pki.client_tls("good")).await;
     let _b = Client::open(server.addr, pki.client_tls("good")).await;
     // The third is accepted by the kernel but not served: no handshake.
@@ -262,7 +262,7 @@ async fn a_frame_of_exactly_max_frame_is_served_and_one_byte_more_ends_the_conne
     let pki = Pki::new(&["good"]);
     let limits = quick_limits();
     let max = limits.max_frame as usize;
-    let server = TestServer::start(&pki, limits).await;
+    let server = InProcessServer::start(&pki, limits).await;
     let d = Device::fixed(9);
 
     let mut c = Client::open(server.addr, pki.client_tls("good")).await;
@@ -293,7 +293,7 @@ async fn a_frame_of_exactly_max_frame_is_served_and_one_byte_more_ends_the_conne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_one_byte_at_a_time_is_cut_off_at_the_handshake_timeout() {
     let pki = Pki::new(&["good"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let limit = quick_limits().handshake_timeout;
     beside_a_good_agent(&server, &pki, async {
         // A real ClientHello, trickled at four bytes a second.
@@ -330,7 +330,7 @@ async fn a_handshake_one_byte_at_a_time_is_cut_off_at_the_handshake_timeout() {
 async fn the_handshake_deadline_covers_tls_and_hello_and_a_client_in_time_is_served() {
     let pki = Pki::new(&["good"]);
     let limit = Duration::from_secs(2);
-    let server = TestServer::start(&pki, Limits { handshake_timeout: limit, ..quick_limits() }).await;
+    let server = InProcessServer::start(&pki, Limits { handshake_timeout: limit, ..quick_limits() }).await;
     let name = || ServerName::try_from("localhost").unwrap();
     let hello = Message::Hello { protocol: wire::PROTOCOL_VERSION, agent_version: "late".into(), device: [0; 32] };
 
@@ -358,7 +358,7 @@ async fn the_handshake_deadline_covers_tls_and_hello_and_a_client_in_time_is_ser
 async fn silence_just_under_the_idle_timeout_is_fine_and_just_over_it_ends_the_session() {
     let pki = Pki::new(&["good"]);
     let idle = Duration::from_secs(2);
-    let server = TestServer::start(&pki, Limits { idle_timeout: idle, ..quick_limits() }).await;
+    let server = InProcessServer::start(&pki, Limits { idle_timeout: idle, ..quick_limits() }).await;
     let mut d = Device::fixed(11);
     let mut c = Client::open(server.addr, pki.client_tls("good")).await;
     // Each frame restarts the clock: two pauses of 60% of the limit are fine.
@@ -378,10 +378,8 @@ async fn silence_just_under_the_idle_timeout_is_fine_and_just_over_it_ends_the_s
 async fn the_run_flags_set_every_limit() {
     // The real binary, every limit set by its flag, each observed.
     let pki = Pki::new(&["good"]);
-    let data = tempfile::tempdir().unwrap();
-    ok(cli(data.path(), &["init"]));
-    let server = ServerProcess::start(
-        data.path(),
+    let mut server = TestServer::init();
+    server.start(
         &pki,
         &[
             "--max-frame",
@@ -400,21 +398,21 @@ async fn the_run_flags_set_every_limit() {
     let mut d = Device::fixed(12);
 
     // Frame and batch: advertised in Welcome and enforced.
-    let mut a = Client::open(server.addr, config.clone()).await;
+    let mut a = Client::open(server.addr(), config.clone()).await;
     assert_eq!((a.max_frame, a.max_batch), (65536, 8));
     assert_eq!(a.submit(d.batch(8, "max-batch")).await.results.len(), 8);
     a.send(d.batch(9, "max-batch + 1")).await;
     assert!(a.closed_within(Duration::from_secs(2)).await, "--max-batch 8: a Submit of 9 ends the connection");
-    let mut a = Client::open(server.addr, config.clone()).await;
+    let mut a = Client::open(server.addr(), config.clone()).await;
     a.tls.write_all(&65537u32.to_be_bytes()).await.unwrap();
     a.tls.flush().await.unwrap();
     assert!(a.closed_within(Duration::from_secs(2)).await, "--max-frame 65536: 65537 ends the connection");
 
     // Connections: with two open, a third waits until one closes.
-    let a = Client::open(server.addr, config.clone()).await;
-    let mut b = Client::open(server.addr, config.clone()).await;
+    let a = Client::open(server.addr(), config.clone()).await;
+    let mut b = Client::open(server.addr(), config.clone()).await;
     let third = tokio::spawn({
-        let (addr, config) = (server.addr, config.clone());
+        let (addr, config) = (server.addr(), config.clone());
         async move { Client::open(addr, config).await }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -434,7 +432,7 @@ async fn the_run_flags_set_every_limit() {
     // Handshake: a TCP connection that never starts TLS is dropped at 2 s.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
-    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     let mut buf = [0u8; 16];
     let r = tokio::time::timeout(PATIENCE, tcp.read(&mut buf)).await.expect("dropped in time");
     assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
@@ -447,11 +445,9 @@ async fn the_largest_values_the_limit_flags_take_start_a_working_server() {
     // usize::MAX connections and verification threads (and the largest
     // frame budget) mean "no cap": the server must start and serve, not panic.
     let pki = Pki::new(&["good"]);
-    let data = tempfile::tempdir().unwrap();
-    ok(cli(data.path(), &["init"]));
+    let mut server = TestServer::init();
     let max = usize::MAX.to_string();
-    let server = ServerProcess::start(
-        data.path(),
+    server.start(
         &pki,
         &[
             "--max-connections",
@@ -470,7 +466,7 @@ async fn the_largest_values_the_limit_flags_take_start_a_working_server() {
             &max,
         ],
     );
-    let mut c = Client::open(server.addr, pki.client_tls("good")).await;
+    let mut c = Client::open(server.addr(), pki.client_tls("good")).await;
     assert_eq!(c.max_frame, u32::MAX);
     assert_eq!(c.submit(Device::fixed(13).batch(3, "no cap")).await.results.len(), 3);
 }

@@ -33,20 +33,14 @@ fn init_makes_a_key_once_and_never_overwrites_it() {
     let err = fails(cli(data.path(), &["init"]));
     assert!(one_line(&err).contains("already exists"), "{err}");
     // Still the same key: the env var finds the same data dir as the flag.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_truce-server"))
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_truce-server"))
         .args(["--json", "stats"])
-        .env("TRUCE_SERVER_DIR", data.path())
-        .output()
-        .unwrap();
-    let stats: serde_json::Value = serde_json::from_slice(&ok_output(out)).unwrap();
+        .env("TRUCE_SERVER_DIR", data.path()));
+    let stats: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
     assert_eq!(stats["reports"]["verified"], 0);
     let on_disk = std::fs::read(data.path().join("server.key")).unwrap();
     let sk = ed25519_dalek::SigningKey::from_bytes(&on_disk.try_into().unwrap());
     assert_eq!(hex::encode(sk.verifying_key().to_bytes()), key);
-}
-
-fn ok_output(out: std::process::Output) -> Vec<u8> {
-    ok(out).into_bytes()
 }
 
 #[test]
@@ -108,7 +102,7 @@ fn run_refuses_bad_files_and_limits_in_one_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_shows_outcomes_devices_gaps_and_forks() {
     let pki = Pki::new(&["laptop"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let mut d = Device::new();
     ok(server.cli(&["device", "add", &d.hex(), "--name", "laptop-3"]));
     let r1 = d.next("1");

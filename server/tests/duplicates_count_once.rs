@@ -19,7 +19,7 @@ async fn thirty_two_connections_with_overlapping_batches_store_each_report_once(
     let pki = Pki::new(&["laptop"]);
     // One certificate opens all the connections here: let it.
     let limits = truce_server::Limits { max_connections_per_cert: CONNECTIONS, ..quick_limits() };
-    let server = TestServer::start(&pki, limits).await;
+    let server = InProcessServer::start(&pki, limits).await;
     let now = truce_shared::time::now_ms();
     let mut all: Vec<SignedReport> = Vec::new();
     for seed in 0..8 {
@@ -88,6 +88,6 @@ async fn thirty_two_connections_with_overlapping_batches_store_each_report_once(
     server.stop().await;
 }
 
-fn store_add(server: &TestServer, d: &Device) {
+fn store_add(server: &InProcessServer, d: &Device) {
     server.store().add_device(&d.public(), None, truce_shared::time::now_ms()).expect("enrol");
 }

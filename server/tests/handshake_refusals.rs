@@ -10,10 +10,10 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_missions_current_certificates_over_tls13_and_truce1_get_a_session() {
     let pki = Pki::new(&["good", "revoked"]);
-    pki.client("expired", truce_certs::ClientOptions::expired());
+    pki.client_with("expired", truce_certs::ClientOptions::expired());
     pki.revoke("revoked");
     let other = Pki::new(&["stranger"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let tls13 = &[&rustls::version::TLS13][..];
     let truce = || vec![wire::ALPN.to_vec()];
 
@@ -74,7 +74,7 @@ async fn the_refusals_are_handshake_failures_where_tls_allows() {
     // refused on the first read in TLS 1.3; no ALPN completes the handshake
     // and is then dropped by the server without a word.
     let pki = Pki::new(&["good"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let tls13 = &[&rustls::version::TLS13][..];
     let e = connect(server.addr, client_tls(&pki, Some("good"), &[&rustls::version::TLS12], vec![wire::ALPN.to_vec()]))
         .await
@@ -99,20 +99,18 @@ async fn a_certificate_revoked_with_truce_certs_is_refused_once_the_server_resta
     // The operator's procedure (server/README.md): `truce-certs revoke NAME`,
     // then restart `truce-server run --crl crl.pem`, which reads CRLs at start.
     let pki = Pki::new(&["laptop-07", "laptop-08"]);
-    let data = tempfile::tempdir().unwrap();
-    ok(cli(data.path(), &["init"]));
-    let mut server = ServerProcess::start(data.path(), &pki, &[]);
+    let mut server = TestServer::init();
+    server.start(&pki, &[]);
     for laptop in ["laptop-07", "laptop-08"] {
-        let r = first_answer(server.addr, pki.client_tls(laptop)).await;
+        let r = first_answer(server.addr(), pki.client_tls(laptop)).await;
         assert!(matches!(r, Ok(Message::Welcome { .. })), "{laptop} before the revocation: {r:?}");
     }
     pki.revoke("laptop-07");
     assert!(server.terminate().success());
-    let addr = server.addr.to_string();
-    let server = ServerProcess::start_on(data.path(), &pki, &addr, &[]);
-    let r = first_answer(server.addr, pki.client_tls("laptop-07")).await;
+    server.start(&pki, &[]);
+    let r = first_answer(server.addr(), pki.client_tls("laptop-07")).await;
     assert!(r.is_err(), "a revoked laptop must be refused after the restart: {r:?}");
-    let r = first_answer(server.addr, pki.client_tls("laptop-08")).await;
+    let r = first_answer(server.addr(), pki.client_tls("laptop-08")).await;
     assert!(matches!(r, Ok(Message::Welcome { .. })), "the other laptop still gets in: {r:?}");
     eventually("the refusal is logged with its reason", || {
         server.log().lines().any(|l| l.contains("handshake refused") && l.contains("Revoked"))

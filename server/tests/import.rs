@@ -62,7 +62,7 @@ async fn a_bundle_gets_the_same_outcomes_as_the_wire() {
     .concat();
 
     // Over the wire.
-    let wire_server = TestServer::start(&pki, quick_limits()).await;
+    let wire_server = InProcessServer::start(&pki, quick_limits()).await;
     ok(wire_server.cli(&["device", "add", &enrolled.hex()]));
     let mut c = Client::open(wire_server.addr, pki.client_tls("laptop")).await;
     let wire_statuses = c.submit(reports.clone()).await.statuses();
@@ -128,7 +128,7 @@ fn a_damaged_bundle_is_reported_by_index_and_the_readable_reports_imported() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["accepted"], 3, "{summary}");
     assert_eq!(summary["rejected"]["malformed"], 2, "{summary}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = String::from_utf8(out.out.stderr.clone()).unwrap();
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(lines.len(), 3, "{stderr}");
     assert!(lines[0].contains("damaged.truce: report #2"), "{stderr}");
@@ -166,7 +166,7 @@ fn a_bundle_of_many_bad_frames_is_counted_not_listed() {
     assert_eq!(summary["rejected"]["malformed"], bad_frames, "every bad frame is counted");
     assert_eq!(summary["problems"].as_array().unwrap().len(), MAX_PROBLEMS_LISTED);
     assert_eq!(summary["problems_not_listed"], bad_frames - MAX_PROBLEMS_LISTED as u64);
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = String::from_utf8(out.out.stderr.clone()).unwrap();
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(lines.len(), MAX_PROBLEMS_LISTED + 1, "{}", &stderr[..stderr.len().min(400)]);
     assert!(lines[MAX_PROBLEMS_LISTED].contains(&format!("and {} more", bad_frames - MAX_PROBLEMS_LISTED as u64)));

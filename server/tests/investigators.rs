@@ -23,7 +23,7 @@ impl Mission {
         m
     }
 
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub fn cli(&self, args: &[&str]) -> Ran {
         cli(self.data.path(), args)
     }
 

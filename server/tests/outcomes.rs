@@ -34,7 +34,7 @@ fn footprint(store: &truce_server::Store) -> (i64, i64, i64, i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_duplicate_quarantined_promoted_revoked() {
     let pki = Pki::new(&["laptop"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let mut enrolled = Device::fixed(1);
     let mut stranger = Device::fixed(2);
     let mut lost = Device::fixed(3);
@@ -100,7 +100,7 @@ async fn accepted_duplicate_quarantined_promoted_revoked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equivocation_is_rejected_and_both_versions_are_kept() {
     let pki = Pki::new(&["laptop"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let mut d = Device::fixed(4);
     ok(server.cli(&["device", "add", &d.hex()]));
     let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
@@ -133,7 +133,7 @@ async fn equivocation_is_rejected_and_both_versions_are_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_and_counted() {
     let pki = Pki::new(&["laptop"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let mut d = Device::fixed(4);
     ok(server.cli(&["device", "add", &d.hex()]));
     let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;

@@ -3,7 +3,7 @@
 //! signals matter) and connect real rustls clients. One test binary, so the
 //! crate links once.
 
-// PKI from truce-certs, servers, TLS clients, signing devices; all clean up in Drop.
+// truce-testkit (PKI, server process, devices) plus an in-process server and TLS clients; all clean up in Drop.
 mod common;
 
 // The first lock: no cert, another CA, expired, revoked, TLS 1.2, wrong or no ALPN all fail beside a good client; a CRL takes effect on restart.
@@ -13,7 +13,7 @@ mod outcomes;
 // 32 connections submitting overlapping batches: every distinct report stored and accepted exactly once.
 mod duplicates_count_once;
 // Ack only after commit (20 SIGKILLs right after an Ack lose nothing); SIGTERM acks the batches in flight, exits 0.
-mod no_report_lost;
+mod acked_means_stored;
 // Oversized, garbage, slow and rude clients are cut off while a good client is served; every limit at its edge.
 mod bad_clients;
 // Connections that never authenticate, one certificate's many sessions, frames past the bytes-in-flight budget.

@@ -29,7 +29,7 @@ fn a_100k_report_bundle_streams_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.truce");
     let key = support::fixed_key();
-    let mut obs = support::observation();
+    let mut obs = support::shelling();
     // About 1 KiB a report: the file (~100 MiB) is far bigger than the bound.
     obs.description = "x".repeat(1000);
 
@@ -39,7 +39,7 @@ fn a_100k_report_bundle_streams_in_bounded_memory() {
     let mut prev = [0; 32];
     let mut ids = Vec::with_capacity(REPORTS as usize);
     for seq in 1..=REPORTS {
-        let r = sign(&key, &support::envelope(seq, prev, obs.clone())).unwrap();
+        let r = sign(&key, &support::fixed_envelope(seq, prev, obs.clone())).unwrap();
         prev = r.id();
         ids.push(prev);
         w.write(&r).unwrap();

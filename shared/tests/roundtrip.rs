@@ -56,7 +56,7 @@ proptest! {
     #[test]
     fn encode_decode_encode_is_identity(obs in observation(), seq in 1u64..u64::MAX, prev in any::<[u8; 32]>()) {
         prop_assume!(obs.validate().is_ok());
-        let env = support::envelope(seq, if seq == 1 { [0; 32] } else { prev }, obs);
+        let env = support::fixed_envelope(seq, if seq == 1 { [0; 32] } else { prev }, obs);
         prop_assume!(env.validate().is_ok());
         let body = encoding::encode(&env);
         let back = encoding::decode_canonical(&body).unwrap();
@@ -67,7 +67,7 @@ proptest! {
     #[test]
     fn signed_reports_verify_to_what_was_signed(obs in observation()) {
         prop_assume!(obs.validate().is_ok());
-        let env = support::envelope(1, [0; 32], obs);
+        let env = support::fixed_envelope(1, [0; 32], obs);
         let signed = sign(&support::fixed_key(), &env).unwrap();
         let v = verify(&signed).unwrap();
         prop_assert_eq!(v.envelope, env);

@@ -67,7 +67,7 @@ fn small_order_key_with_identity_r_and_zero_s_is_rejected() {
     // The identity point, compressed: y = 1.
     let mut identity = [0u8; 32];
     identity[0] = 1;
-    let mut env = support::envelope(1, [0; 32], support::observation());
+    let mut env = support::fixed_envelope(1, [0; 32], support::shelling());
     env.device = identity;
     let body = encoding::encode(&env);
     let mut sig = [0u8; 64];

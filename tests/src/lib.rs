@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //!
-//! - [`harness`]: finds the binaries, makes a PKI with `truce-certs`, runs
-//!   `truce-server` and `truce-agent` in temporary data dirs, kills them in
-//!   `Drop`.
+//! - [`harness`]: runs `truce-agent` in sealed temporary data dirs
+//!   ([`harness::Agent`]) and sets up a mission of one laptop; the PKI, the
+//!   `truce-server` process and the binary runner come from
+//!   `truce-testkit`.
 //! - [`relay`]: a TCP relay that cuts the link at a chosen byte offset.
 
 #![forbid(unsafe_code)]

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use truce_tests::harness::{Agent, Pki, Server};
+use truce_testkit::{Pki, TestServer};
+use truce_tests::harness::Agent;
 
 /// Resident memory of a process in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -35,20 +36,20 @@ fn timed_sync(agent: &Agent, n: usize, tag: &str) -> Duration {
 #[test]
 fn floods_do_not_stop_a_good_agent() {
     let pki = Pki::new(&["good", "staller", "cutter"]);
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     let good = Agent::init();
     server.enrol(&good.key, "good");
-    good.link(&pki, "good", server.addr);
     // Timeouts long enough that every flood connection is still open while
     // the good agent syncs.
     server.start(&pki, &["--handshake-timeout", "30", "--idle-timeout", "30"]);
+    good.link(&pki, "good", server.addr());
     let pid = server.pid().expect("server pid");
 
     let baseline = timed_sync(&good, 200, "baseline");
     let idle_rss = rss_kib(pid);
 
     // 2,000 TCP connections that never speak.
-    let silent: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(server.addr).expect("tcp connect")).collect();
+    let silent: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(server.addr()).expect("tcp connect")).collect();
 
     // 500 connections that finish TLS with a valid certificate, then stall
     // (all but the certificate's cap of sessions are refused after Hello).
@@ -61,7 +62,7 @@ fn floods_do_not_stop_a_good_agent() {
         )
         .expect("client config"),
     );
-    let addr = server.addr;
+    let addr = server.addr();
     let stalled = runtime.block_on(async {
         let connector = tokio_rustls::TlsConnector::from(config.clone());
         let mut conns = Vec::new();

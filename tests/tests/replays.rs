@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use truce_server::{Checked, Store};
 use truce_shared::wire::{self, Message, Status};
-use truce_tests::harness::{Agent, Pki, Server};
+use truce_testkit::{Pki, TestServer};
+use truce_tests::harness::Agent;
 
 /// `n` real reports from a real agent's queue, recorded by the binary.
 fn reports(agent: &Agent, n: usize) -> Vec<truce_shared::SignedReport> {
@@ -48,7 +49,7 @@ fn a_report_replayed_a_million_times_is_one_row() {
 #[test]
 fn a_report_replayed_over_the_wire_is_one_row_and_receipts_do_not_transfer() {
     let pki = Pki::new(&["replayer"]);
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     let agent = Agent::init();
     server.enrol(&agent.key, "replayer");
     server.start(&pki, &[]);
@@ -65,7 +66,7 @@ fn a_report_replayed_over_the_wire_is_one_row_and_receipts_do_not_transfer() {
         .unwrap(),
     );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let addr = server.addr;
+    let addr = server.addr();
     let second_id = second.id();
     let (server_key, acks) = rt.block_on(async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use truce_tests::harness::{one_laptop, Agent, Pki, Server};
+use truce_testkit::{Pki, TestServer};
+use truce_tests::harness::{mission, one_laptop, Agent};
 use truce_tests::relay::Relay;
 
 #[test]
@@ -29,7 +30,7 @@ fn offline_records_sync_once_the_server_comes_up() {
 fn a_lost_ack_is_answered_duplicate_and_stored_once() {
     let (pki, mut server, agent) = one_laptop("laptop-a");
     server.start(&pki, &[]);
-    let relay = Relay::start(server.addr);
+    let relay = Relay::start(server.addr());
 
     // Calibrate: the bytes of one clean sync of one report through the relay.
     agent.record("calibration");
@@ -66,12 +67,8 @@ fn a_lost_ack_is_answered_duplicate_and_stored_once() {
 
 #[test]
 fn two_agents_at_once_a_thousand_reports_each() {
-    let pki = Pki::new(&["laptop-a", "laptop-b"]);
-    let mut server = Server::init();
-    let agents = [Agent::init(), Agent::init()];
-    for (a, name) in agents.iter().zip(["laptop-a", "laptop-b"]) {
-        server.enrol(&a.key, name);
-        a.link(&pki, name, server.addr);
+    let (_pki, server, agents) = mission(&["laptop-a", "laptop-b"]);
+    for a in &agents {
         // 1,000 reports through the real binary would take a while; the
         // library writes the same queue the binary does.
         let out = a.cmd(&["record", "--category", "drone", "--lat", "48.1", "--lon", "37.9", "--description", "first"]);
@@ -83,7 +80,6 @@ fn two_agents_at_once_a_thousand_reports_each() {
         drop(open);
         assert_eq!(a.ids_in_state("pending").len(), 1000);
     }
-    server.start(&pki, &[]);
     std::thread::scope(|s| {
         for a in &agents {
             s.spawn(|| a.sync(None).expect_ok());
@@ -101,14 +97,14 @@ fn two_agents_at_once_a_thousand_reports_each() {
 #[test]
 fn a_revoked_laptop_is_refused_and_an_unenrolled_key_is_quarantined_until_added() {
     let pki = Pki::new(&["laptop-a", "laptop-b"]);
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     let enrolled = Agent::init();
     let unenrolled = Agent::init();
     server.enrol(&enrolled.key, "laptop-a");
-    enrolled.link(&pki, "laptop-a", server.addr);
-    unenrolled.link(&pki, "laptop-b", server.addr);
-    let q = unenrolled.record("from a key the server does not know yet");
     server.start(&pki, &[]);
+    enrolled.link(&pki, "laptop-a", server.addr());
+    unenrolled.link(&pki, "laptop-b", server.addr());
+    let q = unenrolled.record("from a key the server does not know yet");
 
     unenrolled.sync(None).expect_ok();
     assert_eq!(unenrolled.ids_in_state("quarantined"), vec![q.clone()]);

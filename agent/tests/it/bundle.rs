@@ -5,7 +5,7 @@ use truce_agent::State;
 use truce_shared::bundle::BundleReader;
 use truce_shared::wire::{Receipt, Status};
 
-use crate::support::{parse_id, TestDir};
+use crate::support::TestDir;
 
 fn read_bundle(path: &std::path::Path) -> Vec<[u8; 32]> {
     let f = std::fs::File::open(path).unwrap();
@@ -24,17 +24,7 @@ fn an_exported_bundle_reads_back_and_every_report_verifies() {
     let mut ids = Vec::new();
     for i in 0..25 {
         let d = format!("report {i}");
-        ids.push(parse_id(&t.ok(&[
-            "record",
-            "--category",
-            "heavy-weapons",
-            "--lat",
-            "1",
-            "--lon",
-            "2",
-            "--description",
-            &d,
-        ])));
+        ids.push(t.record("heavy-weapons", &d));
     }
     // Mark the first five delivered, as a server's Ack would.
     let server = truce_shared::signing::generate_key();

@@ -6,7 +6,7 @@ use std::thread;
 use truce_agent::{Agent, RecordInput};
 use truce_shared::Category;
 
-use crate::support::{parse_id, verified_chain, TestDir};
+use crate::support::{verified_chain, TestDir};
 
 #[test]
 fn two_record_processes_at_once_never_fork() {
@@ -19,17 +19,7 @@ fn two_record_processes_at_once_never_fork() {
                     (0..30)
                         .map(|i| {
                             let d = format!("worker {w} #{i}");
-                            parse_id(&t.ok(&[
-                                "record",
-                                "--category",
-                                "drone",
-                                "--lat",
-                                "1",
-                                "--lon",
-                                "2",
-                                "--description",
-                                &d,
-                            ]))
+                            t.record("drone", &d)
                         })
                         .collect::<Vec<_>>()
                 })

@@ -66,13 +66,13 @@ fn every_other_command_before_init_says_to_run_init() {
 #[test]
 fn the_data_dir_comes_from_the_environment_too() {
     let t = TestDir::new();
-    let o = std::process::Command::new(crate::support::BIN)
-        .arg("init")
-        .env("TRUCE_AGENT_DIR", &t.dir)
-        .env("TRUCE_PASSPHRASE_FILE", t.passphrase_file())
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", crate::support::describe(&o));
+    let o = crate::support::run(
+        std::process::Command::new(crate::support::BIN)
+            .arg("init")
+            .env("TRUCE_AGENT_DIR", &t.dir)
+            .env("TRUCE_PASSPHRASE_FILE", t.passphrase_file()),
+    );
+    assert!(o.status.success(), "{}", o);
     assert!(t.dir.join("keyring").exists());
     // The passphrase came from the environment's file: it opens with it.
     drop(t.open());

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use crate::support::{describe, parse_id, seed, verified_chain, TestDir};
+use crate::support::{parse_id, seed, verified_chain, TestDir};
 
 #[test]
 fn sigkill_during_a_record_loop_loses_no_printed_id() {
@@ -74,7 +74,7 @@ fn sigkill_during_a_record_loop_loses_no_printed_id() {
         }
         // And the binary still works on what the killed process left.
         let o = t.run(&["status", "--json"]);
-        assert!(o.status.success(), "{}", describe(&o));
+        assert!(o.status.success(), "{}", o);
     }
     assert_eq!(killed_mid_run, 20);
     eprintln!("{} ids printed across 20 kills; chain intact", printed.len());

@@ -4,7 +4,7 @@
 //!
 //! One module per promise of issue 4:
 
-/// Shared helpers: a temp data dir, running the binary, checking the chain.
+/// Shared helpers: a temp data dir, running the binary (truce-testkit's runner), checking the chain.
 mod support;
 
 /// Bad input is refused with one line naming the field; nothing changes.

@@ -1,75 +1,19 @@
 //! A small stand-in for truce-server, enough to test sync without it: a
 //! real mTLS listener on 127.0.0.1:0 (rustls, WebPki client verification,
 //! TLS 1.3, ALPN truce/1) speaking DESIGN §4, with knobs to misbehave.
-//! The real server's end-to-end tests live in the workspace `tests/` crate.
+//! Its certificates come from `truce-testkit`'s [`Pki`]. The real server's
+//! end-to-end tests live in the workspace `tests/` crate.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use truce_shared::wire::{self, Message, Receipt, Status};
 use truce_shared::{limits, Bytes32};
-
-/// A CA and certificates made for one test, written as PEM files.
-pub struct Pki {
-    pub ca_pem: String,
-    ca_cert: rcgen::Certificate,
-    ca_key: KeyPair,
-}
-
-pub struct Leaf {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-impl Pki {
-    pub fn new(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        let ca_cert = p.self_signed(&ca_key).unwrap();
-        Pki { ca_pem: ca_cert.pem(), ca_cert, ca_key }
-    }
-
-    pub fn server(&self, names: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        for n in names {
-            p.subject_alt_names.push(match n.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*n).try_into().unwrap()),
-            });
-        }
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = p.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
-    }
-
-    pub fn client(&self, name: &str) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = p.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
-    }
-}
-
-impl Leaf {
-    /// Writes `name.pem` and `name.key` in `dir`; returns their paths.
-    pub fn write(&self, dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-        let c = dir.join(format!("{name}.pem"));
-        let k = dir.join(format!("{name}.key"));
-        std::fs::write(&c, &self.cert_pem).unwrap();
-        std::fs::write(&k, &self.key_pem).unwrap();
-        (c, k)
-    }
-}
+use truce_testkit::Pki;
 
 /// How the mock server behaves.
 #[derive(Clone, Default)]
@@ -119,26 +63,28 @@ impl Drop for MockServer {
     }
 }
 
-fn parse_pem(cert: &str, key: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-    (rustls_pemfile_certs(cert), rustls_pemfile::private_key(&mut key.as_bytes()).unwrap().unwrap())
+fn read_certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    let pem = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    rustls_pemfile::certs(&mut pem.as_slice()).map(|c| c.expect("a PEM certificate")).collect()
 }
 
-fn rustls_pemfile_certs(pem: &str) -> Vec<CertificateDer<'static>> {
-    rustls_pemfile::certs(&mut pem.as_bytes()).map(|c| c.unwrap()).collect()
+fn read_key(path: &Path) -> PrivateKeyDer<'static> {
+    let pem = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    rustls_pemfile::private_key(&mut pem.as_slice()).expect("a PEM key").expect("a private key in the PEM")
 }
 
 impl MockServer {
-    /// Starts a server on 127.0.0.1 (any port) with the `server`
-    /// certificate, trusting client certificates from `client_ca_pem`.
-    pub fn start(server: &Leaf, client_ca_pem: &str, behaviour: Behaviour) -> MockServer {
-        Self::start_on("127.0.0.1:0", server, client_ca_pem, behaviour)
+    /// Starts a server on 127.0.0.1 (any port) with `server`'s server
+    /// certificate, trusting client certificates from the CA in `client_ca`.
+    pub fn start(server: &Pki, client_ca: &Path, behaviour: Behaviour) -> MockServer {
+        Self::start_on("127.0.0.1:0", server, client_ca, behaviour)
     }
 
     /// The same, on a given address.
-    pub fn start_on(bind: &str, server: &Leaf, client_ca_pem: &str, behaviour: Behaviour) -> MockServer {
-        let (certs, key) = parse_pem(&server.cert_pem, &server.key_pem);
+    pub fn start_on(bind: &str, server: &Pki, client_ca: &Path, behaviour: Behaviour) -> MockServer {
+        let (certs, key) = (read_certs(&server.file("server.pem")), read_key(&server.file("server.key")));
         let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile_certs(client_ca_pem) {
+        for c in read_certs(client_ca) {
             roots.add(c).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());

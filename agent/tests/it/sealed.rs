@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use truce_agent::State;
 use truce_shared::wire::{Receipt, Status};
 
-use crate::support::{describe, parse_id, verified_chain, TestDir};
+use crate::support::{parse_id, run, verified_chain, TestDir};
 
 const DESCRIPTION: &str = "Tanks of the 12th brigade behind the grain silo at Kalynivka";
 const WEAPON: &str = "T-72B3 main battle tank";
@@ -107,9 +107,9 @@ fn record_observation(t: &TestDir, photo: &Path) -> [u8; 32] {
 
 /// Runs without any passphrase and expects one clear error line.
 fn refused_without_passphrase(t: &TestDir, args: &[&str]) -> String {
-    let o = t.bare_command(args).output().unwrap();
-    assert!(!o.status.success(), "{args:?} without the passphrase\n{}", describe(&o));
-    let err = String::from_utf8(o.stderr).unwrap();
+    let o = run(&mut t.bare_command(args));
+    assert!(!o.status.success(), "{args:?} without the passphrase\n{}", o);
+    let err = String::from_utf8(o.out.stderr.clone()).unwrap();
     assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
     err
 }
@@ -165,14 +165,14 @@ fn without_the_passphrase_only_counts_and_states_can_be_read() {
     }
     assert!(!bundle.exists());
     // status and key need no passphrase.
-    let o = t.bare_command(&["status", "--json"]).output().unwrap();
-    assert!(o.status.success(), "{}", describe(&o));
+    let o = run(&mut t.bare_command(&["status", "--json"]));
+    assert!(o.status.success(), "{}", o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["counts"]["pending"], 1);
     assert_eq!(v["protected"], true);
     assert_eq!(v["head"]["id"], id.as_str());
-    let o = t.bare_command(&["key"]).output().unwrap();
-    assert!(o.status.success(), "{}", describe(&o));
+    let o = run(&mut t.bare_command(&["key"]));
+    assert!(o.status.success(), "{}", o);
 }
 
 #[test]
@@ -188,9 +188,9 @@ fn a_wrong_passphrase_changes_nothing_and_says_only_that() {
         vec!["passphrase", "--new-passphrase-file", wrong.to_str().unwrap()],
     ] {
         let mut c = t.bare_command(&["--passphrase-file", wrong.to_str().unwrap()]);
-        let o = c.args(&args).output().unwrap();
-        assert!(!o.status.success(), "{args:?}\n{}", describe(&o));
-        let err = String::from_utf8(o.stderr).unwrap();
+        let o = run(c.args(&args));
+        assert!(!o.status.success(), "{args:?}\n{}", o);
+        let err = String::from_utf8(o.out.stderr.clone()).unwrap();
         assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
         assert!(err.starts_with("error: wrong passphrase: nothing was changed"), "{err}");
     }
@@ -213,15 +213,15 @@ fn a_new_passphrase_reseals_the_keyring_and_nothing_else() {
     let err = t.fails(&["list"]);
     assert!(err.starts_with("error: wrong passphrase"), "{err}");
     let mut c = t.bare_command(&["--passphrase-file", new.to_str().unwrap(), "show", id.trim()]);
-    let o = c.output().unwrap();
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("before"), "{}", describe(&o));
+    let o = run(&mut c);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("before"), "{}", o);
     // Too short a new passphrase is refused before anything changes.
     let short = t.path("short");
     std::fs::write(&short, "abc\n").unwrap();
     let ring = std::fs::read(t.dir.join("keyring")).unwrap();
     let mut c = t.bare_command(&["--passphrase-file", new.to_str().unwrap()]);
-    let o = c.args(["passphrase", "--new-passphrase-file", short.to_str().unwrap()]).output().unwrap();
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("too short"), "{}", describe(&o));
+    let o = run(c.args(["passphrase", "--new-passphrase-file", short.to_str().unwrap()]));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("too short"), "{}", o);
     assert!(std::fs::read(t.dir.join("keyring")).unwrap() == ring, "refused before anything changed");
     // No copy of an old keyring is left behind.
     assert_eq!(all_files(&t.dir).keys().filter(|p| p.to_string_lossy().contains("keyring")).count(), 1);
@@ -322,20 +322,19 @@ fn wipe_leaves_nothing_that_can_be_read_even_with_the_passphrase() {
 #[test]
 fn no_passphrase_works_and_says_so_on_every_run() {
     let t = TestDir::new();
-    let o = t.bare_command(&["--no-passphrase", "init"]).output().unwrap();
-    assert!(o.status.success(), "{}", describe(&o));
+    let o = run(&mut t.bare_command(&["--no-passphrase", "init"]));
+    assert!(o.status.success(), "{}", o);
     let warned =
         |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).contains("not protected by a passphrase");
-    assert!(warned(&o), "{}", describe(&o));
+    assert!(warned(&o.out), "{}", o);
     for args in [vec!["record", "--category", "drone", "--lat", "1", "--lon", "2"], vec!["list"], vec!["status"]] {
-        let o = t.bare_command(&args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", describe(&o));
-        assert!(warned(&o), "{args:?} warns: {}", describe(&o));
+        let o = run(&mut t.bare_command(&args));
+        assert!(o.status.success(), "{args:?}: {}", o);
+        assert!(warned(&o.out), "{args:?} warns: {}", o);
     }
     // Setting a passphrase later protects it from then on.
-    let o = t.bare_command(&["passphrase", "--new-passphrase-file", t.passphrase_file().to_str().unwrap()]).output();
-    let o = o.unwrap();
-    assert!(o.status.success(), "{}", describe(&o));
+    let o = run(&mut t.bare_command(&["passphrase", "--new-passphrase-file", t.passphrase_file().to_str().unwrap()]));
+    assert!(o.status.success(), "{}", o);
     assert!(refused_without_passphrase(&t, &["list"]).contains("sealed"));
     assert_eq!(t.ok(&["list"]).lines().count(), 1);
 }
@@ -435,9 +434,9 @@ fn a_data_dir_made_before_sealing_is_converted_with_nothing_lost() {
     assert!(err.contains("older truce-agent") && err.contains("--passphrase-file"), "{err}");
     assert!(t.dir.join("device.key").exists(), "nothing changed");
     // The first command with a passphrase converts it.
-    let o = t.command(&["status", "--json"]).output().unwrap();
-    assert!(o.status.success(), "{}", describe(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("converted"), "{}", describe(&o));
+    let o = run(&mut t.command(&["status", "--json"]));
+    assert!(o.status.success(), "{}", o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("converted"), "{}", o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["counts"]["pending"], 3);
     assert_eq!(v["protected"], true);
@@ -458,8 +457,8 @@ fn a_data_dir_made_before_sealing_is_converted_with_nothing_lost() {
     let pem = agent.data_key().unwrap().open_secret(truce_agent::link::TLS_KEY_LABEL, &sealed_tls).unwrap();
     assert!(contains(&pem, b"OLDKEYMATERIAL"));
     // And it opens with the passphrase from then on, converting nothing again.
-    let o = t.command(&["list"]).output().unwrap();
-    assert!(o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("convert"), "{}", describe(&o));
+    let o = run(&mut t.command(&["list"]));
+    assert!(o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("convert"), "{}", o);
 }
 
 #[test]
@@ -585,8 +584,8 @@ fn a_conversion_begun_without_a_passphrase_ends_sealed_under_the_one_given() {
     .unwrap();
     std::fs::write(t.dir.join("keyring"), ring.to_bytes()).unwrap();
     // Resumed with a passphrase: it ends sealed under it.
-    let o = t.command(&["status", "--json"]).output().unwrap();
-    assert!(o.status.success(), "{}", describe(&o));
+    let o = run(&mut t.command(&["status", "--json"]));
+    assert!(o.status.success(), "{}", o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["protected"], true);
     assert!(refused_without_passphrase(&t, &["list"]).contains("sealed"));

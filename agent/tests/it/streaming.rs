@@ -12,10 +12,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use truce_shared::{Basis, Category, Envelope, Observation, Position, ENVELOPE_VERSION};
+use truce_shared::Observation;
 
 use crate::mock_server::{Behaviour, MockServer};
-use crate::support::{describe, TestDir};
+use crate::support::TestDir;
 use crate::sync::Setup;
 
 const N: u64 = 100_000;
@@ -39,28 +39,10 @@ fn bulk_fill(t: &TestDir, n: u64) {
     {
         let mut st = tx.prepare("INSERT INTO reports(seq, id, sealed, size) VALUES (?1, ?2, ?3, ?4)").unwrap();
         for seq in 1..=n {
-            let env = Envelope {
-                version: ENVELOPE_VERSION,
-                device,
-                seq,
-                prev,
-                recorded_at: 1_795_338_900_000 + seq as i64,
-                amends: None,
-                observation: Observation {
-                    observed_at: 1_795_338_900_000,
-                    observed_until: None,
-                    position: Position { lat: 48.5, lon: 37.9, accuracy_m: Some(10) },
-                    bearing_deg: Some(315),
-                    distance_m: Some((5000, 7000)),
-                    category: Category::Shelling,
-                    effect: None,
-                    weapon: Some("152mm artillery".into()),
-                    count: None,
-                    basis: Basis::Heard,
-                    description: format!("two explosions NNW, report {seq}, {}", "x".repeat(200)),
-                    attachments: vec![],
-                },
-            };
+            let description = format!("two explosions NNW, report {seq}, {}", "x".repeat(200));
+            let observation =
+                Observation { weapon: Some("152mm artillery".into()), ..truce_testkit::observation(&description) };
+            let env = truce_testkit::envelope(device, seq, prev, observation);
             let signed = truce_shared::sign(&key, &env).unwrap();
             let id = signed.id();
             let sealed = data_key.seal_report(seq, &id, &signed.body, &signed.signature.0);
@@ -126,7 +108,7 @@ fn listing_exporting_and_syncing_100k_reports_stream() {
 
     let server = s.server(Behaviour { max_batch: Some(128), ..Default::default() });
     let (ok, _, sync_kb) = run_measured(&s.t, &["sync", "--json"]);
-    assert!(ok, "{}", describe(&s.t.run(&["status"])));
+    assert!(ok, "{}", s.t.run(&["status"]));
     assert_eq!(server.seen.lock().unwrap().stored.len() as u64, N);
     eprintln!("peak RSS: list {list_kb} kB, bundle export {export_kb} kB, sync {sync_kb} kB (limit {LIMIT_KB} kB)");
     for (what, kb) in [("list", list_kb), ("bundle export", export_kb), ("sync", sync_kb)] {

@@ -1,11 +1,14 @@
-//! A temporary agent data directory and the real binary to run in it.
+//! A temporary agent data directory and the real binary to run in it,
+//! with `truce-testkit`'s runner: a failure shows the command line, cwd,
+//! status, stdout and stderr.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use truce_agent::vault::Passphrase;
 use truce_agent::Agent;
 use truce_shared::Bytes32;
+pub use truce_testkit::{run, Ran};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_truce-agent");
@@ -70,24 +73,23 @@ impl TestDir {
         c
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+    /// Runs to the end (see [`TestDir::command`]).
+    pub fn run(&self, args: &[&str]) -> Ran {
+        run(&mut self.command(args))
     }
 
     /// Runs and requires success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(o.status.success(), "truce-agent {args:?} failed\n{}", describe(&o));
-        String::from_utf8(o.stdout).unwrap()
+        self.run(args).expect_ok()
     }
 
     /// Runs and requires failure; returns the one stderr line.
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert!(!o.status.success(), "truce-agent {args:?} should have failed\n{}", describe(&o));
-        assert!(o.stdout.is_empty(), "a failure prints nothing on stdout\n{}", describe(&o));
-        let err = String::from_utf8(o.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "one line of error, got {err:?}");
+        assert!(!o.ok(), "{}", o.describe("expected failure"));
+        assert!(o.stdout.is_empty(), "{}", o.describe("a failure prints nothing on stdout"));
+        let err = o.stderr();
+        assert_eq!(err.lines().count(), 1, "{}", o.describe("expected one line of error"));
         assert!(err.starts_with("error: "), "{err:?}");
         err.trim_end().to_string()
     }
@@ -95,13 +97,27 @@ impl TestDir {
     /// Runs and requires failure of a command that may log progress lines
     /// on stderr first (sync): the error is the last line, and one line.
     pub fn fails_after_log(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(!o.status.success(), "truce-agent {args:?} should have failed\n{}", describe(&o));
-        let err = String::from_utf8(o.stderr).unwrap();
+        let err = self.run(args).expect_fail();
         let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
         assert_eq!(errors.len(), 1, "one error line, got {err:?}");
         assert_eq!(err.lines().last(), Some(errors[0]), "the error is the last line: {err:?}");
         errors[0].to_string()
+    }
+
+    /// Records a report of `category` at lat 1, lon 2 through the binary;
+    /// returns its id.
+    pub fn record(&self, category: &str, description: &str) -> Bytes32 {
+        parse_id(&self.ok(&[
+            "record",
+            "--category",
+            category,
+            "--lat",
+            "1",
+            "--lon",
+            "2",
+            "--description",
+            description,
+        ]))
     }
 
     /// The agent in process, unlocked with [`PASSPHRASE`].
@@ -109,19 +125,10 @@ impl TestDir {
         Agent::open(&self.dir, Some(&pass())).unwrap()
     }
 
+    /// A file beside the data dir, in the temp dir.
     pub fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
-}
-
-/// stdout and stderr of a run, for assertion messages.
-pub fn describe(o: &Output) -> String {
-    format!(
-        "status: {}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Parses a 64-hex id.

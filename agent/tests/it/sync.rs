@@ -3,22 +3,23 @@
 //! only on verified Acks, one-line failures that say why, clock warnings,
 //! and `--watch` delivering new records and riding out an outage.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rexpect::process::{Signal, WaitStatus};
 use truce_agent::{RecordInput, State};
 use truce_shared::Category;
 
-use crate::mock_server::{Behaviour, Leaf, MockServer, Pki};
-use crate::support::{describe, parse_id, TestDir, BIN};
+use truce_testkit::Pki;
 
-/// A PKI, a server certificate for 127.0.0.1, and an initialised agent
-/// with its client certificate.
+use crate::mock_server::{Behaviour, MockServer};
+use crate::support::{parse_id, TestDir, BIN};
+
+/// A PKI (its server certificate is for localhost and 127.0.0.1), and an
+/// initialised agent with its client certificate.
 pub struct Setup {
     pub t: TestDir,
     pki: Pki,
-    server_leaf: Leaf,
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
@@ -37,21 +38,23 @@ impl Setup {
     }
 
     fn with(t: TestDir) -> Setup {
-        let pki = Pki::new("Mission CA");
-        let server_leaf = pki.server(&["127.0.0.1"]);
-        let ca = t.path("ca.pem");
-        std::fs::write(&ca, &pki.ca_pem).unwrap();
-        let (cert, key) = pki.client("laptop-1").write(t.tmp.path(), "laptop-1");
-        Setup { t, pki, server_leaf, ca, cert, key }
+        let pki = Pki::new(&["laptop-1"]);
+        let (ca, cert, key) = (pki.file("ca.pem"), pki.file("laptop-1.pem"), pki.file("laptop-1.key"));
+        Setup { t, pki, ca, cert, key }
     }
 
     fn link(&self, addr: &str) {
+        self.link_trusting(addr, &self.ca);
+    }
+
+    /// Links with the laptop's certificate, trusting the server CA `ca`.
+    fn link_trusting(&self, addr: &str, ca: &Path) {
         self.t.ok(&[
             "link",
             "--server",
             addr,
             "--ca",
-            self.ca.to_str().unwrap(),
+            ca.to_str().unwrap(),
             "--cert",
             self.cert.to_str().unwrap(),
             "--key",
@@ -60,7 +63,7 @@ impl Setup {
     }
 
     pub fn server(&self, b: Behaviour) -> MockServer {
-        let s = MockServer::start(&self.server_leaf, &self.pki.ca_pem, b);
+        let s = MockServer::start(&self.pki, &self.ca, b);
         self.link(&s.addr);
         s
     }
@@ -214,9 +217,9 @@ fn an_unreachable_server_is_one_clear_line() {
 #[test]
 fn a_client_certificate_from_another_ca_is_refused() {
     let s = Setup::new();
-    let other = Pki::new("Another CA");
+    let other = Pki::new(&[]);
     // The server trusts only the other CA's clients.
-    let server = MockServer::start(&s.server_leaf, &other.ca_pem, Behaviour::default());
+    let server = MockServer::start(&s.pki, &other.file("ca.pem"), Behaviour::default());
     s.link(&server.addr);
     s.record_in_process(1);
     let err = s.t.fails_after_log(&["sync"]);
@@ -227,9 +230,10 @@ fn a_client_certificate_from_another_ca_is_refused() {
 #[test]
 fn a_server_certificate_for_another_name_is_refused() {
     let s = Setup::new();
-    let wrong = s.pki.server(&["other.example"]);
-    let server = MockServer::start(&wrong, &s.pki.ca_pem, Behaviour::default());
-    s.link(&server.addr);
+    // A CA the agent trusts, whose server certificate names another host.
+    let wrong = Pki::with_server_names(&["other.example"], &[]);
+    let server = MockServer::start(&wrong, &s.ca, Behaviour::default());
+    s.link_trusting(&server.addr, &wrong.file("ca.pem"));
     s.record_in_process(1);
     let err = s.t.fails_after_log(&["sync"]);
     assert!(err.contains("server's certificate was not accepted"), "{err}");
@@ -241,8 +245,8 @@ fn a_clock_far_from_the_servers_is_warned_about() {
     let _server = s.server(Behaviour { clock_offset_ms: 5 * 60_000, ..Default::default() });
     s.record_in_process(1);
     let o = s.t.run(&["sync"]);
-    assert!(o.status.success(), "{}", describe(&o));
-    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(o.status.success(), "{}", o);
+    let err = String::from_utf8(o.out.stderr.clone()).unwrap();
     assert!(err.contains("warning: this laptop's clock is 5 min behind the server's"), "{err}");
 }
 
@@ -265,7 +269,8 @@ fn link_refuses_files_that_are_not_certificates_or_keys() {
         .t
         .fails(&["link", "--server", "127.0.0.1:1", "--ca", ca, "--cert", cert, "--key", j])
         .contains("holds no private key"));
-    let other_key = s.pki.client("laptop-2").write(s.t.tmp.path(), "laptop-2").1;
+    s.pki.client("laptop-2");
+    let other_key = s.pki.file("laptop-2.key");
     let e = s.t.fails(&[
         "link",
         "--server",
@@ -318,7 +323,7 @@ fn watch_rides_out_an_outage_delivers_new_records_and_stops_on_sigterm() {
     p.exp_string("connection refused").unwrap();
 
     // The server comes up on the linked address: delivered within the backoff cap.
-    let server = MockServer::start_on(&addr, &s.server_leaf, &s.pki.ca_pem, Behaviour::default());
+    let server = MockServer::start_on(&addr, &s.pki, &s.ca, Behaviour::default());
     assert!(
         wait_for(Duration::from_secs(25), || first.iter().all(|id| server.seen.lock().unwrap().stored.contains(id))),
         "reports recorded while offline are delivered once the server is back"

@@ -1,18 +1,18 @@
-//! Shared test support: a mission PKI from `truce-certs`, a real server
-//! (in-process on 127.0.0.1:0, or the real binary), real rustls clients that
-//! speak the wire protocol, and devices that sign chained reports. Every
-//! helper that owns files or processes cleans up in `Drop`.
+//! The server's own test support, on top of `truce-testkit` (the PKI, the
+//! `truce-server` process as [`TestServer`], the binary runner and the
+//! signing [`Device`], re-exported here): an in-process server on
+//! 127.0.0.1:0, real rustls clients that speak the wire protocol, and
+//! readers of a data dir. Every helper that owns files or processes cleans
+//! up in `Drop`.
 
 #![allow(dead_code)] // each test module uses a different part
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{Signer, SigningKey};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use tempfile::TempDir;
@@ -23,10 +23,8 @@ use tokio_rustls::TlsConnector;
 use truce_server::paths::DataDir;
 use truce_server::{Config, Limits, Store};
 use truce_shared::wire::{self, Message, Receipt, Status, PROTOCOL_VERSION};
-use truce_shared::{
-    limits, signing, Basis, Bytes32, Category, Envelope, Observation, Position, Signature64, SignedReport,
-    ENVELOPE_VERSION,
-};
+use truce_shared::{limits, signing, Bytes32, SignedReport};
+pub use truce_testkit::{run, tampered, Device, Pki, Ran, TestServer};
 
 /// How long a test waits for anything that should be quick.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -43,46 +41,17 @@ pub fn init_logs() {
 
 // ---------------------------------------------------------------- PKI
 
-/// A mission PKI in a temporary directory, made by `truce-certs`.
-pub struct Pki {
-    dir: TempDir,
+/// The server's and a good agent's TLS configuration for a [`Pki`], built
+/// by the server library as `truce-server run` builds it.
+pub trait PkiTls {
+    /// The server's TLS policy, exactly as `truce-server run` builds it.
+    fn server_tls(&self) -> Arc<rustls::ServerConfig>;
+    /// A well-behaved agent's client config for `name`.
+    fn client_tls(&self, name: &str) -> Arc<ClientConfig>;
 }
 
-impl Pki {
-    /// CA, server certificate (localhost, 127.0.0.1), empty CRL, and one
-    /// valid client certificate per name.
-    pub fn new(clients: &[&str]) -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
-        truce_certs::init(dir.path(), &[]).expect("truce-certs init");
-        let pki = Pki { dir };
-        for c in clients {
-            pki.client(c, truce_certs::ClientOptions::default());
-        }
-        pki
-    }
-
-    /// The PKI directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// A file in it (`ca.pem`, `laptop.key`…).
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Issues another client certificate.
-    pub fn client(&self, name: &str, opts: truce_certs::ClientOptions) {
-        truce_certs::client(self.dir.path(), name, opts).expect("truce-certs client");
-    }
-
-    /// Puts a client on the CRL (a server started afterwards refuses it).
-    pub fn revoke(&self, name: &str) {
-        truce_certs::revoke(self.dir.path(), name).expect("truce-certs revoke");
-    }
-
-    /// The server's TLS policy, exactly as `truce-server run` builds it.
-    pub fn server_tls(&self) -> Arc<rustls::ServerConfig> {
+impl PkiTls for Pki {
+    fn server_tls(&self) -> Arc<rustls::ServerConfig> {
         truce_server::tls::server_config(
             &self.file("ca.pem"),
             &self.file("server.pem"),
@@ -92,8 +61,7 @@ impl Pki {
         .expect("server tls config")
     }
 
-    /// A well-behaved agent's client config for `name`.
-    pub fn client_tls(&self, name: &str) -> Arc<ClientConfig> {
+    fn client_tls(&self, name: &str) -> Arc<ClientConfig> {
         client_tls(self, Some(name), &[&rustls::version::TLS13], vec![wire::ALPN.to_vec()])
     }
 }
@@ -143,17 +111,17 @@ pub fn quick_limits() -> Limits {
 }
 
 /// A real server running in this test's tokio runtime, on 127.0.0.1:0, with
-/// its own data dir.
-pub struct TestServer {
+/// its own data dir (the binary is [`TestServer`]).
+pub struct InProcessServer {
     data: TempDir,
     handle: Option<truce_server::Handle>,
     /// Where it listens.
     pub addr: SocketAddr,
 }
 
-impl TestServer {
+impl InProcessServer {
     /// `init`s a data dir and starts a server with `pki`'s certificates.
-    pub async fn start(pki: &Pki, limits: Limits) -> TestServer {
+    pub async fn start(pki: &Pki, limits: Limits) -> InProcessServer {
         init_logs();
         let data = tempfile::tempdir().expect("tempdir");
         let dir = DataDir::new(data.path());
@@ -161,7 +129,7 @@ impl TestServer {
         let config = Config::new(&dir, pki.server_tls(), limits).expect("config");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let handle = truce_server::spawn(listener, config).expect("spawn");
-        TestServer { addr: handle.addr(), data, handle: Some(handle) }
+        InProcessServer { addr: handle.addr(), data, handle: Some(handle) }
     }
 
     /// The data dir (for the CLI's `--data-dir`).
@@ -180,7 +148,7 @@ impl TestServer {
     }
 
     /// Runs a `truce-server` command against this data dir.
-    pub fn cli(&self, args: &[&str]) -> Output {
+    pub fn cli(&self, args: &[&str]) -> Ran {
         cli(self.data.path(), args)
     }
 
@@ -193,158 +161,18 @@ impl TestServer {
 }
 
 /// Runs the `truce-server` binary with `--data-dir dir`.
-pub fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_truce-server"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run truce-server")
+pub fn cli(dir: &Path, args: &[&str]) -> Ran {
+    run(Command::new(env!("CARGO_BIN_EXE_truce-server")).arg("--data-dir").arg(dir).args(args).env("RUST_LOG", "warn"))
 }
 
 /// Stdout of a command that must succeed (prints everything if not).
-pub fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
+pub fn ok(out: Ran) -> String {
+    out.expect_ok()
 }
 
-/// Stderr of a command that must fail.
-pub fn fails(out: Output) -> String {
-    assert!(!out.status.success(), "command succeeded but should not:\n{}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stderr).expect("utf-8 stderr")
-}
-
-/// The real `truce-server run` binary, on 127.0.0.1 and a port it chose.
-pub struct ServerProcess {
-    child: Option<Child>,
-    /// Where it listens.
-    pub addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl ServerProcess {
-    /// Starts `truce-server --data-dir data run --listen 127.0.0.1:0 …` with
-    /// `pki`'s files and `extra` flags; returns once it listens.
-    pub fn start(data: &Path, pki: &Pki, extra: &[&str]) -> ServerProcess {
-        ServerProcess::start_on(data, pki, "127.0.0.1:0", extra)
-    }
-
-    /// [`ServerProcess::start`] on a given address (a restart on the port
-    /// the agents already know).
-    pub fn start_on(data: &Path, pki: &Pki, listen: &str, extra: &[&str]) -> ServerProcess {
-        ServerProcess::start_with(data, pki, listen, extra, &[])
-    }
-
-    /// [`ServerProcess::start_on`] with environment variables set.
-    pub fn start_with(data: &Path, pki: &Pki, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_truce-server"))
-            .arg("--data-dir")
-            .arg(data)
-            .args(["run", "--listen", listen, "--ca"])
-            .arg(pki.file("ca.pem"))
-            .arg("--cert")
-            .arg(pki.file("server.pem"))
-            .arg("--key")
-            .arg(pki.file("server.key"))
-            .arg("--crl")
-            .arg(pki.file("crl.pem"))
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn truce-server");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
-                }
-                sink.lock().expect("log").push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(PATIENCE) {
-            Ok(a) => a.parse().expect("listening address"),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                // The reader thread may still be copying the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                panic!("truce-server did not start listening:\n{}", log.lock().expect("log").join("\n"));
-            }
-        };
-        ServerProcess { child: Some(child), addr, log }
-    }
-
-    /// What it logged so far.
-    pub fn log(&self) -> String {
-        self.log.lock().expect("log").join("\n")
-    }
-
-    /// The process id (for `kill`).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// SIGKILL, the crash: returns once the process is gone.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Sends SIGTERM (and returns at once).
-    pub fn sigterm(&self) {
-        let c = self.child.as_ref().expect("running");
-        let sent = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().expect("kill -TERM");
-        assert!(sent.success());
-    }
-
-    /// SIGTERM, then the exit status.
-    pub fn terminate(&mut self) -> ExitStatus {
-        self.sigterm();
-        self.wait()
-    }
-
-    /// Waits for the process to exit by itself.
-    pub fn wait(&mut self) -> ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = c.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("truce-server did not exit in time");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Stderr of a command that must fail (prints everything if not).
+pub fn fails(out: Ran) -> String {
+    out.expect_fail()
 }
 
 // ---------------------------------------------------------------- clients
@@ -473,106 +301,6 @@ impl Client {
 }
 
 // ---------------------------------------------------------------- devices
-
-/// A plain observation.
-pub fn observation(description: &str) -> Observation {
-    Observation {
-        observed_at: 1_795_338_900_000,
-        observed_until: None,
-        position: Position { lat: 48.0159, lon: 37.8029, accuracy_m: Some(12) },
-        bearing_deg: Some(337),
-        distance_m: Some((5000, 7000)),
-        category: Category::Shelling,
-        effect: None,
-        weapon: None,
-        count: None,
-        basis: Basis::Heard,
-        description: description.into(),
-        attachments: vec![],
-    }
-}
-
-/// A laptop's report key and the head of its chain.
-pub struct Device {
-    /// The key.
-    pub key: SigningKey,
-    /// The last seq signed.
-    pub seq: u64,
-    /// The last id signed.
-    pub head: Bytes32,
-}
-
-impl Device {
-    /// A new random device.
-    pub fn new() -> Device {
-        Device { key: signing::generate_key(), seq: 0, head: [0; 32] }
-    }
-
-    /// A device with a fixed key (seed bytes all `seed`), so a failing
-    /// test names the same keys and ids on every run.
-    pub fn fixed(seed: u8) -> Device {
-        Device { key: SigningKey::from_bytes(&[seed; 32]), seq: 0, head: [0; 32] }
-    }
-
-    /// The public key.
-    pub fn public(&self) -> Bytes32 {
-        self.key.verifying_key().to_bytes()
-    }
-
-    /// The public key, hex, as `device add` takes it.
-    pub fn hex(&self) -> String {
-        hex::encode(self.public())
-    }
-
-    /// The envelope this device would sign at `seq` after `prev`.
-    pub fn envelope(&self, seq: u64, prev: Bytes32, description: &str) -> Envelope {
-        Envelope {
-            version: ENVELOPE_VERSION,
-            device: self.public(),
-            seq,
-            prev,
-            recorded_at: 1_795_338_960_000,
-            amends: None,
-            observation: observation(description),
-        }
-    }
-
-    /// Signs the next report of the chain.
-    pub fn next(&mut self, description: &str) -> SignedReport {
-        let r = truce_shared::sign(&self.key, &self.envelope(self.seq + 1, self.head, description)).expect("sign");
-        self.seq += 1;
-        self.head = r.id();
-        r
-    }
-
-    /// `n` next reports.
-    pub fn batch(&mut self, n: usize, description: &str) -> Vec<SignedReport> {
-        (0..n).map(|i| self.next(&format!("{description} {i}"))).collect()
-    }
-
-    /// A different report at `seq` (after `prev`), without moving the head:
-    /// an equivocation.
-    pub fn at(&self, seq: u64, prev: Bytes32, description: &str) -> SignedReport {
-        truce_shared::sign(&self.key, &self.envelope(seq, prev, description)).expect("sign")
-    }
-
-    /// Signs arbitrary bytes as a report body by hand, skipping every check
-    /// `sign` makes: for forged, non-canonical and out-of-range reports.
-    /// The domain prefix is spelled out as DESIGN §2.2 gives it, so these
-    /// tests also pin it.
-    pub fn sign_raw(&self, body: Vec<u8>) -> SignedReport {
-        let mut msg = b"truce/report/v1\0".to_vec();
-        msg.extend_from_slice(&body);
-        SignedReport { body, signature: Signature64(self.key.sign(&msg).to_bytes()) }
-    }
-}
-
-/// The report with one bit of its signature flipped.
-pub fn tampered(r: &SignedReport) -> SignedReport {
-    let mut t = r.clone();
-    t.signature.0[7] ^= 0x10;
-    t
-}
 
 /// The SQLite file of a data dir, opened with plain rusqlite (not through
 /// the server's `Store`), the way an investigator would after a crash.

@@ -1,45 +1,38 @@
 //! Fixtures shared by truce-shared's integration tests: a fixed device key
 //! and a few fixed reports, so the known-answer vectors are reproducible.
+//!
+//! The observation and envelope come from `truce-testkit`'s `fixtures.rs`,
+//! included by path: `truce-testkit` depends on `truce-shared`, so a
+//! dev-dependency back would make a cycle (see that crate's docs).
 
 #![allow(dead_code)]
 
 use ed25519_dalek::SigningKey;
 use truce_shared::*;
 
+#[path = "../../../testkit/src/fixtures.rs"]
+mod fixtures;
+pub use fixtures::*;
+
 /// The fixed test key: seed = 32 bytes of 0x42. Never a real device's.
 pub fn fixed_key() -> SigningKey {
-    SigningKey::from_bytes(&[0x42; 32])
+    Device::fixed(0x42).key
 }
 
-/// A plain observation.
-pub fn observation() -> Observation {
+/// The observation of the first known-answer report: shelling heard,
+/// assessed as two outgoing rounds of 152mm artillery.
+pub fn shelling() -> Observation {
     Observation {
-        observed_at: 1_795_338_900_000,
-        observed_until: None,
-        position: Position { lat: 48.0159, lon: 37.8029, accuracy_m: Some(12) },
-        bearing_deg: Some(337),
-        distance_m: Some((5000, 7000)),
-        category: Category::Shelling,
         effect: Some(Effect::Outgoing),
         weapon: Some("152mm artillery".into()),
         count: Some(Count { n: 2, qualifier: Qualifier::Exact }),
-        basis: Basis::Heard,
-        description: "heard two explosions assessed as outgoing 152mm artillery 5–7 km NNW".into(),
-        attachments: vec![],
+        ..observation("heard two explosions assessed as outgoing 152mm artillery 5–7 km NNW")
     }
 }
 
 /// An envelope of the fixed key at `seq` after `prev`.
-pub fn envelope(seq: u64, prev: Bytes32, observation: Observation) -> Envelope {
-    Envelope {
-        version: ENVELOPE_VERSION,
-        device: fixed_key().verifying_key().to_bytes(),
-        seq,
-        prev,
-        recorded_at: observation.observed_at + 60_000,
-        amends: None,
-        observation,
-    }
+pub fn fixed_envelope(seq: u64, prev: Bytes32, observation: Observation) -> Envelope {
+    envelope(fixed_key().verifying_key().to_bytes(), seq, prev, observation)
 }
 
 /// The three fixed reports of the known-answer vectors: a shelling report,
@@ -47,8 +40,8 @@ pub fn envelope(seq: u64, prev: Bytes32, observation: Observation) -> Envelope {
 /// first.
 pub fn fixed_reports() -> Vec<SignedReport> {
     let key = fixed_key();
-    let first = sign(&key, &envelope(1, [0; 32], observation())).unwrap();
-    let mut watch = observation();
+    let first = sign(&key, &fixed_envelope(1, [0; 32], shelling())).unwrap();
+    let mut watch = shelling();
     watch.observed_until = Some(watch.observed_at + 5 * 3_600_000);
     watch.category = Category::NothingObserved;
     watch.bearing_deg = None;
@@ -64,11 +57,11 @@ pub fn fixed_reports() -> Vec<SignedReport> {
         size: 123_456,
         sha256: [0xAB; 32],
     }];
-    let second = sign(&key, &envelope(2, first.id(), watch)).unwrap();
-    let mut fix = observation();
+    let second = sign(&key, &fixed_envelope(2, first.id(), watch)).unwrap();
+    let mut fix = shelling();
     fix.count = Some(Count { n: 30, qualifier: Qualifier::About });
     fix.description = "correction: about 30 bursts, not two".into();
-    let mut env = envelope(3, second.id(), fix);
+    let mut env = fixed_envelope(3, second.id(), fix);
     env.amends = Some(first.id());
     let third = sign(&key, &env).unwrap();
     vec![first, second, third]

@@ -28,7 +28,8 @@ use truce_shared::report::{Basis, Category, Envelope, Observation, Position, ENV
 use truce_shared::signing::REPORT_SIG_DOMAIN;
 use truce_shared::wire::{self, Message, Status, PROTOCOL_VERSION};
 use truce_shared::{encoding, limits, SignedReport};
-use truce_tests::harness::{bin, Agent, Pki, Server};
+use truce_testkit::{bin, Pki, TestServer};
+use truce_tests::harness::Agent;
 use truce_tests::relay::Relay;
 
 /// What one run measures and how hard.
@@ -395,7 +396,7 @@ struct IngestCost {
 fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<IngestCost> {
     const IN_FLIGHT: usize = 4;
     let max_batch = limits::MAX_BATCH as usize;
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     let mut chains: Vec<Chain> = (0..plan.connections).map(|_| Chain::new()).collect();
     for (i, c) in chains.iter().enumerate() {
         server.enrol(&c.public_hex(), &format!("laptop-{i}"));
@@ -404,7 +405,7 @@ fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<Ingest
     let per_cert = plan.connections.to_string();
     server.start(pki, &["--max-connections-per-cert", &per_cert]);
     let connector = tls_connector(pki)?;
-    let addr = server.addr;
+    let addr = server.addr();
     let pid = server.pid().context("server pid")?;
     let mut rates = Vec::new();
     let (mut server_us, mut writer_us, mut loadgen_us) = (Vec::new(), Vec::new(), Vec::new());
@@ -708,9 +709,9 @@ fn record_cli(plan: &Plan) -> Result<(f64, f64)> {
 /// `wire_reports` typical reports (handshake included), against the sum of
 /// their signed bytes (body + signature). Medians over runs.
 fn wire_bytes(pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     server.start(pki, &[]);
-    let relay = Relay::start(server.addr);
+    let relay = Relay::start(server.addr());
     let (mut wire, mut signed) = (vec![], vec![]);
     for _ in 0..plan.runs.min(3) {
         let agent = Agent::init();
@@ -743,9 +744,9 @@ fn wire_bytes(pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
 /// Bytes both ways for a TLS 1.3 handshake with client certificate, then
 /// Hello and Welcome: what a sync pays before its first report.
 fn handshake_bytes(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<f64> {
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     server.start(pki, &[]);
-    let relay = Relay::start(server.addr);
+    let relay = Relay::start(server.addr());
     let connector = tls_connector(pki)?;
     let mut sizes = Vec::new();
     for _ in 0..plan.runs {
@@ -772,14 +773,14 @@ fn handshake_bytes(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Resu
 /// before each timed step, so one step's writeback or freeing does not
 /// land on the next.
 fn export_rate(plan: &Plan) -> Result<(f64, f64, f64)> {
-    let server = Server::init();
+    let server = TestServer::init();
     let mut chain = Chain::new();
     server.enrol(&chain.public_hex(), "export");
     let r = chain.next()?;
     // Copies of one signed body under distinct ids and sequence numbers:
     // export reads rows and does not re-verify them, and signing a million
     // reports would only slow the harness down.
-    let db = rusqlite::Connection::open(server.dir.path().join("truce.sqlite"))?;
+    let db = rusqlite::Connection::open(server.dir().join("truce.sqlite"))?;
     db.execute(
         "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1)
          INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, category, lat, lon, body,
@@ -789,8 +790,8 @@ fn export_rate(plan: &Plan) -> Result<(f64, f64, f64)> {
         rusqlite::params![plan.export_rows, &chain.key.verifying_key().to_bytes()[..], &r.body, &r.signature.0[..]],
     )?;
     drop(db);
-    let out = server.dir.path().join("export.jsonl");
-    let copy = server.dir.path().join("reference.out");
+    let out = server.dir().join("export.jsonl");
+    let copy = server.dir().join("reference.out");
     let (mut rates, mut sizes, mut refs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..plan.runs.min(3) {
         // The last run's gigabyte is deleted outside the clock: freeing it
@@ -849,7 +850,7 @@ fn proc_kib(pid: u32, field: &str) -> Result<u64> {
 /// from before to after `idle_connections` sessions (TLS, Hello, Welcome,
 /// then silence), divided by their number.
 fn idle_connections(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<f64> {
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     // Every idle session uses the one bench certificate.
     let per_cert = (2 * plan.idle_connections).to_string();
     server
@@ -858,13 +859,13 @@ fn idle_connections(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Res
     let connector = tls_connector(pki)?;
     // One session first, so the baseline includes what any first session
     // allocates once (the TLS and session machinery, the writer).
-    let first = rt.block_on(open_session(&connector, server.addr, [1; 32]))?;
+    let first = rt.block_on(open_session(&connector, server.addr(), [1; 32]))?;
     std::thread::sleep(Duration::from_millis(200));
     let before = proc_kib(pid, "VmRSS:")?;
     let held = rt.block_on(async {
         let mut held = Vec::with_capacity(plan.idle_connections);
         for _ in 0..plan.idle_connections {
-            held.push(open_session(&connector, server.addr, [1; 32]).await?);
+            held.push(open_session(&connector, server.addr(), [1; 32]).await?);
         }
         Ok::<_, anyhow::Error>(held)
     })?;
@@ -881,11 +882,11 @@ fn idle_connections(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Res
 /// The sync runs on a data dir made with `--no-passphrase`, so its figure
 /// is the queue's streaming alone (every row is still sealed and opened).
 fn agent_sync_peak(pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     let agent = Agent::init_unprotected();
     server.enrol(&agent.key, "queue");
-    agent.link(pki, "bench", server.addr);
     server.start(pki, &[]);
+    agent.link(pki, "bench", server.addr());
     fill_queue(&agent, plan.queue_reports)?;
     let sync = peak_of(Command::new(bin("truce-agent")).args(["--data-dir", agent.dir_str(), "sync"]))?;
     let sealed = Agent::init();

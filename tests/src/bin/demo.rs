@@ -10,13 +10,14 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use truce_tests::harness::{Agent, Cmd, Pki, Server};
+use truce_testkit::{Pki, Ran, TestServer};
+use truce_tests::harness::Agent;
 
 fn step(text: &str) {
     println!("\n== {text}");
 }
 
-fn check(cmd: Cmd, what: &str) -> Result<String> {
+fn check(cmd: Ran, what: &str) -> Result<String> {
     if !cmd.ok() {
         bail!("{}", cmd.describe(what));
     }
@@ -39,17 +40,20 @@ fn demo() -> Result<()> {
 
     step("a throwaway mission PKI (truce-certs init; client laptop-a, laptop-b, laptop-c)");
     let pki = Pki::new(&["laptop-a", "laptop-b", "laptop-c"]);
-    println!("CA, server and three laptop certificates in {}", pki.path_str());
+    println!("CA, server and three laptop certificates in {}", pki.dir_str());
 
     step("the collection server's data dir (truce-server init) and three laptops (truce-agent init)");
-    let mut server = Server::init();
+    let mut server = TestServer::init();
     let laptops = [Agent::init(), Agent::init(), Agent::init()];
     for (agent, name) in laptops.iter().zip(["laptop-a", "laptop-b", "laptop-c"]) {
         check(server.cmd(&["device", "add", &agent.key, "--name", name]), "enrol")?;
         println!("enrolled {name}: {}", &agent.key);
     }
-    laptops[0].link(&pki, "laptop-a", server.addr);
-    laptops[1].link(&pki, "laptop-b", server.addr);
+    // The server binds port 0: a first run tells the laptops its address.
+    server.start(&pki, &[]);
+    laptops[0].link(&pki, "laptop-a", server.addr());
+    laptops[1].link(&pki, "laptop-b", server.addr());
+    server.terminate();
 
     step("monitors record while the server is down");
     let a = &laptops[0];
@@ -154,7 +158,7 @@ fn demo() -> Result<()> {
 
     step("the server starts (truce-server run, mTLS on loopback) and both laptops sync");
     server.start(&pki, &[]);
-    println!("server listening on {}", server.addr);
+    println!("server listening on {}", server.addr());
     for (agent, name) in [(a, "laptop-a"), (b, "laptop-b")] {
         let out = agent.sync(None);
         println!("{name}: {}", check(out, "sync")?.trim());

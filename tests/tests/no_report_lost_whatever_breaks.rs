@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use truce_tests::harness::{bin, signal, Agent, Pki, Server};
+use truce_testkit::{bin, signal, TestServer};
+use truce_tests::harness::mission;
 use truce_tests::relay::Relay;
 
 /// Everything the server holds, id → how many rows (must always be 1).
-fn server_rows(server: &Server) -> BTreeMap<String, usize> {
+fn server_rows(server: &TestServer) -> BTreeMap<String, usize> {
     let out = server.cmd(&["export", "--format", "jsonl", "--status", "all", "--history"]).expect_ok();
     let mut rows = BTreeMap::new();
     for line in out.lines().filter(|l| !l.trim().is_empty()) {
@@ -47,15 +48,8 @@ fn every_report_arrives_exactly_once_whatever_breaks() {
     println!("fault suite: {trials} trials, seed {seed} (replay with TRUCE_FAULT_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let pki = Pki::new(&["laptop-a", "laptop-b"]);
-    let mut server = Server::init();
-    let agents = [Agent::init(), Agent::init()];
-    for (a, name) in agents.iter().zip(["laptop-a", "laptop-b"]) {
-        server.enrol(&a.key, name);
-        a.link(&pki, name, server.addr);
-    }
-    server.start(&pki, &[]);
-    let relay = Relay::start(server.addr);
+    let (pki, mut server, agents) = mission(&["laptop-a", "laptop-b"]);
+    let relay = Relay::start(server.addr());
     let mut recorded: BTreeSet<String> = BTreeSet::new();
     let mut tally: BTreeMap<&str, u64> = BTreeMap::new();
 

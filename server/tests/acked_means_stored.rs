@@ -17,22 +17,17 @@ const CRASHES: usize = 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
     let pki = Pki::new(&["laptop"]);
-    let data = tempfile::tempdir().unwrap();
-    ok(cli(data.path(), &["init"]));
+    let mut server = TestServer::init();
+    let data = server.dir().to_path_buf();
     let mut d = Device::fixed(1);
-    ok(cli(data.path(), &["device", "add", &d.hex()]));
+    ok(cli(&data, &["device", "add", &d.hex()]));
     let mut acked: Vec<Bytes32> = Vec::new();
     let mut sent: Vec<SignedReport> = Vec::new();
-    let mut port: Option<String> = None;
     for round in 0..CRASHES {
         // The first run picks a port; every restart comes back on it, as
         // a real server would for agents that already know its address.
-        let mut server = match &port {
-            None => ServerProcess::start(data.path(), &pki, &[]),
-            Some(addr) => ServerProcess::start_on(data.path(), &pki, addr, &[]),
-        };
-        port.get_or_insert_with(|| server.addr.to_string());
-        let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+        server.start(&pki, &[]);
+        let mut c = Client::open(server.addr(), pki.client_tls("laptop")).await;
         // Several batches in flight, so the kill lands while the server is
         // busy verifying and committing the next ones.
         for _ in 0..4 {
@@ -48,11 +43,11 @@ async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
             acked.extend(held_ids(&more.results));
         }
         // Reopen the file with plain SQLite, as after a real crash.
-        let db = open_db(data.path());
+        let db = open_db(&data);
         let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(integrity, "ok", "round {round}");
         drop(db);
-        let stored = stored_ids(data.path());
+        let stored = stored_ids(&data);
         let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).map(hex::encode).collect();
         assert!(lost.is_empty(), "round {round}: acked but not in the database after SIGKILL: {lost:?}");
     }
@@ -61,8 +56,8 @@ async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
     // After the crashes, the agent resends everything (it cannot know what
     // the lost Acks said): the acked reports are Duplicates, the rest are
     // Accepted now, and every report is stored exactly once.
-    let server = ServerProcess::start_on(data.path(), &pki, port.as_deref().unwrap(), &[]);
-    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    server.start(&pki, &[]);
+    let mut c = Client::open(server.addr(), pki.client_tls("laptop")).await;
     let acked: BTreeSet<Bytes32> = acked.into_iter().collect();
     for chunk in sent.chunks(64) {
         for (id, s) in c.submit(chunk.to_vec()).await.results {
@@ -70,34 +65,35 @@ async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
         }
     }
     c.bye().await;
-    let n: i64 = open_db(data.path()).query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0)).unwrap();
-    assert_eq!((n as usize, stored_ids(data.path()).len()), (sent.len(), sent.len()));
+    let n: i64 = open_db(&data).query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0)).unwrap();
+    assert_eq!((n as usize, stored_ids(&data).len()), (sent.len(), sent.len()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_acks_the_batches_in_flight_and_exits_0() {
     let pki = Pki::new(&["laptop"]);
-    let data = tempfile::tempdir().unwrap();
-    ok(cli(data.path(), &["init"]));
+    let mut server = TestServer::init();
+    let data = server.dir().to_path_buf();
     let mut d = Device::fixed(2);
     let mut e = Device::fixed(3);
-    ok(cli(data.path(), &["device", "add", &d.hex()]));
-    ok(cli(data.path(), &["device", "add", &e.hex()]));
+    ok(cli(&data, &["device", "add", &d.hex()]));
+    ok(cli(&data, &["device", "add", &e.hex()]));
     let batches: Vec<Vec<SignedReport>> = (0..10).map(|_| d.batch(64, "during shutdown")).collect();
     let other = e.batch(64, "the other connection");
 
-    let mut server = ServerProcess::start(data.path(), &pki, &[]);
-    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
-    let mut c2 = Client::open(server.addr, pki.client_tls("laptop")).await;
+    server.start(&pki, &[]);
+    let addr = server.addr();
+    let mut c = Client::open(addr, pki.client_tls("laptop")).await;
+    let mut c2 = Client::open(addr, pki.client_tls("laptop")).await;
     // Bystanders that must not hold up the exit: a session that never
     // submits, and a TCP connection that never starts TLS (the default
     // idle and handshake timeouts are a minute and ten seconds).
-    let idle = Client::open(server.addr, pki.client_tls("laptop")).await;
-    let _tcp_only = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let idle = Client::open(addr, pki.client_tls("laptop")).await;
+    let _tcp_only = tokio::net::TcpStream::connect(addr).await.unwrap();
 
     // Hold SQLite's write lock, so the batches are certainly in flight
     // (verified, waiting at the writer) when SIGTERM arrives.
-    let lock = open_db(data.path());
+    let lock = open_db(&data);
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     for b in &batches {
         c.send(b.clone()).await;
@@ -122,9 +118,9 @@ async fn sigterm_acks_the_batches_in_flight_and_exits_0() {
     let ack2 = c2.ack().await.expect("the other connection's batch in flight is acked too");
     acked.extend(held_ids(&ack2.results));
     assert_eq!(held_ids(&ack2.results).len(), other.len());
-    let (status, log) = tokio::task::spawn_blocking(move || {
+    let (status, log, mut server) = tokio::task::spawn_blocking(move || {
         let s = server.wait();
-        (s, server.log())
+        (s, server.log(), server)
     })
     .await
     .unwrap();
@@ -135,18 +131,18 @@ async fn sigterm_acks_the_batches_in_flight_and_exits_0() {
     drop(idle);
     // Every batch the server stored was acknowledged before it exited:
     // what is in the database is exactly what the agents were told.
-    assert_eq!(stored_ids(data.path()), acked, "stored == acked ({acks} Acks on the busy connection)");
+    assert_eq!(stored_ids(&data), acked, "stored == acked ({acks} Acks on the busy connection)");
 
     // The rest is delivered on the next run; the acked ones are Duplicates.
-    let server = ServerProcess::start(data.path(), &pki, &[]);
-    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    server.start(&pki, &[]);
+    let mut c = Client::open(server.addr(), pki.client_tls("laptop")).await;
     for b in &batches {
         for (id, s) in c.submit(b.clone()).await.results {
             let expect = if acked.contains(&id) { Status::Duplicate } else { Status::Accepted };
             assert_eq!(s, expect);
         }
     }
-    assert_eq!(stored_ids(data.path()).len(), 11 * 64);
+    assert_eq!(stored_ids(&data).len(), 11 * 64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,12 +150,12 @@ async fn sigterm_during_a_stream_of_pipelined_batches_leaves_stored_equal_to_ack
     // No lock this time: SIGTERM lands wherever it lands in a stream of
     // pipelined batches, and whatever the server stored it acknowledged.
     let pki = Pki::new(&["laptop"]);
-    let data = tempfile::tempdir().unwrap();
-    ok(cli(data.path(), &["init"]));
+    let mut server = TestServer::init();
+    let data = server.dir().to_path_buf();
     let mut d = Device::fixed(4);
-    ok(cli(data.path(), &["device", "add", &d.hex()]));
-    let mut server = ServerProcess::start(data.path(), &pki, &[]);
-    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    ok(cli(&data, &["device", "add", &d.hex()]));
+    server.start(&pki, &[]);
+    let mut c = Client::open(server.addr(), pki.client_tls("laptop")).await;
     for _ in 0..20 {
         c.send(d.batch(64, "streaming")).await;
     }
@@ -168,9 +164,9 @@ async fn sigterm_during_a_stream_of_pipelined_batches_leaves_stored_equal_to_ack
     while let Some(ack) = c.ack().await {
         acked.extend(held_ids(&ack.results));
     }
-    let status = tokio::task::spawn_blocking(move || server.wait()).await.unwrap();
+    let (status, _server) = tokio::task::spawn_blocking(move || (server.wait(), server)).await.unwrap();
     assert!(status.success(), "{status:?}");
-    assert_eq!(stored_ids(data.path()), acked);
+    assert_eq!(stored_ids(&data), acked);
 }
 
 /// The writer's fault switch exists in debug builds only, which is what
@@ -179,27 +175,27 @@ async fn sigterm_during_a_stream_of_pipelined_batches_leaves_stored_equal_to_ack
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_writer_dies_exits_non_zero_and_acks_nothing_more() {
     let pki = Pki::new(&["laptop"]);
-    let data = tempfile::tempdir().unwrap();
-    ok(cli(data.path(), &["init"]));
+    let mut server = TestServer::init();
+    let data = server.dir().to_path_buf();
     let mut d = Device::fixed(4);
-    ok(cli(data.path(), &["device", "add", &d.hex()]));
+    ok(cli(&data, &["device", "add", &d.hex()]));
     let first = d.batch(8, "before the writer dies");
     let second = d.batch(8, "after");
     // Debug builds only: the writer commits one group, then panics.
     let env = [("TRUCE_TEST_WRITER_PANIC_AFTER", "1")];
-    let mut server = ServerProcess::start_with(data.path(), &pki, "127.0.0.1:0", &[], &env);
-    let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
+    server.start_with_env(&pki, &[], &env);
+    let mut c = Client::open(server.addr(), pki.client_tls("laptop")).await;
     let ack = c.submit(first.clone()).await;
     assert!(ack.statuses().iter().all(|s| *s == Status::Accepted));
     c.send(second.clone()).await;
     assert!(c.ack().await.is_none(), "no Ack for a batch the dead writer never stored");
-    let (status, log) = tokio::task::spawn_blocking(move || {
+    let (status, log, _server) = tokio::task::spawn_blocking(move || {
         let s = server.wait();
-        (s, server.log())
+        (s, server.log(), server)
     })
     .await
     .unwrap();
     assert!(!status.success(), "a server without its writer must exit non-zero for systemd to restart it:\n{log}");
     assert!(log.contains("the writer thread died"), "{log}");
-    assert_eq!(stored_ids(data.path()).len(), first.len(), "only what was acknowledged is stored");
+    assert_eq!(stored_ids(&data).len(), first.len(), "only what was acknowledged is stored");
 }
