@@ -13,7 +13,7 @@ use truce_shared::wire::Message;
 use crate::common::*;
 
 /// Opens, submits one report and waits for its Ack: how long that took.
-async fn one_sync(server: &TestServer, pki: &Pki, device: &mut Device) -> Duration {
+async fn one_sync(server: &InProcessServer, pki: &Pki, device: &mut Device) -> Duration {
     let start = Instant::now();
     let mut c = Client::open(server.addr, pki.client_tls("good")).await;
     c.submit(vec![device.next("through the flood")]).await;
@@ -33,7 +33,7 @@ async fn connections_that_never_finish_a_handshake_cannot_keep_a_laptop_out() {
         max_connections: 32,
         ..quick_limits()
     };
-    let server = TestServer::start(&pki, limits).await;
+    let server = InProcessServer::start(&pki, limits).await;
     let mut device = Device::fixed(61);
     server.store().add_device(&device.public(), Some("good"), truce_shared::time::now_ms()).expect("enrol");
     // Far more than the budget (and than every session slot), held open
@@ -69,7 +69,7 @@ async fn connections_that_never_finish_a_handshake_cannot_keep_a_laptop_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_certificate_holds_at_most_its_cap_of_sessions() {
     let pki = Pki::new(&["good", "other"]);
-    let server = TestServer::start(&pki, Limits { max_connections_per_cert: 2, ..quick_limits() }).await;
+    let server = InProcessServer::start(&pki, Limits { max_connections_per_cert: 2, ..quick_limits() }).await;
     let first = Client::open(server.addr, pki.client_tls("good")).await;
     let _second = Client::open(server.addr, pki.client_tls("good")).await;
     match first_answer(server.addr, pki.client_tls("good")).await {
@@ -102,7 +102,7 @@ async fn ack_beside_a_stalled_frame(budget: u64) -> Duration {
     let pki = Pki::new(&["good", "stalled"]);
     let limits = Limits { max_frame_bytes_in_flight: budget, idle_timeout: Duration::from_secs(2), ..quick_limits() };
     let max_frame = limits.max_frame;
-    let server = TestServer::start(&pki, limits).await;
+    let server = InProcessServer::start(&pki, limits).await;
     let mut device = Device::fixed(62);
     server.store().add_device(&device.public(), Some("good"), truce_shared::time::now_ms()).expect("enrol");
     let mut stalled = Client::open(server.addr, pki.client_tls("stalled")).await;
