@@ -156,7 +156,7 @@ fn names_and_reasons_reach_the_terminal_escaped_and_json_keeps_them() {
 /// A session as a laptop with `device` opens it: Hello naming the key,
 /// then one Submit of `reports`, answered.
 async fn sync_as(
-    server: &TestServer,
+    server: &InProcessServer,
     pki: &Pki,
     cert: &str,
     device: &Device,
@@ -175,7 +175,7 @@ async fn sync_as(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_list_says_who_has_gone_quiet() {
     let pki = Pki::new(&["laptop-07"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let mut heard = Device::fixed(81);
     let silent = Device::fixed(82);
     ok(server.cli(&["device", "add", &heard.hex(), "--name", "laptop-07"]));

@@ -228,7 +228,7 @@ fn serial_and_subject(path: &std::path::Path) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_report_keeps_the_certificate_it_came_through() {
     let pki = Pki::new(&["laptop-07", "laptop-08"]);
-    let server = TestServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start(&pki, quick_limits()).await;
     let mut d = Device::fixed(71);
     server.store().add_device(&d.public(), None, truce_shared::time::now_ms()).unwrap();
     let mut c = Client::open(server.addr, pki.client_tls("laptop-07")).await;
