@@ -177,13 +177,6 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
     #[cfg(debug_assertions)]
     let mut panic_after: Option<u64> = std::env::var("TRUCE_TEST_WRITER_PANIC_AFTER").ok().and_then(|v| v.parse().ok());
     while let Some(first) = rx.blocking_recv() {
-        #[cfg(debug_assertions)]
-        if let Some(n) = panic_after.as_mut() {
-            if *n == 0 {
-                panic!("TRUCE_TEST_WRITER_PANIC_AFTER: the writer dies, as a test asked");
-            }
-            *n -= 1;
-        }
         let mut reports = first.batch.len();
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP_BATCHES && reports < MAX_GROUP_REPORTS {
@@ -194,6 +187,15 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
                 }
                 Err(_) => break,
             }
+        }
+        // Counts groups that hold reports (a session's contact alone is
+        // not one), so a test knows which batches were stored.
+        #[cfg(debug_assertions)]
+        if let Some(n) = panic_after.as_mut().filter(|_| reports > 0) {
+            if *n == 0 {
+                panic!("TRUCE_TEST_WRITER_PANIC_AFTER: the writer dies, as a test asked");
+            }
+            *n -= 1;
         }
         let now = truce_shared::time::now_ms();
         let batches: Vec<Work<'_>> = jobs.iter().map(Work::of).collect();
