@@ -4,15 +4,19 @@
 //!
 //! # Layout
 //!
+//! - [`admission`]: who may hold a connection: the budget of unauthenticated
+//!   connections (oldest dropped first), sessions per certificate.
 //! - [`cli`]: the command line (`init`, `run`, `device`, `import`, `export`,
-//!   `stats`); the only place errors become text for a person.
+//!   `verify`, `incidents`, `stats`): parsing in `cli/args.rs`, then one
+//!   file per command with what it prints; the only place errors become
+//!   text for a person.
 //! - [`paths`]: the data directory and the receipt key.
 //! - [`config`]: what a running server is given: limits, TLS, receipt key,
 //!   database ([`Config`]; the `settings` table of the store is unrelated).
 //! - [`tls`]: all rustls configuration (TLS 1.3, client certificates from
 //!   the mission CA, CRLs, ALPN `truce/1`); PEM files are read by
 //!   `truce_shared::pem`.
-//! - [`server`]: the listener: connection cap, handshake deadline, shutdown;
+//! - [`server`]: the listener: admission, handshake deadline, shutdown;
 //!   [`run`] takes a bound listener and a shutdown future, [`spawn`] runs
 //!   it in the background for tests and benchmarks.
 //! - [`shutdown`]: the shutdown signal: SIGTERM/SIGINT ([`shutdown::signal`])
@@ -23,13 +27,15 @@
 //!   the async threads, in parallel).
 //! - [`writer`]: the one writer thread and its group commit.
 //! - [`store`]: the SQLite store: the outcome rules of DESIGN §5, devices,
-//!   reports and their queries, incidents as they are kept, the schema and
-//!   its migrations (a folder, one file per concept).
+//!   contacts (who was last heard from), reports and their queries,
+//!   incidents as they are kept, the schema and its migrations (a folder,
+//!   one file per concept).
 //! - [`incidents`]: the rule that groups reports of one event (window,
 //!   event positions, distances).
 //! - [`stats`]: counts, devices, gaps and forks, incidents.
 //! - [`import`]: bundles in, through the same verifier and writer.
-//! - [`export`]: reports out (CSV, JSON Lines, GeoJSON, bundles), streamed.
+//! - [`export`]: reports out (CSV, JSON Lines, GeoJSON, bundles), streamed;
+//!   the columns listed once (`export/columns.rs`), one file per format.
 //! - [`offline`]: `verify`: a bundle re-verified with no database.
 //! - [`fuzzing`]: the property the session fuzz target and its regression
 //!   corpus check.
