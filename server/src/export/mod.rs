@@ -194,7 +194,7 @@ mod tests {
     use super::*;
     use crate::verify::Checked;
     use ed25519_dalek::SigningKey;
-    use truce_shared::{Basis, Category, Envelope, Observation, Position, SignedReport, ENVELOPE_VERSION};
+    use truce_shared::{Envelope, Observation, SignedReport, ENVELOPE_VERSION};
 
     /// A store with one enrolled device's chain of `n` reports, observed in
     /// seq order.
@@ -215,17 +215,7 @@ mod tests {
                     amends: None,
                     observation: Observation {
                         observed_at: t,
-                        observed_until: None,
-                        position: Position { lat: 48.0, lon: 37.8, accuracy_m: None },
-                        bearing_deg: None,
-                        distance_m: None,
-                        category: Category::SmallArmsFire,
-                        effect: None,
-                        weapon: None,
-                        count: None,
-                        basis: Basis::Heard,
-                        description: format!("bursts to the north, report {seq}"),
-                        attachments: vec![],
+                        ..truce_testkit::observation(&format!("bursts to the north, report {seq}"))
                     },
                 };
                 let r = truce_shared::sign(&key, &env).unwrap();

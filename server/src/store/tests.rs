@@ -3,25 +3,12 @@
 use super::*;
 use ed25519_dalek::SigningKey;
 use truce_shared::wire::Status;
-use truce_shared::{Basis, Bytes32, Category, Envelope, Observation, Position, SignedReport, ENVELOPE_VERSION};
+use truce_shared::{Bytes32, Envelope, Observation, SignedReport, ENVELOPE_VERSION};
 
 use crate::verify::Checked;
 
 fn obs(t: i64) -> Observation {
-    Observation {
-        observed_at: t,
-        observed_until: None,
-        position: Position { lat: 48.0, lon: 37.8, accuracy_m: None },
-        bearing_deg: None,
-        distance_m: None,
-        category: Category::SmallArmsFire,
-        effect: None,
-        weapon: None,
-        count: None,
-        basis: Basis::Heard,
-        description: "bursts to the north".into(),
-        attachments: vec![],
-    }
+    Observation { observed_at: t, ..truce_testkit::observation("bursts to the north") }
 }
 
 fn report(key: &SigningKey, seq: u64, prev: Bytes32, t: i64) -> SignedReport {
