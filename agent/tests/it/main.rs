@@ -15,6 +15,8 @@ mod bundle;
 mod chain;
 /// Concurrent `record`s serialize: the chain never forks.
 mod concurrent;
+/// A data dir made before sealing, converted with nothing lost.
+mod conversion;
 /// `init` makes a 0600 key once; every other command asks for it first.
 mod init;
 /// Interactive entry through a real pseudo-terminal.
@@ -25,7 +27,7 @@ mod kill;
 mod mock_server;
 /// `list`, `show`, `status` and their JSON; answers and receipts.
 mod queries;
-/// A seized laptop: nothing in clear, passphrase, pruning, wipe, conversion.
+/// A seized laptop: nothing in clear, passphrase, pruning, wipe.
 mod sealed;
 /// 100,000 reports listed, exported and synced in bounded memory.
 mod streaming;
