@@ -140,7 +140,7 @@ pub(super) fn place_new(
     if superseded {
         return Ok(None);
     }
-    target(tx, m, window).map(Some)
+    target(tx, m, window).map(|p| Some(p.incident))
 }
 
 /// After [`place_new`]'s report is stored as number `n`: it is counted into
@@ -169,7 +169,7 @@ pub(super) fn stored_verified(
 
 /// Puts stored report `m` into the incident of every report close to it.
 fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreError> {
-    let t = target(tx, m, window)?;
+    let t = target(tx, m, window)?.incident;
     tx.prepare_cached("UPDATE reports SET incident = ?1 WHERE n = ?2")?.execute([t, m.n])?;
     count_in(tx, t, m)?;
     Ok(t)
@@ -178,29 +178,67 @@ fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreEr
 /// The incident `m` belongs in: the incidents of every report close to it,
 /// merged into the oldest, or a new incident of its own. `m` itself is not
 /// counted in it yet ([`count_in`]).
-fn target(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreError> {
+/// Where grouping put a report, and the work it took.
+struct Placement {
+    /// The incident.
+    incident: i64,
+    /// Candidate incidents and stored reports looked at (at most
+    /// [`MAX_GROUPING_ROWS`]); read by the test that holds the bound.
+    #[cfg_attr(not(test), allow(dead_code))]
+    examined: usize,
+}
+
+/// The most candidate incidents and stored reports the grouping of one new
+/// report looks at. Reports crowded into the window's box but beyond its
+/// distance (the box's corners) would otherwise make every new report scan
+/// all of them, with the one writer waiting. When the bound is reached the
+/// report is placed by what was seen so far, and a warning is logged.
+pub const MAX_GROUPING_ROWS: usize = 4096;
+
+fn target(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<Placement, StoreError> {
     // Incidents whose time span and latitude span come within the window
     // of the event are the only candidates; in each, the first member
     // within the distance settles it. The latitude bound is safe: a degree
-    // of latitude is at least 111,195 m of great circle.
+    // of latitude is at least 111,195 m of great circle; the longitude
+    // bound widens it by 1/cos(latitude), and is left out where it would
+    // wrap the antimeridian or near a pole.
     let dlat = f64::from(window.metres) / 111_000.0 + 1e-6;
     let (from, to) = (m.observed_at.saturating_sub(window.millis()), m.observed_at.saturating_add(window.millis()));
     let (south, north) = (m.ev.0 - dlat, m.ev.0 + dlat);
+    let cos = south.abs().max(north.abs()).min(90.0).to_radians().cos();
+    let dlon = if cos > 0.01 { dlat / cos } else { 360.0 };
+    let (west, east) = if m.ev.1 - dlon >= -180.0 && m.ev.1 + dlon <= 180.0 {
+        (m.ev.1 - dlon, m.ev.1 + dlon)
+    } else {
+        (-361.0, 361.0)
+    };
     let candidates: Vec<i64> = tx
         .prepare_cached(
             "SELECT id FROM incidents
-             WHERE category = ?1 AND last_at >= ?2 AND first_at <= ?3 AND max_lat >= ?4 AND min_lat <= ?5",
+             WHERE category = ?1 AND last_at >= ?2 AND first_at <= ?3 AND max_lat >= ?4 AND min_lat <= ?5
+             LIMIT ?6",
         )?
-        .query_map(params![m.category, from, to, south, north], |r| r.get(0))?
+        .query_map(params![m.category, from, to, south, north, MAX_GROUPING_ROWS as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    let mut examined = candidates.len();
     let mut near: Vec<i64> = Vec::new();
-    for incident in candidates {
+    'candidates: for incident in candidates {
         let mut q = tx.prepare_cached(
             "SELECT ev_lat, ev_lon FROM reports
-             WHERE incident = ?1 AND observed_at BETWEEN ?2 AND ?3 AND ev_lat BETWEEN ?4 AND ?5 AND n != ?6",
+             WHERE incident = ?1 AND observed_at BETWEEN ?2 AND ?3 AND ev_lat BETWEEN ?4 AND ?5
+                   AND ev_lon BETWEEN ?6 AND ?7 AND n != ?8",
         )?;
-        let mut rows = q.query(params![incident, from, to, south, north, m.n])?;
+        let mut rows = q.query(params![incident, from, to, south, north, west, east, m.n])?;
         while let Some(r) = rows.next()? {
+            if examined >= MAX_GROUPING_ROWS {
+                tracing::warn!(
+                    rows = examined,
+                    category = %m.category,
+                    "incident grouping stopped at its bound: this report is placed by the incidents seen so far"
+                );
+                break 'candidates;
+            }
+            examined += 1;
             if distance_m(m.ev, (r.get(0)?, r.get(1)?)) <= f64::from(window.metres) {
                 near.push(incident);
                 break;
@@ -239,7 +277,7 @@ fn target(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, Store
         .execute([target, other])?;
         tx.prepare_cached("DELETE FROM incidents WHERE id = ?1")?.execute([other])?;
     }
-    Ok(target)
+    Ok(Placement { incident: target, examined })
 }
 
 /// Counts `m`, whose row already names incident `t`, into that incident's
@@ -301,4 +339,64 @@ pub(super) fn rebuild(tx: &Transaction<'_>, window: Window) -> Result<u64, Store
     }
     tx.execute("INSERT OR REPLACE INTO settings (name, value) VALUES ('regroup', 0)", [])?;
     Ok(tx.query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verified report of `category` stored straight into its incident,
+    /// as the writer would.
+    fn stored(tx: &Transaction<'_>, n: i64, ev: (f64, f64), at: i64, window: Window) -> i64 {
+        let m = Member { n: 0, device: vec![n as u8; 32], category: "shelling".into(), observed_at: at, ev };
+        let incident = target(tx, &m, window).unwrap().incident;
+        tx.execute(
+            "INSERT INTO reports (n, id, device, seq, prev, recorded_at, observed_at, category, lat, lon, body,
+                                  signature, status, received_at, ev_lat, ev_lon, incident)
+             VALUES (?1, ?2, ?3, 1, x'00', ?4, ?4, 'shelling', ?5, ?6, x'00', x'00', 'verified', ?4, ?5, ?6, ?7)",
+            params![n, n.to_be_bytes().repeat(4), vec![n as u8; 32], at, ev.0, ev.1, incident],
+        )
+        .unwrap();
+        let stored = Member { n, ..m };
+        count_in(tx, incident, &stored).unwrap();
+        incident
+    }
+
+    #[test]
+    fn grouping_one_report_looks_at_no_more_than_its_bound() {
+        let mut store = Store::open_in_memory().unwrap();
+        let tx = store.begin().unwrap();
+        let window = Window::default();
+        let at = 1_795_338_900_000;
+        let (lat, lon): (f64, f64) = (48.0, 37.8);
+        // Four crowds in the corners of the window's box around (lat, lon):
+        // 1.7 km north or south and 1.7 km east or west, so 2.4 km away,
+        // beyond the 2 km distance, yet inside every bound the queries
+        // use. Each crowd is one incident of many reports.
+        let dlat = 1700.0 / 111_195.0;
+        let dlon = dlat / lat.to_radians().cos();
+        let per_corner = MAX_GROUPING_ROWS / 4 + 100;
+        let mut n = 0;
+        for (sy, sx) in [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] {
+            for _ in 0..per_corner {
+                n += 1;
+                stored(&tx, n, (lat + sy * dlat, lon + sx * dlon), at, window);
+            }
+        }
+        let incidents: i64 = tx.query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0)).unwrap();
+        assert_eq!(incidents, 4, "each corner's crowd is one incident");
+        // A report in the middle is near none of them: without a bound it
+        // would look at every report of every crowd.
+        let m = Member { n: 0, device: vec![0; 32], category: "shelling".into(), observed_at: at, ev: (lat, lon) };
+        let p = target(&tx, &m, window).unwrap();
+        assert!(4 * per_corner > MAX_GROUPING_ROWS);
+        assert_eq!(p.examined, MAX_GROUPING_ROWS, "grouping stops at its bound");
+        let members: i64 =
+            tx.query_row("SELECT COUNT(*) FROM reports WHERE incident = ?1", [p.incident], |r| r.get(0)).unwrap();
+        assert_eq!(members, 0, "and the report starts an incident of its own");
+        // One more report in a crowd still joins it at once.
+        let m = Member { ev: (lat + dlat, lon + dlon), ..m };
+        let p = target(&tx, &m, window).unwrap();
+        assert!(p.examined <= 8, "a report beside a crowd looks at {} rows", p.examined);
+    }
 }
