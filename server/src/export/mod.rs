@@ -194,7 +194,7 @@ mod tests {
     use super::*;
     use crate::verify::Checked;
     use ed25519_dalek::SigningKey;
-    use truce_shared::{Envelope, Observation, SignedReport, ENVELOPE_VERSION};
+    use truce_shared::{Observation, SignedReport};
 
     /// A store with one enrolled device's chain of `n` reports, observed in
     /// seq order.
@@ -206,18 +206,11 @@ mod tests {
         let reports: Vec<SignedReport> = (1..=n)
             .map(|seq| {
                 let t = 1_795_338_900_000 + seq as i64 * 1000;
-                let env = Envelope {
-                    version: ENVELOPE_VERSION,
-                    device: key.verifying_key().to_bytes(),
-                    seq,
-                    prev,
-                    recorded_at: t,
-                    amends: None,
-                    observation: Observation {
-                        observed_at: t,
-                        ..truce_testkit::observation(&format!("bursts to the north, report {seq}"))
-                    },
+                let observation = Observation {
+                    observed_at: t,
+                    ..truce_testkit::observation(&format!("bursts to the north, report {seq}"))
                 };
+                let env = truce_testkit::envelope(key.verifying_key().to_bytes(), seq, prev, observation);
                 let r = truce_shared::sign(&key, &env).unwrap();
                 prev = r.id();
                 r

@@ -3,7 +3,7 @@
 use super::*;
 use ed25519_dalek::SigningKey;
 use truce_shared::wire::Status;
-use truce_shared::{Bytes32, Envelope, Observation, SignedReport, ENVELOPE_VERSION};
+use truce_shared::{Bytes32, Observation, SignedReport};
 
 use crate::verify::Checked;
 
@@ -12,15 +12,7 @@ fn obs(t: i64) -> Observation {
 }
 
 fn report(key: &SigningKey, seq: u64, prev: Bytes32, t: i64) -> SignedReport {
-    let env = Envelope {
-        version: ENVELOPE_VERSION,
-        device: key.verifying_key().to_bytes(),
-        seq,
-        prev,
-        recorded_at: t,
-        amends: None,
-        observation: obs(t),
-    };
+    let env = truce_testkit::envelope(key.verifying_key().to_bytes(), seq, prev, obs(t));
     truce_shared::sign(key, &env).unwrap()
 }
 
