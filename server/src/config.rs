@@ -6,7 +6,7 @@
 //! combinations the protocol cannot honour (a frame too small for one
 //! report, or for the Ack of a full batch).
 
-use std::path::PathBuf;
+use crate::store::Database;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,8 +149,8 @@ pub struct Config {
     pub tls: Arc<rustls::ServerConfig>,
     /// Signs receipts ([`DataDir::load_key`]).
     pub server_key: SigningKey,
-    /// The SQLite file ([`DataDir::db_file`]).
-    pub db: PathBuf,
+    /// The store ([`DataDir::database`]).
+    pub db: Database,
     /// The limits in force.
     pub limits: Limits,
     /// Batches verified at once (one per core by default).
@@ -176,7 +176,7 @@ impl Config {
         Ok(Config {
             tls,
             server_key: dir.load_key()?,
-            db: dir.db_file(),
+            db: dir.database(),
             limits,
             verify_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         })

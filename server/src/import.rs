@@ -26,7 +26,7 @@ use truce_shared::bundle::{BundleError, BundleReader};
 use truce_shared::wire::Status;
 use truce_shared::{limits, SignedReport};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Store, StoreError};
 use crate::verify::{Verifier, VerifyTaskFailed};
 use crate::writer::{Outcomes, WriteError, Writer};
 
@@ -159,7 +159,7 @@ impl Pipeline {
 /// Imports bundle files into the store at `db`, in order, and reports the
 /// outcomes. Unreadable files and frames are listed in
 /// [`ImportSummary::problems`]; an error means the store failed.
-pub fn import_files(db: &Path, files: &[PathBuf]) -> Result<ImportSummary, ImportError> {
+pub fn import_files(db: &Database, files: &[PathBuf]) -> Result<ImportSummary, ImportError> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.min(4))

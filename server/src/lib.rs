@@ -71,7 +71,6 @@ pub mod paths;
 pub mod server;
 pub mod session;
 pub mod shutdown;
-pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod verify;

@@ -3,7 +3,8 @@
 //! ```text
 //! DIR/             0700   --data-dir, else TRUCE_SERVER_DIR, else the platform data dir
 //!   server.key     0600   the Ed25519 receipt key (its 32-byte seed)
-//!   truce.sqlite          the store (with -wal and -shm beside it)
+//!   truce.sqlite          the store (with -wal and -shm beside it), unless
+//!                         --database (TRUCE_DATABASE_URL) names a PostgreSQL database
 //! ```
 //!
 //! `init` makes both and never overwrites a key: receipts that agents hold
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use truce_shared::fs::{self, Access, ExistingDir, FsError};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Database, Store, StoreError};
 
 /// Why the data dir or the receipt key could not be used. Each message says
 /// what to do.
@@ -53,6 +54,8 @@ fn fs_err(e: FsError) -> DataDirError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataDir {
     root: PathBuf,
+    /// `--database`, when the store is not the SQLite file in `root`.
+    database: Option<Database>,
 }
 
 impl DataDir {
@@ -60,16 +63,27 @@ impl DataDir {
     /// platform's data directory.
     pub fn resolve(flag: Option<PathBuf>) -> Result<DataDir, DataDirError> {
         if let Some(root) = flag {
-            return Ok(DataDir { root });
+            return Ok(DataDir { root, database: None });
         }
         directories::ProjectDirs::from("org", "Truce", "truce-server")
-            .map(|p| DataDir { root: p.data_dir().to_path_buf() })
+            .map(|p| DataDir { root: p.data_dir().to_path_buf(), database: None })
             .ok_or(DataDirError::NoHome)
     }
 
     /// A data dir at `root`.
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
-        DataDir { root: root.into() }
+        DataDir { root: root.into(), database: None }
+    }
+
+    /// The same data dir with its store in `database` (`--database`)
+    /// instead of its own SQLite file.
+    pub fn with_database(self, database: Option<Database>) -> DataDir {
+        DataDir { database, ..self }
+    }
+
+    /// Where the store is: `--database`, else `truce.sqlite` in the dir.
+    pub fn database(&self) -> Database {
+        self.database.clone().unwrap_or_else(|| Database::Sqlite(self.db_file()))
     }
 
     /// The directory.
@@ -102,7 +116,7 @@ impl DataDir {
             true => DataDirError::AlreadyInitialised(key_file.clone()),
             false => fs_err(e),
         })?;
-        Store::open(&self.db_file())?;
+        Store::open(&self.database())?;
         Ok(key)
     }
 
@@ -123,7 +137,7 @@ impl DataDir {
     /// Opens the store of an initialised server.
     pub fn open_store(&self) -> Result<Store, DataDirError> {
         self.load_key()?;
-        Ok(Store::open(&self.db_file())?)
+        Ok(Store::open(&self.database())?)
     }
 }
 

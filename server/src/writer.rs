@@ -30,21 +30,6 @@ const MAX_GROUP_BATCHES: usize = 256;
 /// Most reports folded into one transaction.
 const MAX_GROUP_REPORTS: usize = 16 * 1024;
 
-/// The writer's page cache, in KiB (SQLite's default is 2 MiB). A group
-/// commit of [`MAX_GROUP_REPORTS`] reports dirties about 16 MiB of pages;
-/// with the default cache SQLite spilled them to the WAL in the middle of
-/// the transaction, which profiles of ingest showed as a sixth of the
-/// writer's time. Readers keep the default: they stream.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
-
-/// WAL pages between the writer's checkpoints (SQLite's default is 1,000
-/// pages, 4 MiB at its default page size). The index pages every report
-/// touches were copied to the database file again at each checkpoint: a
-/// fifth of the writer's time in profiles of ingest. A checkpoint every
-/// 40 MiB instead copies each hot page ten times less often; the WAL peaks
-/// near 40 MiB (2,500 of a new store's 16 KiB pages) and is reused after.
-const WRITER_CHECKPOINT_PAGES: i64 = 2_500;
-
 /// Batches that may wait for the writer before connections have to wait to
 /// queue (backpressure on the network instead of memory).
 const QUEUE: usize = 1024;
@@ -119,10 +104,7 @@ impl WriterThread {
 impl Writer {
     /// Starts the writer thread, which takes ownership of `store`.
     pub fn spawn(store: Store) -> std::io::Result<(Writer, WriterThread)> {
-        if let Err(e) = tune(store.conn()) {
-            // Only slower without it; nothing is at stake.
-            tracing::warn!(error = %e, "cannot tune the writer's page cache and checkpoints");
-        }
+        store.tune_for_writer();
         let (queue, rx) = mpsc::channel(QUEUE);
         let (ended_tx, ended_rx) = oneshot::channel();
         let handle = std::thread::Builder::new().name("truce-writer".into()).spawn(move || {
@@ -161,14 +143,6 @@ impl Writer {
         self.queue.blocking_send(Job { batch, cert, contact: None, reply }).map_err(|_| WriteError::Stopped)?;
         answer.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
-}
-
-/// Gives a connection the writer's page cache and checkpoint interval
-/// (the benchmark's SQLite reference uses it too, to compare like with
-/// like).
-pub fn tune(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
 }
 
 fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
@@ -240,18 +214,16 @@ impl<'a> Work<'a> {
 }
 
 fn commit(store: &mut Store, work: &[Work<'_>], now: i64) -> Result<Vec<Outcomes>, StoreError> {
-    let tx = store.begin()?;
-    let results = work
-        .iter()
-        .map(|w| {
-            if let Some(c) = w.contact {
-                Store::record_contact(&tx, c, now)?;
-            }
-            Store::apply(&tx, w.batch, now, w.cert)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    tx.commit()?;
-    Ok(results)
+    store.write(|tx| {
+        work.iter()
+            .map(|w| {
+                if let Some(c) = w.contact {
+                    Store::record_contact(tx, c, now)?;
+                }
+                Store::apply(tx, w.batch, now, w.cert)
+            })
+            .collect()
+    })
 }
 
 fn failed(e: &StoreError) -> WriteError {
@@ -267,13 +239,12 @@ mod tests {
     async fn an_answer_comes_after_commit_and_the_thread_ends_with_its_handles() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sqlite");
-        let (w, thread) = Writer::spawn(Store::open(&path).unwrap()).unwrap();
+        let (w, thread) = Writer::spawn(Store::open_sqlite(&path).unwrap()).unwrap();
         let bad = truce_shared::SignedReport { body: vec![1, 2, 3], signature: truce_shared::Signature64([0; 64]) };
         let out = w.commit(vec![Checked::check(bad)], None).await.unwrap();
         assert!(matches!(out[0].1, Status::Rejected(_)));
         // Another connection sees the row as soon as the answer arrived.
-        let n: i64 =
-            Store::open(&path).unwrap().conn().query_row("SELECT COUNT(*) FROM rejections", [], |r| r.get(0)).unwrap();
+        let n = Store::open_sqlite(&path).unwrap().stats().unwrap().rejections.distinct;
         assert_eq!(n, 1);
         drop(w);
         tokio::task::spawn_blocking(move || thread.join()).await.unwrap();

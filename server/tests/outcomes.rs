@@ -19,16 +19,18 @@ fn rejected(r: &str) -> Status {
 /// What the database holds, coarsely: report rows, the highest row number
 /// ever used, the sum of their arrival times, refused arrivals and forks.
 /// Equal before and after means nothing was written.
-fn footprint(store: &truce_server::Store) -> (i64, i64, i64, i64, i64) {
-    let c = store.conn();
-    let (rows, max_n, received): (i64, i64, i64) = c
-        .query_row("SELECT COUNT(*), IFNULL(MAX(n), 0), IFNULL(SUM(received_at), 0) FROM reports", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+fn footprint(store: &truce_server::Store) -> (u64, u64, u64, u64, u64) {
+    store
+        .read(|tx| {
+            Ok((
+                tx.count("SELECT COUNT(*) FROM reports", &[])?,
+                tx.count("SELECT MAX(n) FROM reports", &[])?,
+                tx.count("SELECT CAST(SUM(received_at) AS BIGINT) FROM reports", &[])?,
+                tx.count("SELECT CAST(SUM(times) AS BIGINT) FROM rejections", &[])?,
+                tx.count("SELECT COUNT(*) FROM forks", &[])?,
+            ))
         })
-        .unwrap();
-    let refused: i64 = c.query_row("SELECT IFNULL(SUM(times), 0) FROM rejections", [], |r| r.get(0)).unwrap();
-    let forks: i64 = c.query_row("SELECT COUNT(*) FROM forks", [], |r| r.get(0)).unwrap();
-    (rows, max_n, received, refused, forks)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

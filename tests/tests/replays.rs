@@ -24,25 +24,23 @@ fn a_report_replayed_a_million_times_is_one_row() {
     let agent = Agent::init();
     let report = reports(&agent, 1).remove(0);
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+    let mut store = Store::open_sqlite(&dir.path().join("db.sqlite")).unwrap();
     let verified = truce_shared::verify(&report).unwrap();
     let mut accepted = 0;
     let mut duplicate = 0;
     for _ in 0..100 {
         // The writer's own rule, 10,000 arrivals per transaction.
         let batch: Vec<Checked> = (0..10_000).map(|_| Checked::Valid(Box::new(verified.clone()))).collect();
-        let tx = store.begin().unwrap();
-        for (_, s) in Store::apply(&tx, &batch, 0, None).unwrap() {
+        for (_, s) in store.write(|tx| Store::apply(tx, &batch, 0, None)).unwrap() {
             match s {
                 Status::Quarantined(_) | Status::Accepted => accepted += 1,
                 Status::Duplicate => duplicate += 1,
                 other => panic!("unexpected {other:?}"),
             }
         }
-        tx.commit().unwrap();
     }
     assert_eq!((accepted, duplicate), (1, 999_999));
-    let rows: i64 = store.conn().query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0)).unwrap();
+    let rows = store.read(|tx| tx.count("SELECT COUNT(*) FROM reports", &[])).unwrap();
     assert_eq!(rows, 1);
 }
 

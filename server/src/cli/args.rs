@@ -17,6 +17,12 @@ pub struct Cli {
     /// Data directory (receipt key and database). Default: the platform's data directory.
     #[arg(long, global = true, env = "TRUCE_SERVER_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The database, when not the data directory's SQLite file: a
+    /// PostgreSQL URL that several servers can share, e.g.
+    /// postgres://truce@db.example/truce (add ?sslmode=require&sslrootcert=CA.pem
+    /// for TLS). The receipt key stays in the data directory.
+    #[arg(long, global = true, env = "TRUCE_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
     /// Print one JSON document (JSON Lines for lists) instead of text.
     #[arg(long, global = true)]
     pub json: bool,

@@ -12,6 +12,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use crate::paths::DataDir;
+use crate::store::Database;
 
 mod args;
 mod device;
@@ -98,7 +99,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     if let Command::Verify { bundle, devices, quiet } = &cli.command {
         return verify::run(bundle, devices.as_deref(), *quiet, json, &mut std::io::stdout().lock());
     }
-    let dir = DataDir::resolve(cli.data_dir)?;
+    let dir = DataDir::resolve(cli.data_dir)?.with_database(cli.database.as_deref().map(Database::parse));
     // An export may write stdout from a thread of its own: stdout is not
     // locked here for it.
     if let Command::Export(args) = &cli.command {

@@ -217,9 +217,7 @@ mod tests {
             })
             .collect();
         let checked: Vec<Checked> = reports.iter().cloned().map(Checked::check).collect();
-        let tx = store.begin().unwrap();
-        Store::apply(&tx, &checked, 1, None).unwrap();
-        tx.commit().unwrap();
+        store.write(|tx| Store::apply(tx, &checked, 1, None)).unwrap();
         (store, reports)
     }
 
@@ -292,7 +290,12 @@ mod tests {
         let n = (json::PIPE_ROWS * json::PIPE_DEPTH * 2) as u64;
         let (store, reports) = store_with(n);
         let bad = &reports[json::PIPE_ROWS * 5 + 3];
-        store.conn().execute("UPDATE reports SET body = x'00' WHERE id = ?1", [&bad.id()[..]]).unwrap();
+        let mut store = store;
+        store
+            .write(|tx| {
+                tx.execute("UPDATE reports SET body = ?2 WHERE id = ?1", crate::store::args![&bad.id(), &[0u8][..]])
+            })
+            .unwrap();
         let err = export(&store, &ReportQuery::default(), Format::Jsonl, &mut Vec::new()).unwrap_err();
         match err {
             ExportError::Corrupt { id, .. } => assert_eq!(id, hex::encode(bad.id())),
@@ -372,12 +375,14 @@ pub(super) mod golden {
         let b1 = sign(&b, 1, [0; 32], None, near);
         let s1 = sign(&stranger, 1, [0; 32], None, plain);
         let check = |reports: Vec<SignedReport>| -> Vec<Checked> { reports.into_iter().map(Checked::check).collect() };
-        let tx = store.begin().unwrap();
         // Three came over TLS, one in a bundle.
         let cert = CertId { serial: "5f3a09c2".into(), subject: "CN=laptop-07, O=\"Mission\", OU==x".into() };
-        Store::apply(&tx, &check(vec![a1, a2, b1]), t + 100_000, Some(&cert)).unwrap();
-        Store::apply(&tx, &check(vec![s1]), t + 100_000, None).unwrap();
-        tx.commit().unwrap();
+        store
+            .write(|tx| {
+                Store::apply(tx, &check(vec![a1, a2, b1]), t + 100_000, Some(&cert))?;
+                Store::apply(tx, &check(vec![s1]), t + 100_000, None)
+            })
+            .unwrap();
         store
     }
 

@@ -6,11 +6,10 @@
 //! client certificate it came through: the key is the laptop's claim, the
 //! certificate what the mission CA vouches for.
 
-use rusqlite::{params, Transaction};
 use truce_shared::Bytes32;
 
-use super::reports::blob32;
-use super::{CertId, Store, StoreError};
+use super::sql::args;
+use super::{CertId, Store, StoreError, Tx};
 
 /// One session opened, as the writer records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,45 +49,41 @@ impl Activity {
 
 impl Store {
     /// Records a session opened, inside the writer's transaction.
-    pub fn record_contact(tx: &Transaction<'_>, c: &Contact, now: i64) -> Result<(), StoreError> {
-        tx.prepare_cached(
-        "INSERT INTO contacts (device, last_session_at, cert_serial, cert_subject, peer) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (device) DO UPDATE SET last_session_at = excluded.last_session_at,
-             cert_serial = excluded.cert_serial, cert_subject = excluded.cert_subject, peer = excluded.peer",
-    )?
-    .execute(params![
-        &c.device[..],
-        now,
-        c.cert.as_ref().map(|c| &c.serial),
-        c.cert.as_ref().map(|c| &c.subject),
-        c.peer
-    ])?;
+    pub fn record_contact(tx: &Tx<'_>, c: &Contact, now: i64) -> Result<(), StoreError> {
+        tx.execute(
+            "INSERT INTO contacts (device, last_session_at, cert_serial, cert_subject, peer) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (device) DO UPDATE SET last_session_at = excluded.last_session_at,
+                 cert_serial = excluded.cert_serial, cert_subject = excluded.cert_subject, peer = excluded.peer",
+            args![&c.device, now, c.cert.as_ref().map(|c| &c.serial), c.cert.as_ref().map(|c| &c.subject), &c.peer],
+        )?;
         Ok(())
     }
 
     /// Every registered device's activity, in enrolment order, counting
     /// the reports that arrived at or after `since` (unix ms).
     pub fn activity(&self, since: i64) -> Result<Vec<Activity>, StoreError> {
-        let mut q = self.conn.prepare(
-            "SELECT d.key, c.last_session_at, c.cert_serial, c.cert_subject, c.peer,
-                    (SELECT MAX(r.received_at) FROM reports r WHERE r.device = d.key),
-                    (SELECT COUNT(*) FROM reports r WHERE r.device = d.key AND r.received_at >= ?1)
-             FROM devices d LEFT JOIN contacts c ON c.device = d.key
-             ORDER BY d.added_at, d.key",
-        )?;
-        let rows = q.query_map([since], |r| {
-            Ok(Activity {
-                device: blob32(r, 0)?,
-                last_session_at: r.get(1)?,
-                last_session_cert: match (r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?) {
-                    (Some(serial), Some(subject)) => Some(CertId { serial, subject }),
-                    _ => None,
+        self.read(|tx| {
+            tx.all(
+                "SELECT d.key, c.last_session_at, c.cert_serial, c.cert_subject, c.peer,
+                        (SELECT MAX(r.received_at) FROM reports r WHERE r.device = d.key),
+                        (SELECT COUNT(*) FROM reports r WHERE r.device = d.key AND r.received_at >= ?1)
+                 FROM devices d LEFT JOIN contacts c ON c.device = d.key
+                 ORDER BY d.added_at, d.key",
+                args![since],
+                |r| {
+                    Ok(Activity {
+                        device: r.b32(0)?,
+                        last_session_at: r.opt_i64(1)?,
+                        last_session_cert: match (r.opt_string(2)?, r.opt_string(3)?) {
+                            (Some(serial), Some(subject)) => Some(CertId { serial, subject }),
+                            _ => None,
+                        },
+                        last_session_peer: r.opt_string(4)?,
+                        last_report_at: r.opt_i64(5)?,
+                        reports_since: r.i64(6)?.max(0) as u64,
+                    })
                 },
-                last_session_peer: r.get(4)?,
-                last_report_at: r.get(5)?,
-                reports_since: r.get::<_, i64>(6)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            )
+        })
     }
 }

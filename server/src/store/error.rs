@@ -1,21 +1,62 @@
-//! What can go wrong in the store, at its boundary.
+//! What can go wrong in the store, at its boundary. No database driver's
+//! type appears here: the cause is kept as a message and a source.
+
+use super::Backend;
 
 /// A storage failure. Nothing that failed to commit is ever acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite refused: disk full, file unreadable, locked for too long.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// The file was written by a newer truce-server.
+    /// The database refused: disk full, file unreadable, locked for too
+    /// long, connection lost, a constraint broken.
+    #[error("database error: {source}")]
+    Database {
+        /// Which database.
+        backend: Backend,
+        /// The driver's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database cannot be reached (PostgreSQL down, refused, wrong
+    /// password).
+    #[error("cannot reach the database {0}")]
+    Unavailable(String),
+    /// A `--database` value or its TLS settings cannot be used.
+    #[error("{0}")]
+    Config(String),
+    /// A column held something the schema does not allow: the database
+    /// was damaged or edited by hand.
+    #[error("a stored row is damaged: column {index} holds {problem}")]
+    Column {
+        /// The column's index in the query.
+        index: usize,
+        /// What was found.
+        problem: &'static str,
+    },
+    /// A reader's callback stopped a stream; the caller gets the
+    /// callback's own error instead of this one.
+    #[error("the reader stopped")]
+    Stopped,
+    /// The database was written by a newer truce-server.
     #[error(
         "the database has schema version {found} but this truce-server reads up to {supported}: upgrade truce-server"
     )]
     TooNew {
-        /// `user_version` in the file.
+        /// The version the database holds.
         found: i64,
         /// The newest version this build knows.
         supported: i64,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database { backend: Backend::Sqlite, source: Box::new(e) }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database { backend: Backend::Postgres, source: Box::new(e) }
+    }
 }
 
 /// Why a device could not be enrolled or revoked.
@@ -33,10 +74,4 @@ pub enum DeviceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<rusqlite::Error> for DeviceError {
-    fn from(e: rusqlite::Error) -> Self {
-        DeviceError::Store(e.into())
-    }
 }

@@ -3,53 +3,51 @@
 //! window changes. The rule itself (window, event positions, distances) is
 //! [`crate::incidents`].
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-
-use super::{Store, StoreError};
+use super::sql::{args, Backend};
+use super::{Store, StoreError, Tx};
 use crate::incidents::{distance_m, Incident, Window};
 
 impl Store {
     /// The incident window in force (stored in the database).
     pub fn incident_window(&self) -> Result<Window, StoreError> {
-        load_window(&self.conn)
+        self.read(load_window)
     }
 
     /// Changes the incident window and groups every report again under it.
     /// Returns the number of incidents.
     pub fn set_incident_window(&mut self, window: Window) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        save_window(window, &tx)?;
-        let n = rebuild(&tx, window)?;
-        tx.commit()?;
-        Ok(n)
+        self.write(|tx| {
+            save_window(window, tx)?;
+            rebuild(tx, window)
+        })
     }
 
     /// The incidents corroborated by at least `min_devices` devices, most
     /// corroborated first, then newest.
     pub fn incidents(&self, min_devices: u64) -> Result<Vec<Incident>, StoreError> {
-        let mut q = self.conn.prepare(
-            "SELECT id, category, first_at, last_at, reports, devices FROM incidents
-             WHERE devices >= ?1 ORDER BY devices DESC, last_at DESC, id",
-        )?;
-        let rows = q.query_map([min_devices.min(i64::MAX as u64) as i64], |r| {
-            Ok(Incident {
-                id: r.get(0)?,
-                category: r.get(1)?,
-                first_at: r.get(2)?,
-                last_at: r.get(3)?,
-                reports: r.get::<_, i64>(4)? as u64,
-                devices: r.get::<_, i64>(5)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|tx| {
+            tx.all(
+                "SELECT id, category, first_at, last_at, reports, devices FROM incidents
+                 WHERE devices >= ?1 ORDER BY devices DESC, last_at DESC, id",
+                args![min_devices.min(i64::MAX as u64) as i64],
+                |r| {
+                    Ok(Incident {
+                        id: r.i64(0)?,
+                        category: r.str(1)?.to_string(),
+                        first_at: r.i64(2)?,
+                        last_at: r.i64(3)?,
+                        reports: r.i64(4)?.max(0) as u64,
+                        devices: r.i64(5)?.max(0) as u64,
+                    })
+                },
+            )
+        })
     }
 }
 
 /// Reads the window stored in the database (the defaults if none).
-pub(super) fn load_window(tx: &Connection) -> Result<Window, StoreError> {
-    let get = |name: &str| -> Result<Option<i64>, StoreError> {
-        Ok(tx.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| r.get(0)).optional()?)
-    };
+pub(super) fn load_window(tx: &Tx<'_>) -> Result<Window, StoreError> {
+    let get = |name: &str| tx.one("SELECT value FROM settings WHERE name = ?1", args![name], |r| r.i64(0));
     let d = Window::default();
     let minutes = get("incident_window_minutes")?.and_then(|v| u32::try_from(v).ok()).unwrap_or(d.minutes);
     let metres = get("incident_radius_m")?.and_then(|v| u32::try_from(v).ok()).unwrap_or(d.metres);
@@ -57,10 +55,17 @@ pub(super) fn load_window(tx: &Connection) -> Result<Window, StoreError> {
 }
 
 /// Stores the window; the caller regroups.
-pub(super) fn save_window(window: Window, tx: &Transaction<'_>) -> Result<(), StoreError> {
-    let mut q = tx.prepare_cached("INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)")?;
-    q.execute(params!["incident_window_minutes", window.minutes])?;
-    q.execute(params!["incident_radius_m", window.metres])?;
+pub(super) fn save_window(window: Window, tx: &Tx<'_>) -> Result<(), StoreError> {
+    set(tx, "incident_window_minutes", i64::from(window.minutes))?;
+    set(tx, "incident_radius_m", i64::from(window.metres))
+}
+
+/// Stores a named setting.
+fn set(tx: &Tx<'_>, name: &str, value: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        args![name, value],
+    )?;
     Ok(())
 }
 
@@ -78,43 +83,58 @@ pub(super) struct Member {
 /// The category that is not an event, so never part of an incident.
 const NOTHING_OBSERVED: &str = "nothing-observed";
 
-fn member(tx: &Transaction<'_>, n: i64) -> Result<Option<Member>, StoreError> {
-    Ok(tx
-        .prepare_cached("SELECT device, category, observed_at, ev_lat, ev_lon FROM reports WHERE n = ?1")?
-        .query_row([n], |r| {
-            Ok(Member { n, device: r.get(0)?, category: r.get(1)?, observed_at: r.get(2)?, ev: (r.get(3)?, r.get(4)?) })
+fn member(tx: &Tx<'_>, n: i64) -> Result<Option<Member>, StoreError> {
+    tx.one("SELECT device, category, observed_at, ev_lat, ev_lon FROM reports WHERE n = ?1", args![n], |r| {
+        Ok(Member {
+            n,
+            device: r.bytes(0)?.to_vec(),
+            category: r.str(1)?.to_string(),
+            observed_at: r.i64(2)?,
+            ev: (r.f64(3)?, r.f64(4)?),
         })
-        .optional()?)
+    })
+}
+
+/// "Is there a verified amendment of this report by the same device?" as
+/// a condition on `x`. (`+x.device` keeps SQLite's planner on the
+/// `amends` index; PostgreSQL has no such spelling and needs none.)
+fn superseded_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "SELECT 1 FROM reports x WHERE x.amends = ?1 AND +x.device = ?2 AND x.status = 'verified' LIMIT 1"
+        }
+        Backend::Postgres => {
+            "SELECT 1 FROM reports x WHERE x.amends = ?1 AND x.device = ?2 AND x.status = 'verified' LIMIT 1"
+        }
+    }
 }
 
 /// Report `n`, already stored, has just become verified (promoted on
 /// enrolment, or grouped again): a version it amends leaves its incident,
 /// and it joins one unless it is itself superseded or says nothing was
 /// observed.
-pub(super) fn on_verified(tx: &Transaction<'_>, n: i64, window: Window) -> Result<(), StoreError> {
-    let amended: Option<i64> = tx
-        .prepare_cached(
-            "SELECT a.n FROM reports r JOIN reports a ON a.id = r.amends AND a.device = r.device
-             WHERE r.n = ?1 AND a.incident IS NOT NULL",
-        )?
-        .query_row([n], |r| r.get(0))
-        .optional()?;
+pub(super) fn on_verified(tx: &Tx<'_>, n: i64, window: Window) -> Result<(), StoreError> {
+    let amended = tx.one(
+        "SELECT a.n FROM reports r JOIN reports a ON a.id = r.amends AND a.device = r.device
+         WHERE r.n = ?1 AND a.incident IS NOT NULL",
+        args![n],
+        |r| r.i64(0),
+    )?;
     if let Some(a) = amended {
         leave(tx, a, window)?;
     }
-    let eligible: bool = tx
-        .prepare_cached(
-            "SELECT r.category != 'nothing-observed' AND NOT EXISTS (
-                 SELECT 1 FROM reports x WHERE x.amends = r.id AND +x.device = r.device AND x.status = 'verified')
-             FROM reports r WHERE r.n = ?1 AND r.status = 'verified' AND r.incident IS NULL",
-        )?
-        .query_row([n], |r| r.get(0))
-        .optional()?
-        .unwrap_or(false);
-    if eligible {
-        if let Some(m) = member(tx, n)? {
-            join(tx, &m, window)?;
-        }
+    // Verified, not grouped yet, an event, and not superseded.
+    let candidate = tx.one(
+        "SELECT id, device FROM reports WHERE n = ?1 AND status = 'verified' AND incident IS NULL AND category != ?2",
+        args![n, NOTHING_OBSERVED],
+        |r| Ok((r.bytes(0)?.to_vec(), r.bytes(1)?.to_vec())),
+    )?;
+    let Some((id, device)) = candidate else { return Ok(()) };
+    if tx.exists(superseded_sql(tx.backend()), args![&id, &device])? {
+        return Ok(());
+    }
+    if let Some(m) = member(tx, n)? {
+        join(tx, &m, window)?;
     }
     Ok(())
 }
@@ -125,19 +145,11 @@ pub(super) fn on_verified(tx: &Transaction<'_>, n: i64, window: Window) -> Resul
 /// arrived first). The caller stores the report with that incident in the
 /// same INSERT, then calls [`stored_verified`]. This is the ingest path: the
 /// report's fields are in hand, so nothing is read back or updated twice.
-pub(super) fn place_new(
-    tx: &Transaction<'_>,
-    id: &[u8],
-    m: &Member,
-    window: Window,
-) -> Result<Option<i64>, StoreError> {
+pub(super) fn place_new(tx: &Tx<'_>, id: &[u8], m: &Member, window: Window) -> Result<Option<i64>, StoreError> {
     if m.category == NOTHING_OBSERVED {
         return Ok(None);
     }
-    let superseded = tx
-        .prepare_cached("SELECT 1 FROM reports WHERE amends = ?1 AND +device = ?2 AND status = 'verified' LIMIT 1")?
-        .exists(params![id, m.device])?;
-    if superseded {
+    if tx.exists(superseded_sql(tx.backend()), args![id, &m.device])? {
         return Ok(None);
     }
     target(tx, m, window).map(|p| Some(p.incident))
@@ -146,7 +158,7 @@ pub(super) fn place_new(
 /// After [`place_new`]'s report is stored as number `n`: it is counted into
 /// its incident, and the version it amends (same device) leaves its own.
 pub(super) fn stored_verified(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     incident: Option<i64>,
     m: &Member,
     amends: Option<&[u8]>,
@@ -156,10 +168,11 @@ pub(super) fn stored_verified(
         count_in(tx, t, m)?;
     }
     if let Some(a) = amends {
-        let amended: Option<i64> = tx
-            .prepare_cached("SELECT n FROM reports WHERE id = ?1 AND device = ?2 AND incident IS NOT NULL")?
-            .query_row(params![a, m.device], |r| r.get(0))
-            .optional()?;
+        let amended = tx.one(
+            "SELECT n FROM reports WHERE id = ?1 AND device = ?2 AND incident IS NOT NULL",
+            args![a, &m.device],
+            |r| r.i64(0),
+        )?;
         if let Some(a) = amended {
             leave(tx, a, window)?;
         }
@@ -168,9 +181,9 @@ pub(super) fn stored_verified(
 }
 
 /// Puts stored report `m` into the incident of every report close to it.
-fn join(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<i64, StoreError> {
+fn join(tx: &Tx<'_>, m: &Member, window: Window) -> Result<i64, StoreError> {
     let t = target(tx, m, window)?.incident;
-    tx.prepare_cached("UPDATE reports SET incident = ?1 WHERE n = ?2")?.execute([t, m.n])?;
+    tx.execute("UPDATE reports SET incident = ?1 WHERE n = ?2", args![t, m.n])?;
     count_in(tx, t, m)?;
     Ok(t)
 }
@@ -195,7 +208,7 @@ struct Placement {
 /// report is placed by what was seen so far, and a warning is logged.
 pub const MAX_GROUPING_ROWS: usize = 4096;
 
-fn target(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<Placement, StoreError> {
+fn target(tx: &Tx<'_>, m: &Member, window: Window) -> Result<Placement, StoreError> {
     // Incidents whose time span and latitude span come within the window
     // of the event are the only candidates; in each, the first member
     // within the distance settles it. The latitude bound is safe: a degree
@@ -212,70 +225,93 @@ fn target(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<Placement,
     } else {
         (-361.0, 361.0)
     };
-    let candidates: Vec<i64> = tx
-        .prepare_cached(
-            "SELECT id FROM incidents
-             WHERE category = ?1 AND last_at >= ?2 AND first_at <= ?3 AND max_lat >= ?4 AND min_lat <= ?5
-             LIMIT ?6",
-        )?
-        .query_map(params![m.category, from, to, south, north, MAX_GROUPING_ROWS as i64], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let candidates = tx.all(
+        "SELECT id FROM incidents
+         WHERE category = ?1 AND last_at >= ?2 AND first_at <= ?3 AND max_lat >= ?4 AND min_lat <= ?5
+         ORDER BY id LIMIT ?6",
+        args![&m.category, from, to, south, north, MAX_GROUPING_ROWS as i64],
+        |r| r.i64(0),
+    )?;
     let mut examined = candidates.len();
     let mut near: Vec<i64> = Vec::new();
-    'candidates: for incident in candidates {
-        let mut q = tx.prepare_cached(
+    for incident in candidates {
+        let mut bound = false;
+        let mut hit = false;
+        // Stops at the first member within the distance, or at the bound.
+        let scan = tx.each(
             "SELECT ev_lat, ev_lon FROM reports
              WHERE incident = ?1 AND observed_at BETWEEN ?2 AND ?3 AND ev_lat BETWEEN ?4 AND ?5
-                   AND ev_lon BETWEEN ?6 AND ?7 AND n != ?8",
-        )?;
-        let mut rows = q.query(params![incident, from, to, south, north, west, east, m.n])?;
-        while let Some(r) = rows.next()? {
-            if examined >= MAX_GROUPING_ROWS {
-                tracing::warn!(
-                    rows = examined,
-                    category = %m.category,
-                    "incident grouping stopped at its bound: this report is placed by the incidents seen so far"
-                );
-                break 'candidates;
-            }
-            examined += 1;
-            if distance_m(m.ev, (r.get(0)?, r.get(1)?)) <= f64::from(window.metres) {
-                near.push(incident);
-                break;
-            }
+                   AND ev_lon BETWEEN ?6 AND ?7 AND n != ?8
+             LIMIT ?9",
+            args![incident, from, to, south, north, west, east, m.n, (MAX_GROUPING_ROWS + 1 - examined) as i64],
+            &mut |r| {
+                if examined >= MAX_GROUPING_ROWS {
+                    bound = true;
+                    return Err(StoreError::Stopped);
+                }
+                examined += 1;
+                if distance_m(m.ev, (r.f64(0)?, r.f64(1)?)) <= f64::from(window.metres) {
+                    hit = true;
+                    return Err(StoreError::Stopped);
+                }
+                Ok(())
+            },
+        );
+        match scan {
+            Ok(()) | Err(StoreError::Stopped) => {}
+            Err(e) => return Err(e),
+        }
+        if hit {
+            near.push(incident);
+        }
+        if bound {
+            tracing::warn!(
+                rows = examined,
+                category = %m.category,
+                "incident grouping stopped at its bound: this report is placed by the incidents seen so far"
+            );
+            break;
         }
     }
     let target = match near.iter().min() {
         Some(&t) => t,
-        None => {
-            tx.prepare_cached(
+        None => tx
+            .one(
                 "INSERT INTO incidents (category, first_at, last_at, reports, devices, min_lat, max_lat)
-                 VALUES (?1, ?2, ?2, 0, 0, ?3, ?3)",
+                 VALUES (?1, ?2, ?2, 0, 0, ?3, ?3) RETURNING id",
+                args![&m.category, m.observed_at, m.ev.0],
+                |r| r.i64(0),
             )?
-            .execute(params![m.category, m.observed_at, m.ev.0])?;
-            tx.last_insert_rowid()
-        }
+            .ok_or(StoreError::Column { index: 0, problem: "no id for a new incident" })?,
     };
     for &other in near.iter().filter(|&&i| i != target) {
-        tx.prepare_cached("UPDATE reports SET incident = ?1 WHERE incident = ?2")?.execute([target, other])?;
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO incident_devices (incident, device)
-             SELECT ?1, device FROM incident_devices WHERE incident = ?2",
-        )?
-        .execute([target, other])?;
-        tx.prepare_cached("DELETE FROM incident_devices WHERE incident = ?1")?.execute([other])?;
-        tx.prepare_cached(
-            "UPDATE incidents SET
-                 first_at = MIN(first_at, (SELECT first_at FROM incidents WHERE id = ?2)),
-                 last_at = MAX(last_at, (SELECT last_at FROM incidents WHERE id = ?2)),
-                 reports = reports + (SELECT reports FROM incidents WHERE id = ?2),
-                 min_lat = MIN(min_lat, (SELECT min_lat FROM incidents WHERE id = ?2)),
-                 max_lat = MAX(max_lat, (SELECT max_lat FROM incidents WHERE id = ?2)),
-                 devices = (SELECT COUNT(*) FROM incident_devices WHERE incident = ?1)
-             WHERE id = ?1",
-        )?
-        .execute([target, other])?;
-        tx.prepare_cached("DELETE FROM incidents WHERE id = ?1")?.execute([other])?;
+        tx.execute("UPDATE reports SET incident = ?1 WHERE incident = ?2", args![target, other])?;
+        tx.execute(
+            "INSERT INTO incident_devices (incident, device)
+             SELECT CAST(?1 AS BIGINT), device FROM incident_devices WHERE incident = ?2
+             ON CONFLICT DO NOTHING",
+            args![target, other],
+        )?;
+        tx.execute("DELETE FROM incident_devices WHERE incident = ?1", args![other])?;
+        let merged = tx.one(
+            "SELECT first_at, last_at, reports, min_lat, max_lat FROM incidents WHERE id = ?1",
+            args![other],
+            |r| Ok((r.i64(0)?, r.i64(1)?, r.i64(2)?, r.f64(3)?, r.f64(4)?)),
+        )?;
+        if let Some((first_at, last_at, reports, min_lat, max_lat)) = merged {
+            tx.execute(
+                "UPDATE incidents SET
+                     first_at = CASE WHEN ?2 < first_at THEN ?2 ELSE first_at END,
+                     last_at = CASE WHEN ?3 > last_at THEN ?3 ELSE last_at END,
+                     reports = reports + ?4,
+                     min_lat = CASE WHEN ?5 < min_lat THEN ?5 ELSE min_lat END,
+                     max_lat = CASE WHEN ?6 > max_lat THEN ?6 ELSE max_lat END,
+                     devices = (SELECT COUNT(*) FROM incident_devices WHERE incident = ?1)
+                 WHERE id = ?1",
+                args![target, first_at, last_at, reports, min_lat, max_lat],
+            )?;
+        }
+        tx.execute("DELETE FROM incidents WHERE id = ?1", args![other])?;
     }
     Ok(Placement { incident: target, examined })
 }
@@ -283,30 +319,36 @@ fn target(tx: &Transaction<'_>, m: &Member, window: Window) -> Result<Placement,
 /// Counts `m`, whose row already names incident `t`, into that incident's
 /// device set, report count and spans. The device count goes up only when
 /// the device is new to the incident, so nothing is counted over again.
-fn count_in(tx: &Transaction<'_>, t: i64, m: &Member) -> Result<(), StoreError> {
-    let new_device = tx
-        .prepare_cached("INSERT OR IGNORE INTO incident_devices (incident, device) VALUES (?1, ?2)")?
-        .execute(params![t, m.device])?;
-    tx.prepare_cached(
-        "UPDATE incidents SET first_at = MIN(first_at, ?2), last_at = MAX(last_at, ?2), reports = reports + 1,
-             min_lat = MIN(min_lat, ?3), max_lat = MAX(max_lat, ?3), devices = devices + ?4
+fn count_in(tx: &Tx<'_>, t: i64, m: &Member) -> Result<(), StoreError> {
+    let new_device = tx.execute(
+        "INSERT INTO incident_devices (incident, device) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        args![t, &m.device],
+    )?;
+    tx.execute(
+        "UPDATE incidents SET
+             first_at = CASE WHEN ?2 < first_at THEN ?2 ELSE first_at END,
+             last_at = CASE WHEN ?2 > last_at THEN ?2 ELSE last_at END,
+             reports = reports + 1,
+             min_lat = CASE WHEN ?3 < min_lat THEN ?3 ELSE min_lat END,
+             max_lat = CASE WHEN ?3 > max_lat THEN ?3 ELSE max_lat END,
+             devices = devices + ?4
          WHERE id = ?1",
-    )?
-    .execute(params![t, m.observed_at, m.ev.0, new_device as i64])?;
+        args![t, m.observed_at, m.ev.0, new_device as i64],
+    )?;
     Ok(())
 }
 
 /// Takes report `n` out of its incident (a later version superseded it).
 /// What remains may have been held together only by `n`, so the rest of
 /// the incident is grouped again.
-fn leave(tx: &Transaction<'_>, n: i64, window: Window) -> Result<(), StoreError> {
-    let incident: Option<i64> =
-        tx.prepare_cached("SELECT incident FROM reports WHERE n = ?1")?.query_row([n], |r| r.get(0))?;
+fn leave(tx: &Tx<'_>, n: i64, window: Window) -> Result<(), StoreError> {
+    let incident = tx.one("SELECT incident FROM reports WHERE n = ?1", args![n], |r| r.opt_i64(0))?.flatten();
     let Some(incident) = incident else { return Ok(()) };
-    let rest: Vec<i64> = tx
-        .prepare_cached("SELECT n FROM reports WHERE incident = ?1 AND n != ?2 ORDER BY observed_at, n")?
-        .query_map([incident, n], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let rest = tx.all(
+        "SELECT n FROM reports WHERE incident = ?1 AND n != ?2 ORDER BY observed_at, n",
+        args![incident, n],
+        |r| r.i64(0),
+    )?;
     dissolve(tx, incident)?;
     for r in rest {
         if let Some(m) = member(tx, r)? {
@@ -316,29 +358,25 @@ fn leave(tx: &Transaction<'_>, n: i64, window: Window) -> Result<(), StoreError>
     Ok(())
 }
 
-fn dissolve(tx: &Transaction<'_>, incident: i64) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE reports SET incident = NULL WHERE incident = ?1")?.execute([incident])?;
-    tx.prepare_cached("DELETE FROM incident_devices WHERE incident = ?1")?.execute([incident])?;
-    tx.prepare_cached("DELETE FROM incidents WHERE id = ?1")?.execute([incident])?;
+fn dissolve(tx: &Tx<'_>, incident: i64) -> Result<(), StoreError> {
+    tx.execute("UPDATE reports SET incident = NULL WHERE incident = ?1", args![incident])?;
+    tx.execute("DELETE FROM incident_devices WHERE incident = ?1", args![incident])?;
+    tx.execute("DELETE FROM incidents WHERE id = ?1", args![incident])?;
     Ok(())
 }
 
 /// Groups every stored report again under `window` (after the window
 /// changed, or after a migration). Returns the number of incidents.
-pub(super) fn rebuild(tx: &Transaction<'_>, window: Window) -> Result<u64, StoreError> {
-    tx.execute_batch(
-        "UPDATE reports SET incident = NULL WHERE incident IS NOT NULL;
-         DELETE FROM incident_devices; DELETE FROM incidents;",
-    )?;
-    let ns: Vec<i64> = tx
-        .prepare("SELECT n FROM reports WHERE status = 'verified' ORDER BY observed_at, n")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+pub(super) fn rebuild(tx: &Tx<'_>, window: Window) -> Result<u64, StoreError> {
+    tx.execute("UPDATE reports SET incident = NULL WHERE incident IS NOT NULL", &[])?;
+    tx.execute("DELETE FROM incident_devices", &[])?;
+    tx.execute("DELETE FROM incidents", &[])?;
+    let ns = tx.all("SELECT n FROM reports WHERE status = 'verified' ORDER BY observed_at, n", &[], |r| r.i64(0))?;
     for n in ns {
         on_verified(tx, n, window)?;
     }
-    tx.execute("INSERT OR REPLACE INTO settings (name, value) VALUES ('regroup', 0)", [])?;
-    Ok(tx.query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get::<_, i64>(0))? as u64)
+    set(tx, "regroup", 0)?;
+    tx.count("SELECT COUNT(*) FROM incidents", &[])
 }
 
 #[cfg(test)]
@@ -347,14 +385,14 @@ mod tests {
 
     /// A verified report of `category` stored straight into its incident,
     /// as the writer would.
-    fn stored(tx: &Transaction<'_>, n: i64, ev: (f64, f64), at: i64, window: Window) -> i64 {
+    fn stored(tx: &Tx<'_>, n: i64, ev: (f64, f64), at: i64, window: Window) -> i64 {
         let m = Member { n: 0, device: vec![n as u8; 32], category: "shelling".into(), observed_at: at, ev };
         let incident = target(tx, &m, window).unwrap().incident;
         tx.execute(
             "INSERT INTO reports (n, id, device, seq, prev, recorded_at, observed_at, category, lat, lon, body,
                                   signature, status, received_at, ev_lat, ev_lon, incident)
-             VALUES (?1, ?2, ?3, 1, x'00', ?4, ?4, 'shelling', ?5, ?6, x'00', x'00', 'verified', ?4, ?5, ?6, ?7)",
-            params![n, n.to_be_bytes().repeat(4), vec![n as u8; 32], at, ev.0, ev.1, incident],
+             VALUES (?1, ?2, ?3, 1, ?8, ?4, ?4, 'shelling', ?5, ?6, ?8, ?8, 'verified', ?4, ?5, ?6, ?7)",
+            args![n, &n.to_be_bytes().repeat(4), &vec![n as u8; 32], at, ev.0, ev.1, incident, &[0u8][..]],
         )
         .unwrap();
         let stored = Member { n, ..m };
@@ -365,7 +403,10 @@ mod tests {
     #[test]
     fn grouping_one_report_looks_at_no_more_than_its_bound() {
         let mut store = Store::open_in_memory().unwrap();
-        let tx = store.begin().unwrap();
+        store.write(bounded).unwrap();
+    }
+
+    fn bounded(tx: &Tx<'_>) -> Result<(), StoreError> {
         let window = Window::default();
         let at = 1_795_338_900_000;
         let (lat, lon): (f64, f64) = (48.0, 37.8);
@@ -380,23 +421,23 @@ mod tests {
         for (sy, sx) in [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] {
             for _ in 0..per_corner {
                 n += 1;
-                stored(&tx, n, (lat + sy * dlat, lon + sx * dlon), at, window);
+                stored(tx, n, (lat + sy * dlat, lon + sx * dlon), at, window);
             }
         }
-        let incidents: i64 = tx.query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0)).unwrap();
+        let incidents = tx.count("SELECT COUNT(*) FROM incidents", &[])?;
         assert_eq!(incidents, 4, "each corner's crowd is one incident");
         // A report in the middle is near none of them: without a bound it
         // would look at every report of every crowd.
         let m = Member { n: 0, device: vec![0; 32], category: "shelling".into(), observed_at: at, ev: (lat, lon) };
-        let p = target(&tx, &m, window).unwrap();
+        let p = target(tx, &m, window)?;
         assert!(4 * per_corner > MAX_GROUPING_ROWS);
         assert_eq!(p.examined, MAX_GROUPING_ROWS, "grouping stops at its bound");
-        let members: i64 =
-            tx.query_row("SELECT COUNT(*) FROM reports WHERE incident = ?1", [p.incident], |r| r.get(0)).unwrap();
+        let members = tx.count("SELECT COUNT(*) FROM reports WHERE incident = ?1", args![p.incident])?;
         assert_eq!(members, 0, "and the report starts an incident of its own");
         // One more report in a crowd still joins it at once.
         let m = Member { ev: (lat + dlat, lon + dlon), ..m };
-        let p = target(&tx, &m, window).unwrap();
+        let p = target(tx, &m, window)?;
         assert!(p.examined <= 8, "a report beside a crowd looks at {} rows", p.examined);
+        Ok(())
     }
 }

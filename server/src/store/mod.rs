@@ -1,23 +1,29 @@
-//! The server's SQLite store: the outcome rules of DESIGN §5, the device
-//! registry, and streaming reads for export and stats.
+//! The server's store: the outcome rules of DESIGN §5, the device
+//! registry, incidents, and streaming reads for export and stats, on one
+//! of two databases: an SQLite file (the default) or PostgreSQL, which
+//! several servers can share (DESIGN §12).
 //!
-//! Every connection to the file sets WAL and `synchronous=FULL`, so a
-//! committed transaction survives power loss. [`Store::apply`] runs the
-//! outcome rules for a batch inside the caller's transaction: the writer
-//! thread ([`crate::writer`]) calls it for every batch queued from every
-//! connection and commits them together (group commit), and `import` goes
-//! through the same writer, so a report gets the same answer however it
-//! arrived.
+//! Every rule is written once, against the seam of `sql.rs` ([`Tx`]): SQL
+//! that both databases run, bound and read the same way. A write
+//! transaction holds the database's write lock (SQLite's BEGIN IMMEDIATE,
+//! PostgreSQL's advisory lock): the writer thread ([`crate::writer`])
+//! applies every batch queued from every connection in one of them and
+//! commits them together (group commit), and `import` goes through the
+//! same writer, so a report gets the same answer however it arrived. A
+//! committed transaction is durable on both (SQLite: WAL with
+//! `synchronous=FULL`; PostgreSQL: its default `synchronous_commit`).
 //!
 //! The store never verifies signatures: it takes [`Checked`] reports, whose
 //! verification ran elsewhere (off the async threads, in parallel). It
 //! does not know about connections, receipts or TLS.
-
 //!
 //! # Layout
 //!
-//! - `mod.rs`: [`Store`]: opening a file (pragmas, migrations) and write
-//!   transactions.
+//! - `mod.rs`: [`Store`] and [`Database`]: opening either database, and
+//!   its read and write transactions.
+//! - `sql.rs`: the seam: [`Tx`], [`Arg`], [`Row`].
+//! - `sqlite.rs`, `postgres.rs`: the two backends, the only files that
+//!   name rusqlite or tokio-postgres.
 //! - `error.rs`: [`StoreError`] and [`DeviceError`].
 //! - `outcome.rs`: DESIGN §5's outcome rules for a batch ([`Store::apply`]).
 //! - `devices.rs`: the device registry: enrol, revoke, list.
@@ -25,102 +31,165 @@
 //! - `reports.rs`: stored reports and rejections, and the queries that
 //!   stream them.
 //! - `incidents.rs`: incidents kept up to date as reports arrive.
-//! - `schema.rs`: the SQLite schema and its migrations.
+//! - `stats.rs`: the counts and chain health `stats` shows.
+//! - `copy.rs`: moving a whole store to another database (`migrate`).
+//! - `schema.rs`: both schemas and their migrations.
+//!
+//! [`Checked`]: crate::verify::Checked
 
-use std::path::Path;
-use std::time::Duration;
-
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
 
 mod contacts;
+mod copy;
 mod devices;
 mod error;
 mod incidents;
 mod outcome;
+mod postgres;
 mod reports;
 pub mod schema;
+mod sql;
+mod sqlite;
+mod stats;
 #[cfg(test)]
 mod tests;
 
 pub use contacts::{Activity, Contact};
+pub use copy::Moved;
 pub use devices::{Device, Enrolled, Revoked};
 pub use error::{DeviceError, StoreError};
 pub use outcome::{REASON_EQUIVOCATION, REASON_REVOKED, REASON_UNKNOWN_DEVICE};
+pub use postgres::redact;
 pub use reports::{CertId, RejectionRow, ReportOrder, ReportQuery, ReportRow, ReportStatus};
+#[cfg(test)]
+pub(crate) use sql::args;
+pub use sql::{Arg, Backend, Row, Tx};
+pub use sqlite::{tune as tune_sqlite, PAGE_SIZE};
+pub use stats::{Chain, DeviceCounts, IncidentCounts, RejectionCounts, Stats, StatusCounts};
 
-/// How long a connection waits for another process's write lock (a
-/// `device add` while the server runs) before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+use sql::TxInner;
 
-/// The page size of a new store (SQLite's default is 4 KiB; an existing
-/// file keeps its own). Every stored report lands at a random place in the
-/// index of report ids, so each commit rewrites about one index page per
-/// report into the WAL, whatever the page size; fewer, larger pages make
-/// the b-trees shallower and those rewrites cheaper per report. Measured
-/// with the benchmark: the writer's CPU per report 36.6 -> 31.4 us, the
-/// bare INSERT floor 20.4 -> 18.6 us. (Inserting the same rows with the
-/// sqlite3 shell, 8 KiB pages saved about half as much and 32 KiB no more
-/// than 16 KiB.)
-pub const PAGE_SIZE: i64 = 16 * 1024;
+/// Where a store lives: `--database`, or the data dir's SQLite file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://…` or `postgresql://…`).
+    Postgres(String),
+}
 
-/// The SQLite store. One per thread: the writer owns one, and every
-/// command or reader opens its own.
+impl Database {
+    /// Reads a `--database` value: a PostgreSQL URL, or a path to an
+    /// SQLite file.
+    pub fn parse(s: &str) -> Database {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Database::Postgres(s.to_string())
+        } else {
+            Database::Sqlite(PathBuf::from(s))
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            Database::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+/// The store. On SQLite, one per thread: the writer owns one, and every
+/// command or reader opens its own. On PostgreSQL, a pool of connections.
 pub struct Store {
-    conn: Connection,
+    db: Db,
+}
+
+enum Db {
+    Sqlite(rusqlite::Connection),
+    Postgres(postgres::PgStore),
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.conn.path()).finish()
+        match &self.db {
+            Db::Sqlite(c) => f.debug_struct("Store").field("sqlite", &c.path()).finish(),
+            Db::Postgres(p) => f.debug_struct("Store").field("postgres", &p.shown()).finish(),
+        }
     }
 }
 
 impl Store {
-    /// Opens the database at `path`, creating it and bringing its schema up
-    /// to date if needed.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::setup(Connection::open(path)?)
-    }
-
-    /// A private database in memory, for unit tests.
-    pub fn open_in_memory() -> Result<Store, StoreError> {
-        Store::setup(Connection::open_in_memory()?)
-    }
-
-    fn setup(mut conn: Connection) -> Result<Store, StoreError> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // Only takes effect on a new, empty file, before WAL is switched on.
-        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
-        // WAL lets readers (export, stats) run beside the writer; FULL makes
-        // every COMMIT durable before it returns, which is what an Ack
-        // promises. Both are set on every connection, as DESIGN §5 says.
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&mut conn)?;
-        // A migration (or an interrupted regrouping) asks for the incidents
-        // to be grouped again; whoever opens the file first does it.
-        let regroup: Option<i64> =
-            conn.query_row("SELECT value FROM settings WHERE name = 'regroup'", [], |r| r.get(0)).optional()?;
-        if regroup == Some(1) {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let window = incidents::load_window(&tx)?;
-            incidents::rebuild(&tx, window)?;
-            tx.commit()?;
+    /// Opens a store, creating it and bringing its schema up to date if
+    /// needed.
+    pub fn open(db: &Database) -> Result<Store, StoreError> {
+        match db {
+            Database::Sqlite(path) => Store::open_sqlite(path),
+            Database::Postgres(url) => Store::setup(Store { db: Db::Postgres(postgres::PgStore::connect(url)?) }),
         }
-        Ok(Store { conn })
     }
 
-    /// The connection, for read-only queries beside this module (stats,
-    /// export). Writes go through the methods here.
-    pub fn conn(&self) -> &Connection {
-        &self.conn
+    /// Opens the SQLite file at `path`.
+    pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        Store::setup(Store { db: Db::Sqlite(sqlite::open(path)?) })
     }
 
-    /// Starts a write transaction (BEGIN IMMEDIATE: the write lock is taken
-    /// now, so the checks [`Store::apply`] makes cannot be overtaken by
-    /// another writer before the inserts).
-    pub fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
-        Ok(self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+    /// A private SQLite database in memory, for unit tests.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::setup(Store { db: Db::Sqlite(sqlite::open_in_memory()?) })
+    }
+
+    fn setup(mut store: Store) -> Result<Store, StoreError> {
+        // A migration (or an interrupted regrouping) asks for the incidents
+        // to be grouped again; whoever opens the store first does it.
+        let regroup = |tx: &Tx<'_>| tx.one("SELECT value FROM settings WHERE name = 'regroup'", &[], |r| r.i64(0));
+        if store.read(regroup)? == Some(1) {
+            store.write(|tx| {
+                if regroup(tx)? == Some(1) {
+                    let window = incidents::load_window(tx)?;
+                    incidents::rebuild(tx, window)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// Which database this store is on.
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Gives the store the writer's settings (on SQLite, a larger page
+    /// cache and rarer checkpoints; nothing to do on PostgreSQL).
+    pub fn tune_for_writer(&self) {
+        if let Db::Sqlite(c) = &self.db {
+            if let Err(e) = sqlite::tune(c) {
+                // Only slower without it; nothing is at stake.
+                tracing::warn!(error = %e, "cannot tune the writer's page cache and checkpoints");
+            }
+        }
+    }
+
+    /// Runs `f` in a write transaction holding the database's write lock,
+    /// and commits if `f` returns `Ok` (nothing is written otherwise).
+    /// Durable when this returns `Ok`.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match &mut self.db {
+            Db::Sqlite(c) => sqlite::write(c, |c| f(&Tx(TxInner::Sqlite(c)))),
+            Db::Postgres(p) => p.write(|t| f(&Tx(TxInner::Postgres(t)))),
+        }
+    }
+
+    /// Runs `f` in a read transaction: one consistent snapshot while
+    /// writers go on.
+    pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match &self.db {
+            Db::Sqlite(c) => sqlite::read(c, |c| f(&Tx(TxInner::Sqlite(c)))),
+            Db::Postgres(p) => p.read(|t| f(&Tx(TxInner::Postgres(t)))),
+        }
     }
 }

@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension, Transaction};
 use truce_shared::wire::Status;
 use truce_shared::{limits, Bytes32};
 
 use super::incidents;
-use super::{CertId, ReportStatus, Store, StoreError};
+use super::sql::args;
+use super::{CertId, ReportStatus, Store, StoreError, Tx};
 use crate::incidents::Window;
 use crate::verify::Checked;
 
@@ -29,7 +29,7 @@ impl Store {
     /// `now` is the `received_at` of every report stored, `cert` the client
     /// certificate the batch came through (`None` for an import).
     pub fn apply(
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         batch: &[Checked],
         now: i64,
         cert: Option<&CertId>,
@@ -60,7 +60,7 @@ type Enrolment = Option<Option<i64>>;
 /// 4. the key is enrolled → Accepted (verified); unknown → Quarantined
 ///    ("unknown device"); revoked → Quarantined ("revoked").
 fn apply_one(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     item: &Checked,
     now: i64,
     window: Window,
@@ -75,20 +75,13 @@ fn apply_one(
             let device = truce_shared::signing::claimed_device(&report.body).ok();
             // The same bytes sent again bump a counter instead of adding a
             // row: a replayed forgery costs one row, however often it comes.
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO rejections (id, signature, device, reason, body, body_len, first_received_at, last_received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT (id, signature) DO UPDATE SET times = times + 1, last_received_at = excluded.last_received_at",
-            )?
-            .execute(params![
-                &id[..],
-                &report.signature.0[..],
-                device.as_ref().map(|d| &d[..]),
-                reason,
-                kept,
-                report.body.len() as i64,
-                now
-            ])?;
+                 ON CONFLICT (id, signature) DO UPDATE
+                 SET times = rejections.times + 1, last_received_at = excluded.last_received_at",
+                args![&id[..], &report.signature.0[..], device.as_ref(), &reason, kept, report.body.len() as i64, now],
+            )?;
             return Ok(Status::Rejected(reason));
         }
         Checked::Valid(v) => v,
@@ -101,24 +94,27 @@ fn apply_one(
     // so this very report, if stored, is among them; any other one not
     // rejected is the report this one forks from.
     let mut kept: Option<Vec<u8>> = None;
-    {
-        let mut q =
-            tx.prepare_cached("SELECT id, status, reason FROM reports WHERE device = ?1 AND seq = ?2 ORDER BY n")?;
-        let mut rows = q.query(params![&env.device[..], seq])?;
-        while let Some(r) = rows.next()? {
-            let stored_id = r.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
-            let status = ReportStatus::parse(r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?);
+    let mut earlier: Option<Status> = None;
+    tx.each(
+        "SELECT id, status, reason FROM reports WHERE device = ?1 AND seq = ?2 ORDER BY n",
+        args![&env.device, seq],
+        &mut |r| {
+            let stored_id = r.bytes(0)?;
+            let status = ReportStatus::parse(r.str(1)?);
             if stored_id == id {
-                return Ok(if status == Some(ReportStatus::Rejected) {
-                    Status::Rejected(r.get::<_, Option<String>>(2)?.unwrap_or_else(|| REASON_EQUIVOCATION.into()))
+                earlier = Some(if status == Some(ReportStatus::Rejected) {
+                    Status::Rejected(r.opt_string(2)?.unwrap_or_else(|| REASON_EQUIVOCATION.into()))
                 } else {
                     Status::Duplicate
                 });
-            }
-            if kept.is_none() && status != Some(ReportStatus::Rejected) {
+            } else if kept.is_none() && status != Some(ReportStatus::Rejected) {
                 kept = Some(stored_id.to_vec());
             }
-        }
+            Ok(())
+        },
+    )?;
+    if let Some(answer) = earlier {
+        return Ok(answer);
     }
     let (status, reason) = if let Some(kept) = kept {
         tracing::warn!(
@@ -126,19 +122,18 @@ fn apply_one(
             seq = env.seq,
             "equivocation: a second report at one seq; both kept as evidence"
         );
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO forks (device, seq, kept, rejected, detected_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![&env.device[..], seq, kept, &id[..], now])?;
+        tx.execute(
+            "INSERT INTO forks (device, seq, kept, rejected, detected_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
+            args![&env.device, seq, &kept, &id, now],
+        )?;
         (ReportStatus::Rejected, Some(REASON_EQUIVOCATION))
     } else {
         let revoked_at = match devices.get(&env.device) {
             Some(&known) => known,
             None => {
-                let found: Enrolment = tx
-                    .prepare_cached("SELECT revoked_at FROM devices WHERE key = ?1")?
-                    .query_row([&env.device[..]], |r| r.get(0))
-                    .optional()?;
+                let found: Enrolment =
+                    tx.one("SELECT revoked_at FROM devices WHERE key = ?1", args![&env.device], |r| r.opt_i64(0))?;
                 devices.insert(env.device, found);
                 found
             }
@@ -163,35 +158,35 @@ fn apply_one(
     };
     let incident =
         if status == ReportStatus::Verified { incidents::place_new(tx, &id, &member, window)? } else { None };
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category, lat, lon,
                               amends, body, signature, status, reason, received_at, ev_lat, ev_lon, incident,
                               cert_serial, cert_subject)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-    )?
-    .execute(params![
-        &id[..],
-        &env.device[..],
-        seq,
-        &env.prev[..],
-        env.recorded_at,
-        obs.observed_at,
-        obs.observed_until,
-        member.category,
-        obs.position.lat,
-        obs.position.lon,
-        env.amends.as_ref().map(|a| &a[..]),
-        v.signed.body,
-        &v.signed.signature.0[..],
-        status.as_str(),
-        reason,
-        now,
-        ev_lat,
-        ev_lon,
-        incident,
-        cert.map(|c| &c.serial),
-        cert.map(|c| &c.subject),
-    ])?;
+        args![
+            &id,
+            &env.device,
+            seq,
+            &env.prev,
+            env.recorded_at,
+            obs.observed_at,
+            obs.observed_until,
+            &member.category,
+            obs.position.lat,
+            obs.position.lon,
+            env.amends.as_ref(),
+            &v.signed.body,
+            &v.signed.signature.0,
+            status.as_str(),
+            reason,
+            now,
+            ev_lat,
+            ev_lon,
+            incident,
+            cert.map(|c| &c.serial),
+            cert.map(|c| &c.subject),
+        ],
+    )?;
     if status == ReportStatus::Verified {
         incidents::stored_verified(tx, incident, &member, env.amends.as_ref().map(|a| &a[..]), window)?;
     }

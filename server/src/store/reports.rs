@@ -1,10 +1,9 @@
 //! Stored reports and rejections as readers see them, and the queries that
 //! stream them (export, stats, verify).
 
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, OptionalExtension, Row};
 use truce_shared::{Bytes32, Category, Envelope, Signature64, SignedReport};
 
+use super::sql::{args, fixed, Arg, Backend, Row};
 use super::{Store, StoreError};
 
 /// A stored report's status: the `status` column.
@@ -181,9 +180,21 @@ pub enum ReportOrder {
     Observed,
 }
 
-/// The latest verified amendment of `r` by the same device.
-const AMENDED_BY: &str = "(SELECT x.id FROM reports x WHERE x.amends = r.id AND +x.device = r.device
-      AND x.status = 'verified' ORDER BY x.seq DESC LIMIT 1)";
+/// The latest verified amendment of `r` by the same device. (`+x.device`
+/// keeps SQLite's planner on the `amends` index; PostgreSQL needs no such
+/// hint, and has no such spelling.)
+fn amended_by(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "(SELECT x.id FROM reports x WHERE x.amends = r.id AND +x.device = r.device
+              AND x.status = 'verified' ORDER BY x.seq DESC LIMIT 1)"
+        }
+        Backend::Postgres => {
+            "(SELECT x.id FROM reports x WHERE x.amends = r.id AND x.device = r.device
+              AND x.status = 'verified' ORDER BY x.seq DESC LIMIT 1)"
+        }
+    }
+}
 
 const REPORT_COLUMNS: &str = "r.n, r.id, r.device, d.name, r.seq, r.prev, r.body, r.signature, r.status, r.reason,
      r.received_at, r.incident, i.devices, r.cert_serial, r.cert_subject";
@@ -191,64 +202,45 @@ const REPORT_COLUMNS: &str = "r.n, r.id, r.device, d.name, r.seq, r.prev, r.body
 const REPORT_FROM: &str =
     "FROM reports r LEFT JOIN devices d ON d.key = r.device LEFT JOIN incidents i ON i.id = r.incident";
 
-/// Reads a 32-byte blob column; anything else means the file was damaged.
-/// Borrows the blob rather than allocating: exports read three a row.
-pub(super) fn blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Bytes32> {
-    blob_array(row, idx)
-}
-
-fn opt_blob32(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Bytes32>> {
-    match row.get_ref(idx)? {
-        rusqlite::types::ValueRef::Null => Ok(None),
-        _ => blob32(row, idx).map(Some),
-    }
-}
-
-fn blob_array<const N: usize>(row: &Row<'_>, idx: usize) -> rusqlite::Result<[u8; N]> {
-    let v = row.get_ref(idx)?;
-    let blob = v.as_blob().map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, v.data_type(), e.into()))?;
-    blob.try_into().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            idx,
-            rusqlite::types::Type::Blob,
-            format!("{} bytes, not {N}", blob.len()).into(),
-        )
-    })
-}
-
-fn report_row(row: &Row<'_>) -> rusqlite::Result<ReportRow> {
-    let signature = Signature64(blob_array(row, 7)?);
-    let status = row.get_ref(8)?.as_str()?;
-    let status = ReportStatus::parse(status).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, format!("status {status:?}").into())
-    })?;
+fn report_row(row: &dyn Row) -> Result<ReportRow, StoreError> {
+    let status = row.str(8)?;
+    let status = ReportStatus::parse(status).ok_or(StoreError::Column { index: 8, problem: "an unknown status" })?;
     Ok(ReportRow {
-        n: row.get(0)?,
-        id: blob32(row, 1)?,
-        device: blob32(row, 2)?,
-        device_name: row.get(3)?,
-        seq: row.get::<_, i64>(4)? as u64,
-        prev: blob32(row, 5)?,
-        body: row.get(6)?,
-        signature,
+        n: row.i64(0)?,
+        id: row.b32(1)?,
+        device: row.b32(2)?,
+        device_name: row.opt_string(3)?,
+        seq: row.i64(4)? as u64,
+        prev: row.b32(5)?,
+        body: row.bytes(6)?.to_vec(),
+        signature: Signature64(fixed(row.bytes(7)?, 7)?),
         status,
-        reason: row.get(9)?,
-        received_at: row.get(10)?,
-        incident: row.get(11)?,
-        corroboration: row.get::<_, Option<i64>>(12)?.map(|c| c as u64),
-        cert: match (row.get::<_, Option<String>>(13)?, row.get::<_, Option<String>>(14)?) {
+        reason: row.opt_string(9)?,
+        received_at: row.i64(10)?,
+        incident: row.opt_i64(11)?,
+        corroboration: row.opt_i64(12)?.map(|c| c.max(0) as u64),
+        cert: match (row.opt_string(13)?, row.opt_string(14)?) {
             (Some(serial), Some(subject)) => Some(CertId { serial, subject }),
             _ => None,
         },
-        amended_by: opt_blob32(row, 15)?,
+        amended_by: row.opt_b32(15)?,
     })
+}
+
+/// An error of the caller's, carried out of a row callback (which can only
+/// return a [`StoreError`]).
+fn carried<E>(slot: &mut Option<E>, e: E) -> StoreError {
+    *slot = Some(e);
+    StoreError::Stopped
 }
 
 impl Store {
     /// One stored report by id.
     pub fn report(&self, id: &Bytes32) -> Result<Option<ReportRow>, StoreError> {
-        let sql = format!("SELECT {REPORT_COLUMNS}, {AMENDED_BY} {REPORT_FROM} WHERE r.id = ?1");
-        Ok(self.conn.query_row(&sql, [&id[..]], report_row).optional()?)
+        self.read(|tx| {
+            let sql = format!("SELECT {REPORT_COLUMNS}, {} {REPORT_FROM} WHERE r.id = ?1", amended_by(tx.backend()));
+            tx.one(&sql, args![id], report_row)
+        })
     }
 
     /// Streams the stored reports that match `query` to `f`, one row at a
@@ -259,65 +251,74 @@ impl Store {
         query: &ReportQuery,
         mut f: impl FnMut(ReportRow) -> Result<(), E>,
     ) -> Result<u64, E> {
-        // With latest_only every row streamed has no amendment, so the
-        // column is NULL and the subquery runs once, in the filter; SQLite
-        // would otherwise run it twice a row (column and filter).
-        let mut sql = if query.latest_only {
-            format!("SELECT {REPORT_COLUMNS}, NULL AS amended_by {REPORT_FROM} WHERE {AMENDED_BY} IS NULL")
-        } else {
-            format!("SELECT {REPORT_COLUMNS}, {AMENDED_BY} AS amended_by {REPORT_FROM} WHERE 1")
-        };
-        let mut args: Vec<Value> = Vec::new();
-        // Each condition takes its value as the next numbered parameter.
-        fn filter(sql: &mut String, args: &mut Vec<Value>, cond: &str, v: Value) {
-            args.push(v);
-            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
-        }
-        if let Some(s) = query.status {
-            filter(&mut sql, &mut args, "r.status =", Value::Text(s.as_str().into()));
-        }
-        if let Some(d) = query.device {
-            filter(&mut sql, &mut args, "r.device =", Value::Blob(d.to_vec()));
-        }
-        if let Some(c) = query.category {
-            filter(&mut sql, &mut args, "r.category =", Value::Text(c.name().to_string()));
-        }
-        if let Some(t) = query.observed_since {
-            filter(&mut sql, &mut args, "r.observed_at >=", Value::Integer(t));
-        }
-        if let Some(t) = query.observed_until {
-            filter(&mut sql, &mut args, "r.observed_at <=", Value::Integer(t));
-        }
-        if let Some(n) = query.after {
-            filter(&mut sql, &mut args, "r.n >", Value::Integer(n));
-        }
-        if let Some(c) = query.min_corroboration {
-            filter(&mut sql, &mut args, "i.devices >=", Value::Integer(c.min(i64::MAX as u64) as i64));
-        }
-        if let Some([w, s, e, n]) = query.bbox {
-            filter(&mut sql, &mut args, "r.lat >=", Value::Real(s));
-            filter(&mut sql, &mut args, "r.lat <=", Value::Real(n));
-            if w <= e {
-                filter(&mut sql, &mut args, "r.lon >=", Value::Real(w));
-                filter(&mut sql, &mut args, "r.lon <=", Value::Real(e));
-            } else {
-                args.push(Value::Real(w));
-                args.push(Value::Real(e));
-                sql.push_str(&format!(" AND (r.lon >= ?{} OR r.lon <= ?{})", args.len() - 1, args.len()));
-            }
-        }
-        sql.push_str(match query.order {
-            ReportOrder::Arrival => " ORDER BY r.n",
-            ReportOrder::Observed => " ORDER BY r.observed_at, r.n",
-        });
-        let mut q = self.conn.prepare(&sql).map_err(StoreError::from)?;
-        let mut rows = q.query(params_from_iter(args)).map_err(StoreError::from)?;
+        let mut failed: Option<E> = None;
         let mut n = 0;
-        while let Some(row) = rows.next().map_err(StoreError::from)? {
-            f(report_row(row).map_err(StoreError::from)?)?;
-            n += 1;
+        let r = self.read(|tx| {
+            let amended = amended_by(tx.backend());
+            // With latest_only every row streamed has no amendment, so the
+            // column is NULL and the subquery runs once, in the filter; SQLite
+            // would otherwise run it twice a row (column and filter).
+            let mut sql = if query.latest_only {
+                format!("SELECT {REPORT_COLUMNS}, NULL AS amended_by {REPORT_FROM} WHERE {amended} IS NULL")
+            } else {
+                format!("SELECT {REPORT_COLUMNS}, {amended} AS amended_by {REPORT_FROM} WHERE 1 = 1")
+            };
+            let status = query.status.map(|s| s.as_str());
+            let category = query.category.map(|c| c.name());
+            let mut args: Vec<Arg<'_>> = Vec::new();
+            // Each condition takes its value as the next numbered parameter.
+            fn filter<'a>(sql: &mut String, args: &mut Vec<Arg<'a>>, cond: &str, v: Arg<'a>) {
+                args.push(v);
+                sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+            }
+            if let Some(s) = status {
+                filter(&mut sql, &mut args, "r.status =", Arg::Text(s));
+            }
+            if let Some(d) = &query.device {
+                filter(&mut sql, &mut args, "r.device =", Arg::Blob(d));
+            }
+            if let Some(c) = category {
+                filter(&mut sql, &mut args, "r.category =", Arg::Text(c));
+            }
+            if let Some(t) = query.observed_since {
+                filter(&mut sql, &mut args, "r.observed_at >=", Arg::Int(t));
+            }
+            if let Some(t) = query.observed_until {
+                filter(&mut sql, &mut args, "r.observed_at <=", Arg::Int(t));
+            }
+            if let Some(n) = query.after {
+                filter(&mut sql, &mut args, "r.n >", Arg::Int(n));
+            }
+            if let Some(c) = query.min_corroboration {
+                filter(&mut sql, &mut args, "i.devices >=", Arg::Int(c.min(i64::MAX as u64) as i64));
+            }
+            if let Some([w, s, e, n]) = query.bbox {
+                filter(&mut sql, &mut args, "r.lat >=", Arg::Real(s));
+                filter(&mut sql, &mut args, "r.lat <=", Arg::Real(n));
+                if w <= e {
+                    filter(&mut sql, &mut args, "r.lon >=", Arg::Real(w));
+                    filter(&mut sql, &mut args, "r.lon <=", Arg::Real(e));
+                } else {
+                    args.push(Arg::Real(w));
+                    args.push(Arg::Real(e));
+                    sql.push_str(&format!(" AND (r.lon >= ?{} OR r.lon <= ?{})", args.len() - 1, args.len()));
+                }
+            }
+            sql.push_str(match query.order {
+                ReportOrder::Arrival => " ORDER BY r.n",
+                ReportOrder::Observed => " ORDER BY r.observed_at, r.n",
+            });
+            tx.stream(&sql, &args, &mut |row| {
+                f(report_row(row)?).map_err(|e| carried(&mut failed, e))?;
+                n += 1;
+                Ok(())
+            })
+        });
+        match (r, failed) {
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(e.into()),
+            (Ok(()), None) => Ok(n),
         }
-        Ok(n)
     }
 
     /// Streams every rejection (bytes that failed verification), oldest
@@ -326,32 +327,34 @@ impl Store {
         &self,
         mut f: impl FnMut(RejectionRow) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let mut q = self
-            .conn
-            .prepare(
+        let mut failed: Option<E> = None;
+        let mut n = 0;
+        let r = self.read(|tx| {
+            tx.stream(
                 "SELECT id, device, reason, body, body_len, first_received_at, last_received_at, times
                  FROM rejections ORDER BY n",
+                &[],
+                &mut |r| {
+                    let row = RejectionRow {
+                        id: r.b32(0)?,
+                        device: r.opt_b32(1)?,
+                        reason: r.str(2)?.to_string(),
+                        body: r.bytes(3)?.to_vec(),
+                        body_len: r.i64(4)?.max(0) as u64,
+                        first_received_at: r.i64(5)?,
+                        last_received_at: r.i64(6)?,
+                        times: r.i64(7)?.max(0) as u64,
+                    };
+                    f(row).map_err(|e| carried(&mut failed, e))?;
+                    n += 1;
+                    Ok(())
+                },
             )
-            .map_err(StoreError::from)?;
-        let mut rows = q.query([]).map_err(StoreError::from)?;
-        let mut n = 0;
-        while let Some(r) = rows.next().map_err(StoreError::from)? {
-            let row = (|| {
-                Ok::<_, rusqlite::Error>(RejectionRow {
-                    id: blob32(r, 0)?,
-                    device: opt_blob32(r, 1)?,
-                    reason: r.get(2)?,
-                    body: r.get(3)?,
-                    body_len: r.get::<_, i64>(4)? as u64,
-                    first_received_at: r.get(5)?,
-                    last_received_at: r.get(6)?,
-                    times: r.get::<_, i64>(7)? as u64,
-                })
-            })()
-            .map_err(StoreError::from)?;
-            f(row)?;
-            n += 1;
+        });
+        match (r, failed) {
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(e.into()),
+            (Ok(()), None) => Ok(n),
         }
-        Ok(n)
     }
 }

@@ -18,9 +18,7 @@ fn report(key: &SigningKey, seq: u64, prev: Bytes32, t: i64) -> SignedReport {
 
 fn apply(store: &mut Store, reports: &[SignedReport]) -> Vec<Status> {
     let checked: Vec<Checked> = reports.iter().cloned().map(Checked::check).collect();
-    let tx = store.begin().unwrap();
-    let out = Store::apply(&tx, &checked, 1_000, None).unwrap();
-    tx.commit().unwrap();
+    let out = store.write(|tx| Store::apply(tx, &checked, 1_000, None)).unwrap();
     out.into_iter().map(|(_, s)| s).collect()
 }
 
@@ -52,10 +50,9 @@ fn the_outcomes_of_design_section_5() {
             Status::Rejected("equivocation".into()),
         ]
     );
-    let forks: i64 = s.conn().query_row("SELECT COUNT(*) FROM forks", [], |r| r.get(0)).unwrap();
-    assert_eq!(forks, 1);
-    let (rows, times): (i64, i64) =
-        s.conn().query_row("SELECT COUNT(*), SUM(times) FROM rejections", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let st = s.stats().unwrap();
+    assert_eq!(st.forks, 1);
+    let (rows, times) = (st.rejections.distinct, st.rejections.arrivals);
     assert_eq!((rows, times), (1, 2), "the same forged bytes twice are one row, counted twice");
 
     let r = s.revoke_device(&dev, Some("laptop lost"), 60).unwrap();
@@ -117,19 +114,22 @@ fn seqs_above_i64_max_stay_distinct() {
 #[test]
 fn a_new_store_gets_large_pages_and_an_old_one_keeps_its_own() {
     let dir = tempfile::tempdir().unwrap();
-    let page_size = |s: &Store| s.conn().pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0)).unwrap();
-    let new = Store::open(&dir.path().join("new.sqlite")).unwrap();
-    assert_eq!(page_size(&new), PAGE_SIZE);
+    let page_size = |p: &std::path::Path| {
+        rusqlite::Connection::open(p).unwrap().pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0)).unwrap()
+    };
+    let new_path = dir.path().join("new.sqlite");
+    drop(Store::open_sqlite(&new_path).unwrap());
+    assert_eq!(page_size(&new_path), PAGE_SIZE);
 
     // A store made before the page size was set: 4 KiB pages, in WAL.
     let old_path = dir.path().join("old.sqlite");
-    let old = Connection::open(&old_path).unwrap();
+    let old = rusqlite::Connection::open(&old_path).unwrap();
     old.pragma_update(None, "page_size", 4096).unwrap();
     old.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(())).unwrap();
     old.execute_batch("CREATE TABLE early (x INTEGER)").unwrap();
     drop(old);
-    let mut old = Store::open(&old_path).unwrap();
-    assert_eq!(page_size(&old), 4096);
+    let mut old = Store::open_sqlite(&old_path).unwrap();
+    assert_eq!(page_size(&old_path), 4096);
     let key = SigningKey::from_bytes(&[11; 32]);
     old.add_device(&key.verifying_key().to_bytes(), Some("laptop"), 1).unwrap();
     let a = report(&key, 1, [0; 32], 10);

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use truce_server::paths::DataDir;
+use truce_server::store::Arg;
 use truce_server::{Config, Limits, Store};
 use truce_shared::wire::{self, Message, Receipt, Status, PROTOCOL_VERSION};
 use truce_shared::{limits, signing, Bytes32, SignedReport};
@@ -323,7 +324,8 @@ pub fn stats_json(data: &Path) -> serde_json::Value {
 
 /// Rows in the store with this id (must be 0 or 1).
 pub fn rows_with_id(store: &Store, id: &Bytes32) -> i64 {
-    store.conn().query_row("SELECT COUNT(*) FROM reports WHERE id = ?1", [&id[..]], |r| r.get(0)).expect("count")
+    let n = store.read(|tx| tx.count("SELECT COUNT(*) FROM reports WHERE id = ?1", &[Arg::Blob(id)])).expect("count");
+    n as i64
 }
 
 /// Waits until `f` holds, polling.

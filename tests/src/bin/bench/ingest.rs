@@ -142,7 +142,7 @@ pub(super) fn sqlite_insert_floor(plan: &Plan, floor: Floor) -> Result<f64> {
     let path = dir.path().join("floor.sqlite");
     let (mut conn, sql) = match floor {
         Floor::Server => {
-            drop(truce_server::Store::open(&path)?);
+            drop(truce_server::Store::open_sqlite(&path)?);
             let sql = "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category,
                                             lat, lon, amends, body, signature, status, reason, received_at, ev_lat,
                                             ev_lon, incident)
@@ -162,7 +162,7 @@ pub(super) fn sqlite_insert_floor(plan: &Plan, floor: Floor) -> Result<f64> {
         }
     };
     conn.pragma_update(None, "synchronous", "FULL")?;
-    truce_server::writer::tune(&conn)?;
+    truce_server::store::tune_sqlite(&conn)?;
     let mut chains: Vec<Chain> = (0..plan.connections).map(|_| Chain::new()).collect();
     let mut per_row = Vec::new();
     for _ in 0..plan.runs {
