@@ -50,9 +50,8 @@ fn devices(m: &Mission, n: u8) -> Vec<Device> {
         .collect()
 }
 
-#[test]
-fn two_devices_five_minutes_and_one_km_apart_are_one_incident() {
-    let mut m = Mission::new();
+fn two_devices_five_minutes_and_one_km_apart_are_one_incident(db: Db) {
+    let mut m = Mission::on(db);
     let mut d = devices(&m, 2);
     let a = at(&mut d[0], Category::Shelling, 0, 0.0);
     let b = at(&mut d[1], Category::Shelling, 5, 1.0);
@@ -71,9 +70,8 @@ fn two_devices_five_minutes_and_one_km_apart_are_one_incident() {
     assert_eq!(m.rows(&["--min-corroboration", "3"]).len(), 0);
 }
 
-#[test]
-fn one_device_twice_corroborates_nothing() {
-    let mut m = Mission::new();
+fn one_device_twice_corroborates_nothing(db: Db) {
+    let mut m = Mission::on(db);
     let mut d = devices(&m, 1);
     let a = at(&mut d[0], Category::Shelling, 0, 0.0);
     let b = at(&mut d[0], Category::Shelling, 3, 0.5);
@@ -83,9 +81,8 @@ fn one_device_twice_corroborates_nothing() {
     assert_eq!(of(&g, &a).1, 1, "seen by one device");
 }
 
-#[test]
-fn another_category_or_three_km_or_eleven_minutes_is_another_incident() {
-    let mut m = Mission::new();
+fn another_category_or_three_km_or_eleven_minutes_is_another_incident(db: Db) {
+    let mut m = Mission::on(db);
     let mut d = devices(&m, 4);
     let a = at(&mut d[0], Category::Shelling, 0, 0.0);
     let other_category = at(&mut d[1], Category::SmallArmsFire, 1, 0.2);
@@ -99,9 +96,8 @@ fn another_category_or_three_km_or_eleven_minutes_is_another_incident() {
     assert!([&a, &other_category, &far, &late].iter().all(|r| of(&g, r).1 == 1));
 }
 
-#[test]
-fn nothing_observed_is_not_an_incident() {
-    let mut m = Mission::new();
+fn nothing_observed_is_not_an_incident(db: Db) {
+    let mut m = Mission::on(db);
     let mut d = devices(&m, 2);
     let a = at(&mut d[0], Category::NothingObserved, 0, 0.0);
     let b = at(&mut d[1], Category::NothingObserved, 0, 0.0);
@@ -109,13 +105,12 @@ fn nothing_observed_is_not_an_incident() {
     assert!(grouping(&m).values().all(|(i, c)| i.is_none() && c.is_none()));
 }
 
-#[test]
-fn a_late_arrival_joins_the_right_incident_and_bridges_two() {
+fn a_late_arrival_joins_the_right_incident_and_bridges_two(db: Db) {
     // Three devices see one barrage: at 0, 7 and 14 minutes. Without the
     // middle report, the first and last are 14 minutes apart: two
     // incidents. The middle one arrives days later on a USB stick and joins
     // them; a second, unrelated incident is left alone.
-    let mut m = Mission::new();
+    let mut m = Mission::on(db);
     let mut d = devices(&m, 4);
     let first = at(&mut d[0], Category::Shelling, 0, 0.0);
     let last = at(&mut d[2], Category::Shelling, 14, 0.0);
@@ -132,7 +127,7 @@ fn a_late_arrival_joins_the_right_incident_and_bridges_two() {
     assert_eq!(of(&g, &unrelated).1, 1);
 
     // The groups do not depend on the order of arrival.
-    let mut again = Mission::new();
+    let mut again = Mission::on(db);
     for (i, dev) in d.iter().enumerate() {
         again.enrol(dev, &format!("laptop-{i}"));
     }
@@ -151,11 +146,10 @@ fn a_late_arrival_joins_the_right_incident_and_bridges_two() {
     assert_eq!(corroboration, of(&g2, &middle).1);
 }
 
-#[test]
-fn the_estimated_event_position_groups_monitors_far_apart() {
+fn the_estimated_event_position_groups_monitors_far_apart(db: Db) {
     // Two monitors 6 km apart, each looking at the same impact 3 km away:
     // the event positions coincide, so it is one incident.
-    let mut m = Mission::new();
+    let mut m = Mission::on(db);
     let mut d = devices(&m, 2);
     let south = report(&mut d[0], |o| {
         o.observed_at = T0;
@@ -176,9 +170,8 @@ fn the_estimated_event_position_groups_monitors_far_apart() {
     assert!((est[0] - est[1]).abs() < 0.001, "{est:?}");
 }
 
-#[test]
-fn quarantined_reports_corroborate_once_enrolled_and_a_new_window_regroups() {
-    let mut m = Mission::new();
+fn quarantined_reports_corroborate_once_enrolled_and_a_new_window_regroups(db: Db) {
+    let mut m = Mission::on(db);
     let mut d = devices(&m, 1);
     let mut stranger = Device::fixed(70);
     let a = at(&mut d[0], Category::Drone, 0, 0.0);
@@ -196,13 +189,12 @@ fn quarantined_reports_corroborate_once_enrolled_and_a_new_window_regroups() {
     assert!(err.contains("1 to 100000 metres"), "{err}");
 }
 
-#[test]
-fn a_long_chain_is_found_from_either_end_and_a_crowd_at_one_spot_is_one_incident() {
+fn a_long_chain_is_found_from_either_end_and_a_crowd_at_one_spot_is_one_incident(db: Db) {
     // A column of reports 1.5 km apart along 9 km: one chained incident,
     // whose span the server must keep as it grows, so that reports near
     // either end still join it. Then 300 reports at one spot (the shape
     // of a heavy barrage) stay one incident with one more device.
-    let mut m = Mission::new();
+    let mut m = Mission::on(db);
     let mut d = devices(&m, 4);
     let column: Vec<SignedReport> = (0..7).map(|i| at(&mut d[0], Category::Shelling, i, 1.5 * i as f64)).collect();
     m.import(&column);
@@ -217,3 +209,14 @@ fn a_long_chain_is_found_from_either_end_and_a_crowd_at_one_spot_is_one_incident
         assert_eq!(of(&g, r), (incident, 4), "{g:?}");
     }
 }
+
+crate::on_both_databases!(
+    two_devices_five_minutes_and_one_km_apart_are_one_incident,
+    one_device_twice_corroborates_nothing,
+    another_category_or_three_km_or_eleven_minutes_is_another_incident,
+    nothing_observed_is_not_an_incident,
+    a_late_arrival_joins_the_right_incident_and_bridges_two,
+    the_estimated_event_position_groups_monitors_far_apart,
+    quarantined_reports_corroborate_once_enrolled_and_a_new_window_regroups,
+    a_long_chain_is_found_from_either_end_and_a_crowd_at_one_spot_is_one_incident,
+);

@@ -13,18 +13,27 @@ use crate::common::*;
 /// A server data dir with enrolled devices, fed by bundles.
 pub struct Mission {
     pub data: tempfile::TempDir,
+    db: TestDb,
     bundles: usize,
 }
 
 impl Mission {
     pub fn new() -> Mission {
-        let m = Mission { data: tempfile::tempdir().unwrap(), bundles: 0 };
+        Mission::on(Db::Sqlite)
+    }
+
+    /// A mission whose server keeps its store in `db`.
+    pub fn on(db: Db) -> Mission {
+        let m = Mission { data: tempfile::tempdir().unwrap(), db: TestDb::new(db), bundles: 0 };
         ok(m.cli(&["init"]));
         m
     }
 
     pub fn cli(&self, args: &[&str]) -> Ran {
-        cli(self.data.path(), args)
+        let db = self.db.args();
+        let mut all: Vec<&str> = db.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        cli(self.data.path(), &all)
     }
 
     pub fn enrol(&self, d: &Device, name: &str) {

@@ -33,10 +33,9 @@ fn footprint(store: &truce_server::Store) -> (u64, u64, u64, u64, u64) {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accepted_duplicate_quarantined_promoted_revoked() {
+async fn accepted_duplicate_quarantined_promoted_revoked(db: Db) {
     let pki = Pki::new(&["laptop"]);
-    let server = InProcessServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start_on(&pki, quick_limits(), db).await;
     let mut enrolled = Device::fixed(1);
     let mut stranger = Device::fixed(2);
     let mut lost = Device::fixed(3);
@@ -99,10 +98,9 @@ async fn accepted_duplicate_quarantined_promoted_revoked() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn equivocation_is_rejected_and_both_versions_are_kept() {
+async fn equivocation_is_rejected_and_both_versions_are_kept(db: Db) {
     let pki = Pki::new(&["laptop"]);
-    let server = InProcessServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start_on(&pki, quick_limits(), db).await;
     let mut d = Device::fixed(4);
     ok(server.cli(&["device", "add", &d.hex()]));
     let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
@@ -132,10 +130,9 @@ async fn equivocation_is_rejected_and_both_versions_are_kept() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_and_counted() {
+async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_and_counted(db: Db) {
     let pki = Pki::new(&["laptop"]);
-    let server = InProcessServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start_on(&pki, quick_limits(), db).await;
     let mut d = Device::fixed(4);
     ok(server.cli(&["device", "add", &d.hex()]));
     let mut c = Client::open(server.addr, pki.client_tls("laptop")).await;
@@ -227,10 +224,9 @@ fn serial_and_subject(path: &std::path::Path) -> (String, String) {
     (hex::encode(cert.raw_serial()), cert.subject().to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_report_keeps_the_certificate_it_came_through() {
+async fn each_report_keeps_the_certificate_it_came_through(db: Db) {
     let pki = Pki::new(&["laptop-07", "laptop-08"]);
-    let server = InProcessServer::start(&pki, quick_limits()).await;
+    let server = InProcessServer::start_on(&pki, quick_limits(), db).await;
     let mut d = Device::fixed(71);
     server.store().add_device(&d.public(), None, truce_shared::time::now_ms()).unwrap();
     let mut c = Client::open(server.addr, pki.client_tls("laptop-07")).await;
@@ -255,3 +251,10 @@ async fn each_report_keeps_the_certificate_it_came_through() {
     }
     server.stop().await;
 }
+
+crate::on_both_databases_async!(
+    accepted_duplicate_quarantined_promoted_revoked,
+    equivocation_is_rejected_and_both_versions_are_kept,
+    forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_and_counted,
+    each_report_keeps_the_certificate_it_came_through,
+);

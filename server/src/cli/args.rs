@@ -82,6 +82,21 @@ pub enum Command {
     Incidents(IncidentsArgs),
     /// Counts by outcome, devices, gaps and forks in each device's chain, incidents.
     Stats,
+    /// Move a server's SQLite store into a PostgreSQL database (several servers can then share it).
+    ///
+    /// Copies devices, reports (in arrival order), rejections, forks and last sessions the
+    /// database lacks, in one transaction, then groups the reports into incidents again. Running
+    /// it twice copies nothing twice. Stop the server first; the SQLite file is only read.
+    /// Example:
+    ///   truce-server migrate --from /var/lib/truce-server --to postgres://truce@db.example/truce
+    Migrate {
+        /// The data directory whose truce.sqlite is moved.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database to move it into (its schema is made if needed).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Print shell completions to stdout: `truce-server completions bash > /etc/bash_completion.d/truce-server`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.

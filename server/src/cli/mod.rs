@@ -20,6 +20,7 @@ mod export;
 mod import;
 mod incidents;
 mod init;
+mod migrate;
 mod run;
 mod stats;
 mod verify;
@@ -99,6 +100,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     if let Command::Verify { bundle, devices, quiet } = &cli.command {
         return verify::run(bundle, devices.as_deref(), *quiet, json, &mut std::io::stdout().lock());
     }
+    if let Command::Migrate { from, to } = &cli.command {
+        migrate::run(from, to, json, &mut std::io::stdout().lock())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let dir = DataDir::resolve(cli.data_dir)?.with_database(cli.database.as_deref().map(Database::parse));
     // An export may write stdout from a thread of its own: stdout is not
     // locked here for it.
@@ -112,7 +117,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(&dir, args)?,
         Command::Device(cmd) => device::run(&dir, cmd, json, &mut out)?,
         Command::Import { files } => return import::run(&dir, &files, json, &mut out),
-        Command::Export(_) => unreachable!("handled above"),
+        Command::Export(_) | Command::Migrate { .. } => unreachable!("handled above"),
         Command::Verify { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
         Command::Incidents(args) => incidents::run(&dir, &args, json, &mut out)?,
         Command::Stats => stats::run(&dir, json, &mut out)?,

@@ -21,11 +21,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use truce_server::paths::DataDir;
-use truce_server::store::Arg;
+use truce_server::store::{Arg, Database};
 use truce_server::{Config, Limits, Store};
 use truce_shared::wire::{self, Message, Receipt, Status, PROTOCOL_VERSION};
 use truce_shared::{limits, signing, Bytes32, SignedReport};
-pub use truce_testkit::{run, tampered, Device, Pki, Ran, TestServer};
+pub use truce_testkit::{run, tampered, Device, Pki, Ran, TestPostgres, TestServer};
 
 /// How long a test waits for anything that should be quick.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -38,6 +38,83 @@ pub fn init_logs() {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     });
+}
+
+// ---------------------------------------------------------------- databases
+
+/// Which database a test's server keeps its store in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// The data dir's SQLite file.
+    Sqlite,
+    /// A real PostgreSQL server of the test's own.
+    Postgres,
+}
+
+/// The database of one test: the data dir's file, or a PostgreSQL server
+/// started for it (stopped and removed when this is dropped).
+pub struct TestDb {
+    _server: Option<TestPostgres>,
+    url: Option<String>,
+}
+
+impl TestDb {
+    /// Starts what `db` needs.
+    pub fn new(db: Db) -> TestDb {
+        match db {
+            Db::Sqlite => TestDb { _server: None, url: None },
+            Db::Postgres => {
+                let server = TestPostgres::start();
+                let url = server.fresh_database();
+                TestDb { _server: Some(server), url: Some(url) }
+            }
+        }
+    }
+
+    /// `--database` for a data dir, if not its own file.
+    pub fn database(&self) -> Option<Database> {
+        self.url.clone().map(Database::Postgres)
+    }
+
+    /// The command-line flags that point `truce-server` at it.
+    pub fn args(&self) -> Vec<String> {
+        self.url.iter().flat_map(|u| ["--database".to_string(), u.clone()]).collect()
+    }
+}
+
+/// Declares `mod NAME { fn sqlite(); fn postgres(); }`: the test body
+/// `fn NAME(db: Db)` run once on each database.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::common::Db::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::common::Db::Postgres)
+            }
+        }
+    )*};
+}
+
+/// [`on_both_databases`] for async test bodies.
+#[macro_export]
+macro_rules! on_both_databases_async {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::Db::Postgres).await
+            }
+        }
+    )*};
 }
 
 // ---------------------------------------------------------------- PKI
@@ -114,8 +191,9 @@ pub fn quick_limits() -> Limits {
 /// A real server running in this test's tokio runtime, on 127.0.0.1:0, with
 /// its own data dir (the binary is [`TestServer`]).
 pub struct InProcessServer {
-    data: TempDir,
     handle: Option<truce_server::Handle>,
+    data: TempDir,
+    db: TestDb,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -123,14 +201,23 @@ pub struct InProcessServer {
 impl InProcessServer {
     /// `init`s a data dir and starts a server with `pki`'s certificates.
     pub async fn start(pki: &Pki, limits: Limits) -> InProcessServer {
+        InProcessServer::start_on(pki, limits, Db::Sqlite).await
+    }
+
+    /// [`InProcessServer::start`] with its store in `db`.
+    pub async fn start_on(pki: &Pki, limits: Limits, db: Db) -> InProcessServer {
         init_logs();
         let data = tempfile::tempdir().expect("tempdir");
-        let dir = DataDir::new(data.path());
-        dir.init().expect("init");
-        let config = Config::new(&dir, pki.server_tls(), limits).expect("config");
+        let db = TestDb::new(db);
+        let dir = DataDir::new(data.path()).with_database(db.database());
+        // Opening a PostgreSQL store blocks: not on the runtime's threads.
+        let config = tokio::task::block_in_place(|| {
+            dir.init().expect("init");
+            Config::new(&dir, pki.server_tls(), limits).expect("config")
+        });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let handle = truce_server::spawn(listener, config).expect("spawn");
-        InProcessServer { addr: handle.addr(), data, handle: Some(handle) }
+        InProcessServer { addr: handle.addr(), data, db, handle: Some(handle) }
     }
 
     /// The data dir (for the CLI's `--data-dir`).
@@ -138,9 +225,9 @@ impl InProcessServer {
         self.data.path()
     }
 
-    /// Opens the store beside the running server (WAL: readers don't block it).
+    /// Opens the store beside the running server (readers don't block it).
     pub fn store(&self) -> Store {
-        DataDir::new(self.data.path()).open_store().expect("open store")
+        DataDir::new(self.data.path()).with_database(self.db.database()).open_store().expect("open store")
     }
 
     /// The server's receipt key.
@@ -148,9 +235,12 @@ impl InProcessServer {
         DataDir::new(self.data.path()).load_key().expect("key").verifying_key().to_bytes()
     }
 
-    /// Runs a `truce-server` command against this data dir.
+    /// Runs a `truce-server` command against this data dir and database.
     pub fn cli(&self, args: &[&str]) -> Ran {
-        cli(self.data.path(), args)
+        let db = self.db.args();
+        let mut all: Vec<&str> = db.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        cli(self.data.path(), &all)
     }
 
     /// Shuts down as SIGTERM would and waits.
