@@ -15,6 +15,12 @@
 //!   `127.0.0.1:0`; `Drop` kills it and removes the data dir. [`signal`]
 //!   sends a Unix signal to a child; [`json_ids`] reads the ids of JSON
 //!   Lines output.
+//! - `postgres.rs`: [`TestPostgres`], a real PostgreSQL server from the
+//!   distribution's binaries in a temporary directory, listening only on a
+//!   Unix socket there (so instances never clash); `url()` for
+//!   tokio-postgres, `fresh_database()`, `cpu_time()` of the postmaster and
+//!   its processes for benchmarks; `Drop` stops it and removes the
+//!   directory.
 //! - `fixtures.rs`: [`observation`], [`envelope`], [`Device`] (a key that
 //!   signs chained reports) and [`tampered`].
 //!
@@ -40,10 +46,12 @@
 
 mod fixtures;
 mod pki;
+mod postgres;
 mod run;
 mod server;
 
 pub use fixtures::{envelope, observation, tampered, Device, OBSERVED_AT};
 pub use pki::Pki;
+pub use postgres::TestPostgres;
 pub use run::{bin, run, run_args, Ran};
 pub use server::{json_ids, signal, TestServer};

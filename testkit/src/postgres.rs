@@ -1,0 +1,452 @@
+//! A real PostgreSQL server for tests, made from the distribution's
+//! binaries in a temporary directory: `initdb`, then `pg_ctl start`, and
+//! `pg_ctl stop -m immediate` when the value is dropped, which also removes
+//! the directory.
+//!
+//! The server listens only on a Unix socket in its own directory
+//! (`listen_addresses=''`, `-k DIR`), never on TCP, so any number of
+//! instances run side by side without a port to pick or to clash over; the
+//! port number only names the socket file. Authentication is `trust` for
+//! the superuser `postgres`.
+//!
+//! The binaries are found in this order: the directory in the
+//! `TRUCE_PG_BINDIR` environment variable; the highest version under
+//! `/usr/lib/postgresql/*/bin` (Debian's layout); `initdb` and `pg_ctl` on
+//! `PATH`. With none, [`TestPostgres::start`] panics naming the Debian
+//! package to install (`apt-get install postgresql`; `scripts/test` does
+//! it): a storage test never skips silently.
+//!
+//! `initdb` refuses to run as root. When the tests run as root, the
+//! directory is given to the `postgres` system user (which the Debian
+//! package creates) and `initdb`, `pg_ctl` and `psql` run as that user
+//! through `runuser -u postgres --` (or `su postgres` where there is no
+//! `runuser`). The directory is made under the system's temporary
+//! directory, or `/tmp` if that one is not open to other users.
+//!
+//! [`TestPostgres::url`] gives the form `tokio-postgres` 0.7 (and libpq)
+//! read as a Unix socket directory with no TCP host at all:
+//! `postgres://postgres@/DB?host=/tmp/.tmpXXXX&port=5432`. A URL such as
+//! `postgres://postgres@localhost/DB?host=/dir` would not do: tokio-postgres
+//! takes both `localhost` (TCP, tried first) and the socket as hosts.
+//!
+//! Two flavours: [`TestPostgres::start`] turns off `fsync`,
+//! `synchronous_commit` and `full_page_writes` (a crash of the machine
+//! loses the database, which a test never needs), and
+//! [`TestPostgres::start_durable`] keeps PostgreSQL's defaults, for
+//! measuring what a real deployment pays. [`TestPostgres::cpu_time`] is
+//! the CPU the postmaster and all its processes have used so far, so a
+//! benchmark can tell the server's CPU a report from the database's.
+//!
+//! Time to start, measured on the 2-core development machine with
+//! PostgreSQL 15: about 1.0 s (`initdb` about 0.85 s of it, `pg_ctl start`
+//! about 0.13 s); dropping takes about 0.1 s.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::run::{run, Ran};
+
+/// The port: it only names the socket file (`.s.PGSQL.5432`) in the
+/// instance's own directory, so every instance can use the default.
+const PORT: u16 = 5432;
+
+/// Settings for tests: durability off, since a test database never has to
+/// survive a crash of the machine.
+const FAST: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off";
+
+/// A PostgreSQL server in a temporary directory, stopped and removed on
+/// drop.
+pub struct TestPostgres {
+    /// Holds the socket, `data/` and `postgres.log`; removed on drop.
+    dir: TempDir,
+    /// The directory of `initdb`, `pg_ctl`, `psql`.
+    bin: PathBuf,
+    /// Whether commands run as the `postgres` user (we are root).
+    as_postgres: bool,
+    /// The postmaster's process id.
+    pid: u32,
+}
+
+impl TestPostgres {
+    /// A new server for tests, with `fsync`, `synchronous_commit` and
+    /// `full_page_writes` off. Panics with what to install if PostgreSQL's
+    /// binaries are not found, and with the server's log if it does not
+    /// start.
+    pub fn start() -> TestPostgres {
+        TestPostgres::start_with(FAST)
+    }
+
+    /// A new server with PostgreSQL's default durability (`fsync` on,
+    /// synchronous commit): for benchmarks.
+    pub fn start_durable() -> TestPostgres {
+        TestPostgres::start_with("")
+    }
+
+    fn start_with(settings: &str) -> TestPostgres {
+        let bin = bin_dir().to_path_buf();
+        let as_postgres = rustix::process::geteuid().is_root();
+        let dir = make_dir(as_postgres);
+        let mut pg = TestPostgres { dir, bin, as_postgres, pid: 0 };
+        pg.pg(
+            "initdb",
+            [
+                OsStr::new("-D"),
+                pg.data().as_os_str(),
+                OsStr::new("-A"),
+                OsStr::new("trust"),
+                OsStr::new("-U"),
+                OsStr::new("postgres"),
+                OsStr::new("--no-sync"),
+                OsStr::new("-E"),
+                OsStr::new("UTF8"),
+                OsStr::new("--locale=C"),
+            ],
+        )
+        .expect_ok();
+        let options = format!("-k {} -c listen_addresses='' -p {PORT} {settings}", shell_quote(pg.dir_str()));
+        // `-l`: the postmaster's output goes to a file, not to pipes of ours
+        // that it would hold open for as long as it runs.
+        let log = pg.dir().join("postgres.log");
+        let started = pg.pg(
+            "pg_ctl",
+            [
+                OsStr::new("start"),
+                OsStr::new("-w"),
+                OsStr::new("-t"),
+                OsStr::new("60"),
+                OsStr::new("-D"),
+                pg.data().as_os_str(),
+                OsStr::new("-l"),
+                log.as_os_str(),
+                OsStr::new("-o"),
+                OsStr::new(&options),
+            ],
+        );
+        assert!(started.ok(), "{}\n--- postgres.log ---\n{}", started.describe("pg_ctl start failed"), pg.log());
+        pg.pid = pg.read_pid().unwrap_or_else(|| panic!("no postmaster pid in {}", pg.data().display()));
+        pg
+    }
+
+    /// A connection URL for database `db`, through the Unix socket:
+    /// `postgres://postgres@/DB?host=DIR&port=5432`. tokio-postgres 0.7 and
+    /// libpq (`psql`) both read it.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@/{}?host={}&port={PORT}", encode(db, b""), encode(self.dir_str(), b"/"))
+    }
+
+    /// `CREATE DATABASE name`; returns its [`url`](TestPostgres::url).
+    /// `name` is a plain lower-case identifier (`[a-z_][a-z0-9_]*`, at
+    /// most 63 bytes).
+    pub fn create_database(&self, name: &str) -> String {
+        let plain = !name.is_empty()
+            && name.len() <= 63
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        assert!(plain, "database name {name:?}: use [a-z_][a-z0-9_]*, at most 63 bytes");
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(name)
+    }
+
+    /// A new database with a name no other call in this process gets;
+    /// returns its [`url`](TestPostgres::url).
+    pub fn fresh_database(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        self.create_database(&format!("truce_test_{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// Runs SQL with `psql` in database `db` (stopping at the first error);
+    /// returns what it printed, unaligned and without headers (`-A -t`).
+    /// Panics with the full account if it fails.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let url = self.url(db);
+        self.pg("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", sql]).expect_ok()
+    }
+
+    /// User plus system CPU time used so far by the postmaster and every
+    /// process it started: its own time, the time of the children it has
+    /// reaped (`cutime`, `cstime`) and of those still running (read from
+    /// `/proc/PID/stat`). A child that exits between two reads may be
+    /// missed or counted twice for that read: one process's time, noise
+    /// for a benchmark that reads it before and after thousands of reports.
+    pub fn cpu_time(&self) -> Duration {
+        let own = proc_stat(self.pid).unwrap_or_else(|| {
+            panic!("the postmaster (pid {}) is gone:\n{}", self.pid, self.log());
+        });
+        let mut ticks = own.utime + own.stime + own.cutime + own.cstime;
+        if let Ok(entries) = fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+                if let Some(s) = proc_stat(pid).filter(|s| s.ppid == self.pid) {
+                    ticks += s.utime + s.stime + s.cutime + s.cstime;
+                }
+            }
+        }
+        let hz = rustix::param::clock_ticks_per_second().max(1);
+        Duration::from_nanos((u128::from(ticks) * 1_000_000_000 / u128::from(hz)) as u64)
+    }
+
+    /// The postmaster's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The temporary directory: the socket's directory, with the data
+    /// dir (`data/`) and the server log (`postgres.log`) in it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The data dir (`initdb -D`).
+    pub fn data(&self) -> PathBuf {
+        self.dir().join("data")
+    }
+
+    /// The directory of the PostgreSQL binaries in use.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir().join("postgres.log")).unwrap_or_default()
+    }
+
+    fn dir_str(&self) -> &str {
+        self.dir().to_str().expect("a UTF-8 temporary path")
+    }
+
+    /// The first line of `postmaster.pid`.
+    fn read_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.data().join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+    }
+
+    /// Runs a binary of the PostgreSQL bin dir to the end (see
+    /// [`TestPostgres::command`]).
+    fn pg<I, S>(&self, program: &str, args: I) -> Ran
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run(&mut self.command(program, args))
+    }
+
+    /// A command for a binary of the PostgreSQL bin dir, as `postgres` if
+    /// we are root, in the temporary directory (which that user can enter),
+    /// stdin closed, with no `PG*` variable of ours steering it.
+    fn command<I, S>(&self, program: &str, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let program = self.bin.join(program);
+        let mut cmd = if !self.as_postgres {
+            let mut c = Command::new(&program);
+            c.args(args);
+            c
+        } else if let Some(runuser) = runuser() {
+            let mut c = Command::new(runuser);
+            c.args([OsStr::new("-u"), OsStr::new("postgres"), OsStr::new("--"), program.as_os_str()]);
+            c.args(args);
+            c
+        } else {
+            let mut line = shell_quote(&program.to_string_lossy());
+            for a in args {
+                line.push(' ');
+                line.push_str(&shell_quote(&a.as_ref().to_string_lossy()));
+            }
+            let mut c = Command::new("su");
+            c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
+            c
+        };
+        for (k, _) in std::env::vars_os() {
+            if k.to_str().is_some_and(|k| k.starts_with("PG")) {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(self.dir()).env("LC_ALL", "C").stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for TestPostgres {
+    /// `pg_ctl stop -m immediate -w`, or SIGKILL to the postmaster if that
+    /// fails; then the directory goes. Nothing here panics.
+    fn drop(&mut self) {
+        let Some(pid) = Some(self.pid).filter(|&p| p != 0).or_else(|| self.read_pid()) else {
+            return; // no server ever ran
+        };
+        let data = self.data();
+        let stopped = self
+            .command("pg_ctl", [OsStr::new("stop"), OsStr::new("-m"), OsStr::new("immediate"), OsStr::new("-w")])
+            .args([OsStr::new("-t"), OsStr::new("30"), OsStr::new("-D"), data.as_os_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        // `dir` is removed when the field drops.
+    }
+}
+
+/// The CPU fields of `/proc/PID/stat` this module reads, in clock ticks.
+struct ProcStat {
+    ppid: u32,
+    utime: u64,
+    stime: u64,
+    cutime: u64,
+    cstime: u64,
+}
+
+/// `/proc/PID/stat`, or `None` if the process is gone (or a zombie, whose
+/// time is already its parent's `cutime`).
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state): field N is f[N - 3].
+    if f.first() == Some(&"Z") {
+        return None;
+    }
+    let n = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok());
+    Some(ProcStat { ppid: n(4)? as u32, utime: n(14)?, stime: n(15)?, cutime: n(16)?, cstime: n(17)? })
+}
+
+/// The PostgreSQL bin dir, found once (see the module doc).
+fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let has_tools = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
+        if let Some(d) = std::env::var_os("TRUCE_PG_BINDIR") {
+            let d = PathBuf::from(d);
+            assert!(has_tools(&d), "TRUCE_PG_BINDIR={} holds no initdb and pg_ctl", d.display());
+            return d;
+        }
+        let mut versions: Vec<(Vec<u32>, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let version =
+                    e.file_name().to_str()?.split('.').map(|p| p.parse().ok()).collect::<Option<Vec<u32>>>()?;
+                Some((version, e.path().join("bin")))
+            })
+            .filter(|(_, d)| has_tools(d))
+            .collect();
+        versions.sort();
+        if let Some((_, d)) = versions.pop() {
+            return d;
+        }
+        if let Some(d) = std::env::var_os("PATH").iter().flat_map(std::env::split_paths).find(|d| has_tools(d)) {
+            return d;
+        }
+        panic!(
+            "PostgreSQL's server binaries (initdb, pg_ctl) are not installed: none under /usr/lib/postgresql/*/bin, \
+             none on PATH, and TRUCE_PG_BINDIR is not set. The storage tests run against a real PostgreSQL. \
+             On Debian or Ubuntu install the package `postgresql` (`apt-get install postgresql`, or run \
+             `bash scripts/test`, which installs it), or set TRUCE_PG_BINDIR to a directory holding initdb, \
+             pg_ctl and psql."
+        )
+    })
+}
+
+/// `runuser`, if this system has it.
+fn runuser() -> Option<&'static Path> {
+    static RUNUSER: OnceLock<Option<PathBuf>> = OnceLock::new();
+    RUNUSER
+        .get_or_init(|| {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+                .map(|d| d.join("runuser"))
+                .find(|p| p.is_file())
+        })
+        .as_deref()
+}
+
+/// The `postgres` user's uid and gid (from `id`, so NSS users count too).
+fn postgres_user() -> (u32, u32) {
+    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
+    *IDS.get_or_init(|| {
+        let id = |flag: &str| -> u32 {
+            let ran = run(Command::new("id").args([flag, "postgres"]));
+            assert!(
+                ran.ok(),
+                "{}",
+                ran.describe(
+                    "running as root, and initdb refuses to run as root; but there is no `postgres` user to run it \
+                     as (the Debian package `postgresql` creates one: apt-get install postgresql)"
+                )
+            );
+            ran.stdout().trim().parse().unwrap_or_else(|e| panic!("id {flag} postgres: {e}"))
+        };
+        (id("-u"), id("-g"))
+    })
+}
+
+/// The temporary directory of a new instance. As root it goes to the
+/// `postgres` user, under a parent that user can traverse.
+fn make_dir(as_postgres: bool) -> TempDir {
+    let mut candidates = vec![std::env::temp_dir(), PathBuf::from("/tmp")];
+    candidates.dedup();
+    // The socket path (`DIR/.s.PGSQL.5432`) must fit in sun_path (108 bytes).
+    let fits = |p: &Path| p.as_os_str().len() + "/.tmpXXXXXX/.s.PGSQL.5432".len() < 100;
+    let usable = |p: &Path| p.is_dir() && fits(p) && (!as_postgres || traversable_by_others(p));
+    let Some(parent) = candidates.iter().find(|p| usable(p)) else {
+        panic!(
+            "no temporary directory for PostgreSQL: {} (and /tmp) must exist, be short enough for a Unix socket \
+             path, and, as we run as root, be traversable by the `postgres` user; set TMPDIR to one that is",
+            std::env::temp_dir().display()
+        )
+    };
+    let dir = tempfile::Builder::new().prefix(".tmp").tempdir_in(parent).expect("a temporary directory");
+    if as_postgres {
+        let (uid, gid) = postgres_user();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown postgres {}: {e}", dir.path().display()));
+    }
+    dir
+}
+
+/// Whether every directory from `/` down to `p` lets other users through
+/// (`o+x`).
+fn traversable_by_others(p: &Path) -> bool {
+    let Ok(p) = p.canonicalize() else { return false };
+    p.ancestors().all(|a| fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// `s` quoted for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=,:".contains(&b)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Percent-encoding for a part of a URL: all but unreserved characters
+/// and those in `keep`.
+fn encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
