@@ -189,7 +189,7 @@ async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_an
     assert_eq!(stats.rejected_by_reason.get("non-canonical encoding"), Some(&1));
     assert_eq!(stats.rejected_by_reason.get("malformed"), Some(&1));
     // `truce-server stats`, as an operator runs it, counts every refusal.
-    let cli_stats = stats_json(server.data_dir());
+    let cli_stats: serde_json::Value = serde_json::from_str(ok(server.cli(&["--json", "stats"])).trim()).unwrap();
     assert_eq!(cli_stats["rejections"]["arrivals"], 6, "{cli_stats}");
     assert_eq!(cli_stats["rejected_by_reason"]["bad signature"], 3, "{cli_stats}");
     assert_eq!(cli_stats["rejected_by_reason"]["non-canonical encoding"], 1, "{cli_stats}");

@@ -380,6 +380,21 @@ impl PgRow<'_> {
     fn ty(&self, i: usize) -> Result<&Type, StoreError> {
         self.0.columns().get(i).map(|c| c.type_()).ok_or(StoreError::Column { index: i, problem: "no such column" })
     }
+
+    /// A column of another type than asked for, read as NULL if it is
+    /// one: a bare `NULL AS x` in a query is typed text by PostgreSQL.
+    fn null_or_wrong<T>(&self, i: usize) -> Result<Option<T>, StoreError> {
+        let is_null = match *self.ty(i)? {
+            Type::TEXT | Type::VARCHAR | Type::UNKNOWN => self.get::<Option<&str>>(i)?.is_none(),
+            Type::INT8 => self.get::<Option<i64>>(i)?.is_none(),
+            Type::BYTEA => self.get::<Option<&[u8]>>(i)?.is_none(),
+            _ => false,
+        };
+        match is_null {
+            true => Ok(None),
+            false => Err(StoreError::Column { index: i, problem: "a value of another type" }),
+        }
+    }
 }
 
 impl Row for PgRow<'_> {
@@ -388,7 +403,8 @@ impl Row for PgRow<'_> {
             Type::INT2 => Ok(self.get::<Option<i16>>(i)?.map(i64::from)),
             Type::INT4 => Ok(self.get::<Option<i32>>(i)?.map(i64::from)),
             Type::BOOL => Ok(self.get::<Option<bool>>(i)?.map(i64::from)),
-            _ => self.get(i),
+            Type::INT8 => self.get(i),
+            _ => self.null_or_wrong(i),
         }
     }
 
@@ -396,16 +412,23 @@ impl Row for PgRow<'_> {
         match *self.ty(i)? {
             Type::FLOAT4 => Ok(self.get::<Option<f32>>(i)?.map(f64::from)),
             Type::INT8 => Ok(self.get::<Option<i64>>(i)?.map(|v| v as f64)),
-            _ => self.get(i),
+            Type::FLOAT8 => self.get(i),
+            _ => self.null_or_wrong(i),
         }
     }
 
     fn opt_str(&self, i: usize) -> Result<Option<&str>, StoreError> {
-        self.get(i)
+        match *self.ty(i)? {
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::UNKNOWN => self.get(i),
+            _ => self.null_or_wrong(i),
+        }
     }
 
     fn opt_bytes(&self, i: usize) -> Result<Option<&[u8]>, StoreError> {
-        self.get(i)
+        match *self.ty(i)? {
+            Type::BYTEA => self.get(i),
+            _ => self.null_or_wrong(i),
+        }
     }
 }
 
