@@ -20,12 +20,20 @@
 //! directories are given to the `postgres` system user (which the Debian
 //! package creates) and `initdb`, `pg_ctl` and `psql` run as that user
 //! through `runuser -u postgres --` (or `su postgres` where there is no
-//! `runuser`). The directories are made under the system's temporary
-//! directory, or `/tmp` if that one is not open to other users.
+//! `runuser`).
+//!
+//! Where the directories go: in `TRUCE_PG_TMPDIR` if it is set. Otherwise
+//! the template and the instances of [`TestPostgres::start`] go to memory,
+//! `/dev/shm`, when it has 1 GiB free (their `fsync` is off, so a disk
+//! would buy nothing, and writing the 39 MB data dir took 1.3 s on the
+//! development machine's disk beside another build against 0.1 s there);
+//! those of [`TestPostgres::start_durable`] go to a disk, since what their
+//! `fsync` costs is what they are for: the system's temporary directory,
+//! or `/tmp` if that one is not open to other users when we are root.
 //!
 //! [`TestPostgres::url`] gives the form `tokio-postgres` 0.7 (and libpq)
 //! read as a Unix socket directory with no TCP host at all:
-//! `postgres://postgres@/DB?host=/tmp/.tmpXXXX&port=5432`. A URL such as
+//! `postgres://postgres@/DB?host=/dev/shm/.tmpAbC123&port=5432`. A URL such as
 //! `postgres://postgres@localhost/DB?host=/dir` would not do: tokio-postgres
 //! takes both `localhost` (TCP, tried first) and the socket as hosts.
 //!
@@ -40,20 +48,22 @@
 //! # Start time, and the template
 //!
 //! `initdb` is most of a start: on the 2-core development machine it
-//! took 0.85 s when the machine was idle and 1.2 to 2.5 s beside another
-//! build, and `pg_ctl start` 0.13 s. So a test process runs `initdb` once,
-//! into a template data dir, and each instance starts on a copy of it
-//! (`cp -a`, 39 MB). Measured there beside another build, in one run:
-//! the first start of a process 3.2 s, each later one 1.3 to 1.6 s,
-//! against 2.0 to 3.0 s for `initdb` and `pg_ctl start` in the same run;
-//! a drop 0.1 to 0.25 s.
+//! took 0.85 s on disk when the machine was idle and 2.0 to 3.0 s beside
+//! another build, and `pg_ctl start` 0.13 s. So a test process runs
+//! `initdb` once, into a template data dir, and each instance starts on a
+//! `cp -a` of it (39 MB). Measured there, beside another build, in one
+//! run: the first [`TestPostgres::start`] of a process 1.4 s, each later
+//! one 0.19 to 0.29 s, [`TestPostgres::fresh_database`] 0.07 to 0.12 s,
+//! a drop 0.15 s; [`TestPostgres::start_durable`] 1.3 to 2.1 s (its copy
+//! goes to the disk) and its `fresh_database` 0.4 to 0.9 s; a plain
+//! `initdb` and `pg_ctl start` on that disk 2.2 to 3.2 s.
 //!
 //! # Nothing left behind
 //!
 //! `pg_ctl` detaches the postmaster into a session of its own, so a test
 //! process that dies without running `Drop` (SIGKILL, a timeout, Ctrl-C,
 //! `process::exit`) would otherwise leave it running, and the template,
-//! held in a static that is never dropped, would stay on disk after every
+//! held in a static that is never dropped, would stay behind after every
 //! run. Each instance and the template therefore have a reaper: a `sh`
 //! waiting for a line on a pipe from the test process, in a process group
 //! of its own. `Drop` tells it `done`; if the test process ends first, the
@@ -80,6 +90,14 @@ use crate::run::{run, Ran};
 /// instance's own directory, so every instance can use the default.
 const PORT: u16 = 5432;
 
+/// Memory-backed storage, for the data of [`TestPostgres::start`] and the
+/// template, when it has [`SHM_ROOM`] free.
+const SHM: &str = "/dev/shm";
+
+/// What `/dev/shm` must have free to be used: room for dozens of test
+/// databases at once, so a container's 64 MiB one is passed over.
+const SHM_ROOM: u64 = 1 << 30;
+
 /// Settings for tests: durability off, since a test database never has to
 /// survive a crash of the machine.
 const FAST: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off";
@@ -102,18 +120,18 @@ impl TestPostgres {
     /// binaries are not found, and with the server's log if it does not
     /// start.
     pub fn start() -> TestPostgres {
-        TestPostgres::start_with(FAST)
+        TestPostgres::start_with(FAST, false)
     }
 
     /// A new server with PostgreSQL's default durability (`fsync` on,
     /// synchronous commit): for benchmarks.
     pub fn start_durable() -> TestPostgres {
-        TestPostgres::start_with("")
+        TestPostgres::start_with("", true)
     }
 
-    fn start_with(settings: &str) -> TestPostgres {
+    fn start_with(settings: &str, durable: bool) -> TestPostgres {
         let template = template();
-        let dir = make_dir();
+        let dir = make_dir(durable);
         let data = dir.path().join("data");
         let stop = pg_command(dir.path(), "pg_ctl", stop_args(&data));
         let reaper = Some(Reaper::spawn(dir.path(), Some(&stop)));
@@ -347,7 +365,7 @@ fn template() -> &'static Path {
     static TEMPLATE: OnceLock<Template> = OnceLock::new();
     &TEMPLATE
         .get_or_init(|| {
-            let dir = make_dir();
+            let dir = make_dir(false);
             let reaper = Reaper::spawn(dir.path(), None);
             let data = dir.path().join("data");
             let mut initdb = pg_command(dir.path(), "initdb", [OsStr::new("-D"), data.as_os_str()]);
@@ -499,20 +517,28 @@ fn postgres_user() -> (u32, u32) {
     })
 }
 
-/// A new temporary directory for PostgreSQL. As root it goes to the
-/// `postgres` user, under a parent that user can traverse.
-fn make_dir() -> TempDir {
+/// A new temporary directory for PostgreSQL (see the module doc for
+/// where). As root it goes to the `postgres` user, under a parent that
+/// user can traverse.
+fn make_dir(durable: bool) -> TempDir {
     let as_postgres = is_root();
-    let mut candidates = vec![std::env::temp_dir(), PathBuf::from("/tmp")];
-    candidates.dedup();
+    let mut candidates = Vec::new();
+    if let Some(d) = std::env::var_os("TRUCE_PG_TMPDIR") {
+        candidates.push(PathBuf::from(d));
+    } else {
+        if !durable && has_room(Path::new(SHM)) {
+            candidates.push(PathBuf::from(SHM));
+        }
+        candidates.extend([std::env::temp_dir(), PathBuf::from("/tmp")]);
+    }
     // The socket path (`DIR/.s.PGSQL.5432`) must fit in sun_path (108 bytes).
     let fits = |p: &Path| p.as_os_str().len() + "/.tmpXXXXXX/.s.PGSQL.5432".len() < 100;
     let usable = |p: &Path| p.is_dir() && fits(p) && (!as_postgres || traversable_by_others(p));
     let Some(parent) = candidates.iter().find(|p| usable(p)) else {
         panic!(
-            "no temporary directory for PostgreSQL: {} (and /tmp) must exist, be short enough for a Unix socket \
-             path, and, as we run as root, be traversable by the `postgres` user; set TMPDIR to one that is",
-            std::env::temp_dir().display()
+            "no temporary directory for PostgreSQL among {candidates:?}: it must exist, be short enough for a Unix \
+             socket path, and, as we run as root, be traversable by the `postgres` user; set TRUCE_PG_TMPDIR (or \
+             TMPDIR) to one that is"
         )
     };
     let dir = tempfile::Builder::new().prefix(".tmp").tempdir_in(parent).expect("a temporary directory");
@@ -522,6 +548,12 @@ fn make_dir() -> TempDir {
             .unwrap_or_else(|e| panic!("chown postgres {}: {e}", dir.path().display()));
     }
     dir
+}
+
+/// Whether a file system has [`SHM_ROOM`] free (a container's small
+/// `/dev/shm` has not).
+fn has_room(p: &Path) -> bool {
+    rustix::fs::statvfs(p).is_ok_and(|s| s.f_bavail.saturating_mul(s.f_frsize) >= SHM_ROOM)
 }
 
 /// Whether every directory from `/` down to `p` lets other users through

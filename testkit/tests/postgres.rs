@@ -128,6 +128,10 @@ fn the_flavours_differ_in_durability_and_neither_listens_on_tcp() {
         assert_eq!(show(pg, "listen_addresses"), "");
         assert_eq!(show(pg, "unix_socket_directories"), pg.dir().to_str().unwrap());
     }
+    // The durable one's data is on a disk, not in memory.
+    if std::env::var_os("TRUCE_PG_TMPDIR").is_none() {
+        assert!(!durable.dir().starts_with("/dev/shm"), "{}", durable.dir().display());
+    }
 }
 
 #[test]
@@ -192,7 +196,8 @@ fn child_killed_with_a_server_running() {
 #[test]
 fn a_killed_test_process_leaves_no_server_behind() {
     use std::os::unix::fs::PermissionsExt;
-    // The child's TMPDIR, open to the postgres user, and empty at the end.
+    // The child's TRUCE_PG_TMPDIR, open to the postgres user, and empty at
+    // the end.
     let tmp = tempfile::tempdir().expect("a TMPDIR for the child");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
     let report = tempfile::tempdir().expect("a dir for the child's report");
@@ -200,7 +205,7 @@ fn a_killed_test_process_leaves_no_server_behind() {
     let status = std::process::Command::new(std::env::current_exe().expect("this test binary"))
         .args(["--exact", "child_killed_with_a_server_running", "--nocapture", "--test-threads=1"])
         .env("TRUCE_PG_CHILD_OUT", &out)
-        .env("TMPDIR", tmp.path())
+        .env("TRUCE_PG_TMPDIR", tmp.path())
         .stdout(std::process::Stdio::null())
         .status()
         .expect("run the child");
@@ -209,10 +214,11 @@ fn a_killed_test_process_leaves_no_server_behind() {
     let mut lines = said.lines();
     let dir = Path::new(lines.next().expect("the child's server dir")).to_path_buf();
     let pid: u32 = lines.next().and_then(|p| p.parse().ok()).expect("the child's postmaster pid");
-    assert!(dir.starts_with(tmp.path()), "the child's server was in {}, not under TMPDIR", dir.display());
+    assert!(dir.starts_with(tmp.path()), "the child's server was in {}, not under TRUCE_PG_TMPDIR", dir.display());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("TMPDIR").flatten().map(|e| e.path()).collect();
+        let left: Vec<_> =
+            std::fs::read_dir(tmp.path()).expect("TRUCE_PG_TMPDIR").flatten().map(|e| e.path()).collect();
         if !alive(pid) && left.is_empty() {
             break;
         }
