@@ -1,7 +1,7 @@
 //! A real PostgreSQL server for tests, made from the distribution's
-//! binaries in a temporary directory: `initdb`, then `pg_ctl start`, and
-//! `pg_ctl stop -m immediate` when the value is dropped, which also removes
-//! the directory.
+//! binaries in a temporary directory: `pg_ctl start` on a fresh data dir,
+//! and `pg_ctl stop -m immediate` when the value is dropped, which also
+//! removes the directory.
 //!
 //! The server listens only on a Unix socket in its own directory
 //! (`listen_addresses=''`, `-k DIR`), never on TCP, so any number of
@@ -17,15 +17,23 @@
 //! it): a storage test never skips silently.
 //!
 //! `initdb` refuses to run as root. When the tests run as root, the
-//! directory is given to the `postgres` system user (which the Debian
+//! directories are given to the `postgres` system user (which the Debian
 //! package creates) and `initdb`, `pg_ctl` and `psql` run as that user
 //! through `runuser -u postgres --` (or `su postgres` where there is no
-//! `runuser`). The directory is made under the system's temporary
-//! directory, or `/tmp` if that one is not open to other users.
+//! `runuser`).
+//!
+//! Where the directories go: in `TRUCE_PG_TMPDIR` if it is set. Otherwise
+//! the template and the instances of [`TestPostgres::start`] go to memory,
+//! `/dev/shm`, when it has 1 GiB free (their `fsync` is off, so a disk
+//! would buy nothing, and writing the 39 MB data dir took 1.3 s on the
+//! development machine's disk beside another build against 0.1 s there);
+//! those of [`TestPostgres::start_durable`] go to a disk, since what their
+//! `fsync` costs is what they are for: the system's temporary directory,
+//! or `/tmp` if that one is not open to other users when we are root.
 //!
 //! [`TestPostgres::url`] gives the form `tokio-postgres` 0.7 (and libpq)
 //! read as a Unix socket directory with no TCP host at all:
-//! `postgres://postgres@/DB?host=/tmp/.tmpXXXX&port=5432`. A URL such as
+//! `postgres://postgres@/DB?host=/dev/shm/.tmpAbC123&port=5432`. A URL such as
 //! `postgres://postgres@localhost/DB?host=/dir` would not do: tokio-postgres
 //! takes both `localhost` (TCP, tried first) and the socket as hosts.
 //!
@@ -37,15 +45,39 @@
 //! the CPU the postmaster and all its processes have used so far, so a
 //! benchmark can tell the server's CPU a report from the database's.
 //!
-//! Time to start, measured on the 2-core development machine with
-//! PostgreSQL 15: about 1.0 s (`initdb` about 0.85 s of it, `pg_ctl start`
-//! about 0.13 s); dropping takes about 0.1 s.
+//! # Start time, and the template
+//!
+//! `initdb` is most of a start: on the 2-core development machine it
+//! took 0.85 s on disk when the machine was idle and 2.0 to 3.0 s beside
+//! another build, and `pg_ctl start` 0.13 s. So a test process runs
+//! `initdb` once, into a template data dir, and each instance starts on a
+//! `cp -a` of it (39 MB). Measured there, beside another build, in one
+//! run: the first [`TestPostgres::start`] of a process 1.4 s, each later
+//! one 0.19 to 0.29 s, [`TestPostgres::fresh_database`] 0.07 to 0.12 s,
+//! a drop 0.15 s; [`TestPostgres::start_durable`] 1.3 to 2.1 s (its copy
+//! goes to the disk) and its `fresh_database` 0.4 to 0.9 s; a plain
+//! `initdb` and `pg_ctl start` on that disk 2.2 to 3.2 s.
+//!
+//! # Nothing left behind
+//!
+//! `pg_ctl` detaches the postmaster into a session of its own, so a test
+//! process that dies without running `Drop` (SIGKILL, a timeout, Ctrl-C,
+//! `process::exit`) would otherwise leave it running, and the template,
+//! held in a static that is never dropped, would stay behind after every
+//! run. Each instance and the template therefore have a reaper: a `sh`
+//! waiting for a line on a pipe from the test process, in a process group
+//! of its own. `Drop` tells it `done`; if the test process ends first, the
+//! pipe closes with no line, and the reaper stops the server and removes
+//! the directory. `testkit/tests/postgres.rs` SIGKILLs a test process with
+//! a server running and checks both are gone.
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -58,6 +90,14 @@ use crate::run::{run, Ran};
 /// instance's own directory, so every instance can use the default.
 const PORT: u16 = 5432;
 
+/// Memory-backed storage, for the data of [`TestPostgres::start`] and the
+/// template, when it has [`SHM_ROOM`] free.
+const SHM: &str = "/dev/shm";
+
+/// What `/dev/shm` must have free to be used: room for dozens of test
+/// databases at once, so a container's 64 MiB one is passed over.
+const SHM_ROOM: u64 = 1 << 30;
+
 /// Settings for tests: durability off, since a test database never has to
 /// survive a crash of the machine.
 const FAST: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off";
@@ -67,12 +107,11 @@ const FAST: &str = "-c fsync=off -c synchronous_commit=off -c full_page_writes=o
 pub struct TestPostgres {
     /// Holds the socket, `data/` and `postgres.log`; removed on drop.
     dir: TempDir,
-    /// The directory of `initdb`, `pg_ctl`, `psql`.
-    bin: PathBuf,
-    /// Whether commands run as the `postgres` user (we are root).
-    as_postgres: bool,
     /// The postmaster's process id.
     pid: u32,
+    /// Stops the server and removes `dir` if this process ends before
+    /// `Drop` runs; told to stand down by `Drop`.
+    reaper: Option<Reaper>,
 }
 
 impl TestPostgres {
@@ -81,36 +120,25 @@ impl TestPostgres {
     /// binaries are not found, and with the server's log if it does not
     /// start.
     pub fn start() -> TestPostgres {
-        TestPostgres::start_with(FAST)
+        TestPostgres::start_with(FAST, false)
     }
 
     /// A new server with PostgreSQL's default durability (`fsync` on,
     /// synchronous commit): for benchmarks.
     pub fn start_durable() -> TestPostgres {
-        TestPostgres::start_with("")
+        TestPostgres::start_with("", true)
     }
 
-    fn start_with(settings: &str) -> TestPostgres {
-        let bin = bin_dir().to_path_buf();
-        let as_postgres = rustix::process::geteuid().is_root();
-        let dir = make_dir(as_postgres);
-        let mut pg = TestPostgres { dir, bin, as_postgres, pid: 0 };
-        pg.pg(
-            "initdb",
-            [
-                OsStr::new("-D"),
-                pg.data().as_os_str(),
-                OsStr::new("-A"),
-                OsStr::new("trust"),
-                OsStr::new("-U"),
-                OsStr::new("postgres"),
-                OsStr::new("--no-sync"),
-                OsStr::new("-E"),
-                OsStr::new("UTF8"),
-                OsStr::new("--locale=C"),
-            ],
-        )
-        .expect_ok();
+    fn start_with(settings: &str, durable: bool) -> TestPostgres {
+        let template = template();
+        let dir = make_dir(durable);
+        let data = dir.path().join("data");
+        let stop = pg_command(dir.path(), "pg_ctl", stop_args(&data));
+        let reaper = Some(Reaper::spawn(dir.path(), Some(&stop)));
+        let mut pg = TestPostgres { dir, pid: 0, reaper };
+        // `cp -a` keeps the owner (postgres, when we are root) and the
+        // modes PostgreSQL insists on (0700).
+        run(Command::new("cp").arg("-a").arg(template).arg(&data)).expect_ok();
         let options = format!("-k {} -c listen_addresses='' -p {PORT} {settings}", shell_quote(pg.dir_str()));
         // `-l`: the postmaster's output goes to a file, not to pipes of ours
         // that it would hold open for as long as it runs.
@@ -123,7 +151,7 @@ impl TestPostgres {
                 OsStr::new("-t"),
                 OsStr::new("60"),
                 OsStr::new("-D"),
-                pg.data().as_os_str(),
+                data.as_os_str(),
                 OsStr::new("-l"),
                 log.as_os_str(),
                 OsStr::new("-o"),
@@ -131,7 +159,7 @@ impl TestPostgres {
             ],
         );
         assert!(started.ok(), "{}\n--- postgres.log ---\n{}", started.describe("pg_ctl start failed"), pg.log());
-        pg.pid = pg.read_pid().unwrap_or_else(|| panic!("no postmaster pid in {}", pg.data().display()));
+        pg.pid = pg.read_pid().unwrap_or_else(|| panic!("no postmaster pid in {}", data.display()));
         pg
     }
 
@@ -211,7 +239,7 @@ impl TestPostgres {
 
     /// The directory of the PostgreSQL binaries in use.
     pub fn bin_dir(&self) -> &Path {
-        &self.bin
+        bin_dir()
     }
 
     /// What the server logged so far.
@@ -229,50 +257,13 @@ impl TestPostgres {
     }
 
     /// Runs a binary of the PostgreSQL bin dir to the end (see
-    /// [`TestPostgres::command`]).
+    /// [`pg_command`]).
     fn pg<I, S>(&self, program: &str, args: I) -> Ran
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        run(&mut self.command(program, args))
-    }
-
-    /// A command for a binary of the PostgreSQL bin dir, as `postgres` if
-    /// we are root, in the temporary directory (which that user can enter),
-    /// stdin closed, with no `PG*` variable of ours steering it.
-    fn command<I, S>(&self, program: &str, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let program = self.bin.join(program);
-        let mut cmd = if !self.as_postgres {
-            let mut c = Command::new(&program);
-            c.args(args);
-            c
-        } else if let Some(runuser) = runuser() {
-            let mut c = Command::new(runuser);
-            c.args([OsStr::new("-u"), OsStr::new("postgres"), OsStr::new("--"), program.as_os_str()]);
-            c.args(args);
-            c
-        } else {
-            let mut line = shell_quote(&program.to_string_lossy());
-            for a in args {
-                line.push(' ');
-                line.push_str(&shell_quote(&a.as_ref().to_string_lossy()));
-            }
-            let mut c = Command::new("su");
-            c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
-            c
-        };
-        for (k, _) in std::env::vars_os() {
-            if k.to_str().is_some_and(|k| k.starts_with("PG")) {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.current_dir(self.dir()).env("LC_ALL", "C").stdin(Stdio::null());
-        cmd
+        run(&mut pg_command(self.dir(), program, args))
     }
 }
 
@@ -280,25 +271,153 @@ impl Drop for TestPostgres {
     /// `pg_ctl stop -m immediate -w`, or SIGKILL to the postmaster if that
     /// fails; then the directory goes. Nothing here panics.
     fn drop(&mut self) {
-        let Some(pid) = Some(self.pid).filter(|&p| p != 0).or_else(|| self.read_pid()) else {
-            return; // no server ever ran
-        };
         let data = self.data();
-        let stopped = self
-            .command("pg_ctl", [OsStr::new("stop"), OsStr::new("-m"), OsStr::new("immediate"), OsStr::new("-w")])
-            .args([OsStr::new("-t"), OsStr::new("30"), OsStr::new("-D"), data.as_os_str()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !stopped {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
+        if let Some(pid) = Some(self.pid).filter(|&p| p != 0).or_else(|| self.read_pid()) {
+            let stopped = pg_command(self.dir(), "pg_ctl", stop_args(&data))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .status()
+                .is_ok_and(|s| s.success());
+            if !stopped {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
-        // `dir` is removed when the field drops.
+        // Removed here rather than when the field drops, so the reaper is
+        // only told to stand down once nothing is left for it to do.
+        let _ = fs::remove_dir_all(self.dir());
+        if let Some(reaper) = self.reaper.take() {
+            reaper.disarm();
+        }
+    }
+}
+
+/// `pg_ctl stop` for the data dir `data`: immediate (a test's data is not
+/// kept), waiting until the postmaster is gone.
+fn stop_args(data: &Path) -> Vec<&OsStr> {
+    let mut args: Vec<&OsStr> = ["stop", "-m", "immediate", "-w", "-t", "30", "-D"].map(OsStr::new).to_vec();
+    args.push(data.as_os_str());
+    args
+}
+
+/// A command for a binary of the PostgreSQL bin dir, as `postgres` if we
+/// are root, in `cwd` (a directory that user can enter), stdin closed, with
+/// no `PG*` variable of ours steering it.
+fn pg_command<I, S>(cwd: &Path, program: &str, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let program = bin_dir().join(program);
+    let mut cmd = if !is_root() {
+        let mut c = Command::new(&program);
+        c.args(args);
+        c
+    } else if let Some(runuser) = runuser() {
+        let mut c = Command::new(runuser);
+        c.args([OsStr::new("-u"), OsStr::new("postgres"), OsStr::new("--"), program.as_os_str()]);
+        c.args(args);
+        c
+    } else {
+        let mut line = shell_quote(&program.to_string_lossy());
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(&a.as_ref().to_string_lossy()));
+        }
+        let mut c = Command::new("su");
+        c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
+        c
+    };
+    clean_env(&mut cmd);
+    cmd.current_dir(cwd).stdin(Stdio::null());
+    cmd
+}
+
+/// No `PG*` variable of ours (`PGHOST`, `PGPORT`, `PGDATA`…) may steer the
+/// PostgreSQL binaries, and their messages are in the C locale.
+fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("PG")) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("LC_ALL", "C");
+}
+
+/// Whether this process runs as root: then `initdb` refuses to run, and
+/// the PostgreSQL binaries run as the `postgres` user.
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The data dir every instance of this process copies: `initdb` once.
+/// Held in a static, which is never dropped, so a [`Reaper`] removes it
+/// when the process ends.
+fn template() -> &'static Path {
+    struct Template {
+        data: PathBuf,
+        _dir: TempDir,
+        _reaper: Reaper,
+    }
+    static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    &TEMPLATE
+        .get_or_init(|| {
+            let dir = make_dir(false);
+            let reaper = Reaper::spawn(dir.path(), None);
+            let data = dir.path().join("data");
+            let mut initdb = pg_command(dir.path(), "initdb", [OsStr::new("-D"), data.as_os_str()]);
+            initdb.args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"]);
+            run(&mut initdb).expect_ok();
+            Template { data, _dir: dir, _reaper: reaper }
+        })
+        .data
+}
+
+/// A `sh` that outlives this process if it must: it waits for a line on
+/// a pipe from us. [`Reaper::disarm`] sends `done` and it exits. If this
+/// process ends first (a test that leaks the value, `process::exit`, an
+/// abort, SIGKILL, Ctrl-C), the pipe closes with no line, and it runs the
+/// stop command and removes the directory. It is in a process group of its
+/// own so Ctrl-C does not end it too, and its output goes nowhere so it
+/// holds no pipe of the test runner's open.
+struct Reaper {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Reaper {
+    /// Watches over `dir`: on its own, runs `stop` (if any) and then
+    /// `rm -rf dir`.
+    fn spawn(dir: &Path, stop: Option<&Command>) -> Reaper {
+        const SCRIPT: &str =
+            r#"read -r word; [ "$word" = done ] && exit 0; dir=$1; shift; [ $# -eq 0 ] || "$@"; rm -rf -- "$dir""#;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args([OsStr::new("-c"), OsStr::new(SCRIPT), OsStr::new("truce-pg-reaper"), dir.as_os_str()]);
+        if let Some(stop) = stop {
+            cmd.arg(stop.get_program()).args(stop.get_args());
+        }
+        clean_env(&mut cmd);
+        let mut child = cmd
+            .current_dir("/")
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start /bin/sh to watch over {}: {e}", dir.display()));
+        let stdin = child.stdin.take();
+        Reaper { child, stdin }
+    }
+
+    /// The work is done: the reaper exits doing nothing.
+    fn disarm(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"done\n");
+        }
+        let _ = self.child.wait();
     }
 }
 
@@ -398,19 +517,28 @@ fn postgres_user() -> (u32, u32) {
     })
 }
 
-/// The temporary directory of a new instance. As root it goes to the
-/// `postgres` user, under a parent that user can traverse.
-fn make_dir(as_postgres: bool) -> TempDir {
-    let mut candidates = vec![std::env::temp_dir(), PathBuf::from("/tmp")];
-    candidates.dedup();
+/// A new temporary directory for PostgreSQL (see the module doc for
+/// where). As root it goes to the `postgres` user, under a parent that
+/// user can traverse.
+fn make_dir(durable: bool) -> TempDir {
+    let as_postgres = is_root();
+    let mut candidates = Vec::new();
+    if let Some(d) = std::env::var_os("TRUCE_PG_TMPDIR") {
+        candidates.push(PathBuf::from(d));
+    } else {
+        if !durable && has_room(Path::new(SHM)) {
+            candidates.push(PathBuf::from(SHM));
+        }
+        candidates.extend([std::env::temp_dir(), PathBuf::from("/tmp")]);
+    }
     // The socket path (`DIR/.s.PGSQL.5432`) must fit in sun_path (108 bytes).
     let fits = |p: &Path| p.as_os_str().len() + "/.tmpXXXXXX/.s.PGSQL.5432".len() < 100;
     let usable = |p: &Path| p.is_dir() && fits(p) && (!as_postgres || traversable_by_others(p));
     let Some(parent) = candidates.iter().find(|p| usable(p)) else {
         panic!(
-            "no temporary directory for PostgreSQL: {} (and /tmp) must exist, be short enough for a Unix socket \
-             path, and, as we run as root, be traversable by the `postgres` user; set TMPDIR to one that is",
-            std::env::temp_dir().display()
+            "no temporary directory for PostgreSQL among {candidates:?}: it must exist, be short enough for a Unix \
+             socket path, and, as we run as root, be traversable by the `postgres` user; set TRUCE_PG_TMPDIR (or \
+             TMPDIR) to one that is"
         )
     };
     let dir = tempfile::Builder::new().prefix(".tmp").tempdir_in(parent).expect("a temporary directory");
@@ -420,6 +548,12 @@ fn make_dir(as_postgres: bool) -> TempDir {
             .unwrap_or_else(|e| panic!("chown postgres {}: {e}", dir.path().display()));
     }
     dir
+}
+
+/// Whether a file system has [`SHM_ROOM`] free (a container's small
+/// `/dev/shm` has not).
+fn has_room(p: &Path) -> bool {
+    rustix::fs::statvfs(p).is_ok_and(|s| s.f_bavail.saturating_mul(s.f_frsize) >= SHM_ROOM)
 }
 
 /// Whether every directory from `/` down to `p` lets other users through

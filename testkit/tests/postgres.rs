@@ -128,6 +128,10 @@ fn the_flavours_differ_in_durability_and_neither_listens_on_tcp() {
         assert_eq!(show(pg, "listen_addresses"), "");
         assert_eq!(show(pg, "unix_socket_directories"), pg.dir().to_str().unwrap());
     }
+    // The durable one's data is on a disk, not in memory.
+    if std::env::var_os("TRUCE_PG_TMPDIR").is_none() {
+        assert!(!durable.dir().starts_with("/dev/shm"), "{}", durable.dir().display());
+    }
 }
 
 #[test]
@@ -174,5 +178,55 @@ fn drop_stops_every_process_and_removes_the_directory() {
     while alive(pid) || kids.iter().any(|&k| alive(k)) {
         assert!(Instant::now() < deadline, "the postmaster {pid} or one of {kids:?} still runs after drop");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Not a test on its own: `a_killed_test_process_leaves_no_server_behind`
+/// runs this in a child process, which starts a server and is SIGKILLed
+/// with it running, so no `Drop` runs.
+#[test]
+fn child_killed_with_a_server_running() {
+    let Some(out) = std::env::var_os("TRUCE_PG_CHILD_OUT") else { return };
+    let pg = TestPostgres::start();
+    std::fs::write(out, format!("{}\n{}\n", pg.dir().display(), pg.pid())).expect("write the child's report");
+    let _ = std::process::Command::new("kill").args(["-KILL", &std::process::id().to_string()]).status();
+    unreachable!("SIGKILL did not end the child");
+}
+
+#[test]
+fn a_killed_test_process_leaves_no_server_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    // The child's TRUCE_PG_TMPDIR, open to the postgres user, and empty at
+    // the end.
+    let tmp = tempfile::tempdir().expect("a TMPDIR for the child");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    let report = tempfile::tempdir().expect("a dir for the child's report");
+    let out = report.path().join("child");
+    let status = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", "child_killed_with_a_server_running", "--nocapture", "--test-threads=1"])
+        .env("TRUCE_PG_CHILD_OUT", &out)
+        .env("TRUCE_PG_TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run the child");
+    assert!(!status.success(), "the child was to be killed: {status}");
+    let said = std::fs::read_to_string(&out).expect("the child's report");
+    let mut lines = said.lines();
+    let dir = Path::new(lines.next().expect("the child's server dir")).to_path_buf();
+    let pid: u32 = lines.next().and_then(|p| p.parse().ok()).expect("the child's postmaster pid");
+    assert!(dir.starts_with(tmp.path()), "the child's server was in {}, not under TRUCE_PG_TMPDIR", dir.display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<_> =
+            std::fs::read_dir(tmp.path()).expect("TRUCE_PG_TMPDIR").flatten().map(|e| e.path()).collect();
+        if !alive(pid) && left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "30 s after the kill: postmaster {pid} alive: {}, left: {left:?}",
+            alive(pid)
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
