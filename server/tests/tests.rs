@@ -28,3 +28,5 @@ mod investigators;
 mod incidents;
 // The session fuzz target's seeds and every past crash input replayed without the fuzzer.
 mod fuzz_corpus;
+// Two servers' stores on one real PostgreSQL at the same moment: stored once, forks found, incidents and enrolment across them; migrate from SQLite.
+mod shared_database;

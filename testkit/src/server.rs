@@ -31,21 +31,50 @@ pub struct TestServer {
     child: Option<Child>,
     /// Every line the server wrote to stderr, across restarts.
     log: Arc<Mutex<Vec<String>>>,
+    /// `--database`: a PostgreSQL URL, when the store is not the data
+    /// dir's SQLite file.
+    database: Option<String>,
 }
 
 impl TestServer {
     /// `truce-server init` in a new data dir; not started.
     pub fn init() -> TestServer {
+        TestServer::init_on(None)
+    }
+
+    /// [`TestServer::init`] with the store in the PostgreSQL database at
+    /// `database` (`--database`), or in the data dir's SQLite file.
+    pub fn init_on(database: Option<&str>) -> TestServer {
         let data = tempfile::tempdir().expect("a temporary data dir");
-        let s = TestServer { data, addr: None, child: None, log: Arc::default() };
+        let database = database.map(str::to_string);
+        let s = TestServer { data, addr: None, child: None, log: Arc::default(), database };
         s.cmd(&["init"]).expect_ok();
         s
     }
 
-    /// Runs a `truce-server` subcommand against this data dir (the server
-    /// may be running: the store is in WAL mode).
+    /// A second server of the same deployment: its own data dir, the same
+    /// database as `other` and a copy of `other`'s receipt key (servers
+    /// behind one address sign with one key).
+    pub fn init_beside(other: &TestServer) -> TestServer {
+        let s = TestServer::init_on(other.database.as_deref());
+        std::fs::copy(other.dir().join("server.key"), s.dir().join("server.key")).expect("copy the receipt key");
+        s
+    }
+
+    /// The `--database` flag this server runs with, if any.
+    fn database_args(&self) -> Vec<&str> {
+        self.database.iter().flat_map(|u| ["--database", u.as_str()]).collect()
+    }
+
+    /// Runs a `truce-server` subcommand against this data dir and database
+    /// (the server may be running: readers do not block it).
     pub fn cmd(&self, args: &[&str]) -> Ran {
-        run(Command::new(bin("truce-server")).arg("--data-dir").arg(self.dir()).args(args).env("RUST_LOG", "warn"))
+        run(Command::new(bin("truce-server"))
+            .arg("--data-dir")
+            .arg(self.dir())
+            .args(self.database_args())
+            .args(args)
+            .env("RUST_LOG", "warn"))
     }
 
     /// The data dir.
@@ -82,6 +111,7 @@ impl TestServer {
         let mut child = Command::new(bin("truce-server"))
             .arg("--data-dir")
             .arg(self.dir())
+            .args(self.database_args())
             .args(["run", "--listen", &listen, "--ca"])
             .arg(pki.file("ca.pem"))
             .arg("--cert")

@@ -30,8 +30,14 @@ pub fn one_laptop(name: &str) -> (Pki, TestServer, Agent) {
 /// running server that has enrolled each agent's key, and the agents,
 /// linked to it (in the order of `names`).
 pub fn mission(names: &[&str]) -> (Pki, TestServer, Vec<Agent>) {
+    mission_on(names, None)
+}
+
+/// [`mission`] with the server's store in the PostgreSQL database at
+/// `database`.
+pub fn mission_on(names: &[&str], database: Option<&str>) -> (Pki, TestServer, Vec<Agent>) {
     let pki = Pki::new(names);
-    let mut server = TestServer::init();
+    let mut server = TestServer::init_on(database);
     server.start(&pki, &[]);
     let agents: Vec<Agent> = names.iter().map(|_| Agent::init()).collect();
     for (a, name) in agents.iter().zip(names) {

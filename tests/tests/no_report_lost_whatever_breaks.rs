@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use truce_testkit::{bin, signal, TestServer};
-use truce_tests::harness::mission;
+use truce_testkit::{bin, signal, TestPostgres, TestServer};
+use truce_tests::harness::mission_on;
 use truce_tests::relay::Relay;
 
 /// Everything the server holds, id → how many rows (must always be 1).
@@ -42,13 +42,25 @@ enum Fault {
 
 #[test]
 fn every_report_arrives_exactly_once_whatever_breaks() {
+    whatever_breaks(None);
+}
+
+/// The same trials with the server's store in a real PostgreSQL: the
+/// server is killed between its transaction and its answer there too.
+#[test]
+fn every_report_arrives_exactly_once_whatever_breaks_on_postgresql() {
+    let pg = TestPostgres::start();
+    whatever_breaks(Some(&pg.fresh_database()));
+}
+
+fn whatever_breaks(database: Option<&str>) {
     let trials: u64 = std::env::var("TRUCE_FAULT_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
     let seed: u64 =
         std::env::var("TRUCE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| rand::thread_rng().gen());
     println!("fault suite: {trials} trials, seed {seed} (replay with TRUCE_FAULT_SEED={seed})");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let (pki, mut server, agents) = mission(&["laptop-a", "laptop-b"]);
+    let (pki, mut server, agents) = mission_on(&["laptop-a", "laptop-b"], database);
     let relay = Relay::start(server.addr());
     let mut recorded: BTreeSet<String> = BTreeSet::new();
     let mut tally: BTreeMap<&str, u64> = BTreeMap::new();
