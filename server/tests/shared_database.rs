@@ -179,3 +179,26 @@ fn migrate_moves_a_sqlite_store_once_and_the_record_reads_the_same() {
     let err = fails(cli(m.data.path(), &["migrate", "--from", &dir, "--to", "/tmp/elsewhere.sqlite"]));
     assert!(err.contains("--to takes a PostgreSQL URL"), "{err}");
 }
+
+#[test]
+fn the_database_is_reached_over_tls_when_the_url_asks_and_another_ca_is_refused() {
+    let pki = Pki::new(&[]);
+    let pg = TestPostgres::start_with_tls(&pki.file("server.pem"), &pki.file("server.key"));
+    pg.create_database("truce_tls");
+    let url = pg.tls_url("truce_tls", &pki.file("ca.pem"));
+    let mut store = Store::open(&Database::Postgres(url.clone())).expect("a store over TLS");
+    store.add_device(&Device::fixed(50).public(), Some("laptop"), 0).unwrap();
+    let ssl = store.read(|tx| tx.count("SELECT CAST(ssl AS INT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]));
+    assert_eq!(ssl.unwrap(), 1, "the connection is encrypted");
+    assert_eq!(store.devices().unwrap().len(), 1);
+
+    // A server certificate from another CA is refused, and the message
+    // says why without the password.
+    let other = Pki::new(&[]);
+    let err = Store::open(&Database::Postgres(pg.tls_url("truce_tls", &other.file("ca.pem")))).unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // TLS asked for with no CA to check against: a clear refusal.
+    let no_ca = url.split("&sslrootcert").next().unwrap().to_string();
+    let err = Store::open(&Database::Postgres(no_ca)).unwrap_err();
+    assert!(err.to_string().contains("sslrootcert=FILE"), "{err}");
+}

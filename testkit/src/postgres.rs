@@ -112,6 +112,8 @@ pub struct TestPostgres {
     /// Stops the server and removes `dir` if this process ends before
     /// `Drop` runs; told to stand down by `Drop`.
     reaper: Option<Reaper>,
+    /// The TCP port of a server started with TLS ([`TestPostgres::start_with_tls`]).
+    tcp_port: Option<u16>,
 }
 
 impl TestPostgres {
@@ -129,17 +131,61 @@ impl TestPostgres {
         TestPostgres::start_with("", true)
     }
 
+    /// A server for tests that also listens on TCP at 127.0.0.1, where it
+    /// speaks TLS with this certificate and key (PEM; the certificate must
+    /// name `localhost`): [`TestPostgres::tls_url`] connects through it.
+    /// The port is picked by binding port 0 and letting it go just before
+    /// PostgreSQL binds it.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> TestPostgres {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free TCP port on 127.0.0.1")
+            .port();
+        let mut pg = TestPostgres::start_with_files(
+            &format!("{FAST} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=tls.crt -c ssl_key_file=tls.key"),
+            false,
+            Some(port),
+            &[("tls.crt", cert), ("tls.key", key)],
+        );
+        pg.tcp_port = Some(port);
+        pg
+    }
+
+    /// A URL for database `db` over TCP with TLS required and checked
+    /// against `ca` (a server started by [`TestPostgres::start_with_tls`]).
+    pub fn tls_url(&self, db: &str, ca: &Path) -> String {
+        let port = self.tcp_port.expect("a server started with TLS");
+        format!("postgres://postgres@localhost:{port}/{}?sslmode=require&sslrootcert={}", encode(db, b""), ca.display())
+    }
+
     fn start_with(settings: &str, durable: bool) -> TestPostgres {
+        TestPostgres::start_with_files(settings, durable, None, &[])
+    }
+
+    /// Starts a server on a copy of the template, with `settings`, on
+    /// `port` (the default when `None`), with `files` copied into its data
+    /// dir first (private to its owner, as PostgreSQL requires of a key).
+    fn start_with_files(settings: &str, durable: bool, port: Option<u16>, files: &[(&str, &Path)]) -> TestPostgres {
+        let port = port.unwrap_or(PORT);
         let template = template();
         let dir = make_dir(durable);
         let data = dir.path().join("data");
         let stop = pg_command(dir.path(), "pg_ctl", stop_args(&data));
         let reaper = Some(Reaper::spawn(dir.path(), Some(&stop)));
-        let mut pg = TestPostgres { dir, pid: 0, reaper };
+        let mut pg = TestPostgres { dir, pid: 0, reaper, tcp_port: None };
         // `cp -a` keeps the owner (postgres, when we are root) and the
         // modes PostgreSQL insists on (0700).
         run(Command::new("cp").arg("-a").arg(template).arg(&data)).expect_ok();
-        let options = format!("-k {} -c listen_addresses='' -p {PORT} {settings}", shell_quote(pg.dir_str()));
+        for (name, from) in files {
+            let to = data.join(name);
+            fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {} into the data dir: {e}", from.display()));
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).expect("a private file");
+            if is_root() {
+                let (uid, gid) = postgres_user();
+                std::os::unix::fs::chown(&to, Some(uid), Some(gid)).expect("give the file to postgres");
+            }
+        }
+        let options = format!("-k {} -c listen_addresses='' -p {port} {settings}", shell_quote(pg.dir_str()));
         // `-l`: the postmaster's output goes to a file, not to pipes of ours
         // that it would hold open for as long as it runs.
         let log = pg.dir().join("postgres.log");
@@ -167,7 +213,8 @@ impl TestPostgres {
     /// `postgres://postgres@/DB?host=DIR&port=5432`. tokio-postgres 0.7 and
     /// libpq (`psql`) both read it.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@/{}?host={}&port={PORT}", encode(db, b""), encode(self.dir_str(), b"/"))
+        let port = self.tcp_port.unwrap_or(PORT);
+        format!("postgres://postgres@/{}?host={}&port={port}", encode(db, b""), encode(self.dir_str(), b"/"))
     }
 
     /// `CREATE DATABASE name`; returns its [`url`](TestPostgres::url).

@@ -97,6 +97,21 @@ impl OwnedRuntime {
     }
 }
 
+/// An error and its causes on one line: a pool's error alone says only
+/// that the TLS handshake failed, its sources say why.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// Masks the password of a connection URL, for logs and errors.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
@@ -205,7 +220,9 @@ impl PgStore {
     }
 
     fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.rt.block_on(self.pool.get()).map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.shown)))
+        self.rt
+            .block_on(self.pool.get())
+            .map_err(|e| StoreError::Unavailable(format!("{}: {}", self.shown, causes(&e))))
     }
 
     /// Applies the migrations the database lacks, under the write lock, so
