@@ -110,13 +110,15 @@ impl DataDir {
         }
         // An existing directory is tightened: it is about to hold the key.
         fs::create_private_dir(&self.root, ExistingDir::Tighten).map_err(fs_err)?;
+        // The store first: a database that cannot be reached leaves no key
+        // behind to make the next `init` refuse.
+        Store::open(&self.database())?;
         let key = truce_shared::signing::generate_key();
         // A new file only: two `init`s racing cannot both write a key.
         fs::write_new(&key_file, key.as_bytes(), Access::Private).map_err(|e| match e.already_exists() {
             true => DataDirError::AlreadyInitialised(key_file.clone()),
             false => fs_err(e),
         })?;
-        Store::open(&self.database())?;
         Ok(key)
     }
 

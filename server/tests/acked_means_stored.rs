@@ -16,11 +16,38 @@ const CRASHES: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
+    sigkill_right_after_acks(None).await;
+}
+
+/// The same on PostgreSQL: the Ack follows the COMMIT there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acked_report_survives_a_sigkill_right_after_its_ack_on_postgresql() {
+    let pg = TestPostgres::start();
+    sigkill_right_after_acks(Some(pg.fresh_database())).await;
+}
+
+/// Every report id stored, read through the server's own store.
+fn stored(data: &std::path::Path, database: Option<&str>) -> BTreeSet<Bytes32> {
+    let dir = truce_server::paths::DataDir::new(data)
+        .with_database(database.map(|u| truce_server::store::Database::Postgres(u.to_string())));
+    let store = dir.open_store().expect("open the store");
+    let query = truce_server::ReportQuery::default();
+    let mut ids = BTreeSet::new();
+    store
+        .for_each_report(&query, |r| {
+            assert!(ids.insert(r.id), "a report stored twice");
+            Ok::<_, truce_server::StoreError>(())
+        })
+        .expect("read the store");
+    ids
+}
+
+async fn sigkill_right_after_acks(database: Option<String>) {
     let pki = Pki::new(&["laptop"]);
-    let mut server = TestServer::init();
+    let mut server = TestServer::init_on(database.as_deref());
     let data = server.dir().to_path_buf();
     let mut d = Device::fixed(1);
-    ok(cli(&data, &["device", "add", &d.hex()]));
+    ok(server.cmd(&["device", "add", &d.hex()]));
     let mut acked: Vec<Bytes32> = Vec::new();
     let mut sent: Vec<SignedReport> = Vec::new();
     for round in 0..CRASHES {
@@ -43,11 +70,12 @@ async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
             acked.extend(held_ids(&more.results));
         }
         // Reopen the file with plain SQLite, as after a real crash.
-        let db = open_db(&data);
-        let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
-        assert_eq!(integrity, "ok", "round {round}");
-        drop(db);
-        let stored = stored_ids(&data);
+        if database.is_none() {
+            let db = open_db(&data);
+            let integrity: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+            assert_eq!(integrity, "ok", "round {round}");
+        }
+        let stored = stored(&data, database.as_deref());
         let lost: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).map(hex::encode).collect();
         assert!(lost.is_empty(), "round {round}: acked but not in the database after SIGKILL: {lost:?}");
     }
@@ -65,8 +93,7 @@ async fn every_acked_report_survives_a_sigkill_right_after_its_ack() {
         }
     }
     c.bye().await;
-    let n: i64 = open_db(&data).query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0)).unwrap();
-    assert_eq!((n as usize, stored_ids(&data).len()), (sent.len(), sent.len()));
+    assert_eq!(stored(&data, database.as_deref()).len(), sent.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

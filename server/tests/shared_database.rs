@@ -176,6 +176,14 @@ fn migrate_moves_a_sqlite_store_once_and_the_record_reads_the_same() {
         |args: &[&str]| -> serde_json::Value { serde_json::from_str(ok(cli(m.data.path(), args)).trim()).unwrap() };
     assert_eq!(stats(&["--database", &url, "--json", "stats"]), stats(&["--json", "stats"]));
 
+    // A laptop revoked on the old server after a first run stays revoked:
+    // a second run carries the revocation, and only that.
+    ok(m.cli(&["device", "revoke", &enrolled[2].hex(), "--reason", "seized"]));
+    let third: serde_json::Value = serde_json::from_str(migrate(true).trim()).unwrap();
+    assert_eq!((third["devices"].as_u64(), third["reports"].as_u64()), (Some(1), Some(0)), "{third}");
+    let list = ok(cli(m.data.path(), &["--database", &url, "device", "list"]));
+    assert!(list.contains("seized"), "{list}");
+
     let err = fails(cli(m.data.path(), &["migrate", "--from", &dir, "--to", "/tmp/elsewhere.sqlite"]));
     assert!(err.contains("--to takes a PostgreSQL URL"), "{err}");
 }

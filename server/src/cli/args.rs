@@ -86,7 +86,8 @@ pub enum Command {
     ///
     /// Copies devices, reports (in arrival order), rejections, forks and last sessions the
     /// database lacks, in one transaction, then groups the reports into incidents again. Running
-    /// it twice copies nothing twice. Stop the server first; the SQLite file is only read.
+    /// it twice copies nothing twice. Stop the server first; the SQLite file is only read (an
+    /// older file's schema is first brought up to date, as any command would).
     /// Example:
     ///   truce-server migrate --from /var/lib/truce-server --to postgres://truce@db.example/truce
     Migrate {

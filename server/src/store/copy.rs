@@ -5,6 +5,11 @@
 //! Rows are copied table by table, keyed by what identifies them (a
 //! report's id, a device's key, a rejection's bytes), so running it twice
 //! copies nothing twice and a partly finished run can simply be run again.
+//! A row the destination already holds is left as it is, with two
+//! exceptions that only ever move forward: a device revoked in the source
+//! since an earlier run is revoked in the destination too (a revoked laptop
+//! must never come back), and a report promoted from quarantine in the
+//! source is promoted in the destination.
 //! Reports keep their arrival order (they are read in the order of `n` and
 //! take new numbers in that order). Incidents are not copied row by row:
 //! they are derived from the verified reports, so the destination groups
@@ -20,7 +25,8 @@ use super::{incidents, Store, StoreError};
 /// limits on parameters per statement).
 const CHUNK_ROWS: usize = 400;
 
-/// What a migration copied (rows the destination lacked).
+/// What a migration copied: rows the destination lacked, and rows it
+/// brought forward (a revocation, a promotion).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Moved {
     /// Devices enrolled or revoked.
@@ -62,7 +68,8 @@ const DEVICES: Table = Table {
     name: "devices",
     columns: &[("key", Blob), ("name", Text), ("added_at", Int), ("revoked_at", Int), ("revoke_reason", Text)],
     order: "added_at, key",
-    conflict: "ON CONFLICT (key) DO NOTHING",
+    conflict: "ON CONFLICT (key) DO UPDATE SET revoked_at = excluded.revoked_at, revoke_reason = excluded.revoke_reason
+               WHERE devices.revoked_at IS NULL AND excluded.revoked_at IS NOT NULL",
 };
 
 const REPORTS: Table = Table {
@@ -90,7 +97,8 @@ const REPORTS: Table = Table {
         ("cert_subject", Text),
     ],
     order: "n",
-    conflict: "ON CONFLICT (id) DO NOTHING",
+    conflict: "ON CONFLICT (id) DO UPDATE SET status = excluded.status, reason = excluded.reason
+               WHERE reports.status = 'quarantined' AND excluded.status = 'verified'",
 };
 
 const REJECTIONS: Table = Table {

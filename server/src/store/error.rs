@@ -8,12 +8,13 @@ use super::Backend;
 pub enum StoreError {
     /// The database refused: disk full, file unreadable, locked for too
     /// long, connection lost, a constraint broken.
-    #[error("database error: {source}")]
+    #[error("database error: {detail}")]
     Database {
         /// Which database.
         backend: Backend,
-        /// The driver's error.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// The driver's error and its causes, on one line (PostgreSQL's
+        /// own message is a cause: the driver says only "db error").
+        detail: String,
     },
     /// The database cannot be reached (PostgreSQL down, refused, wrong
     /// password).
@@ -49,13 +50,13 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database { backend: Backend::Sqlite, source: Box::new(e) }
+        StoreError::Database { backend: Backend::Sqlite, detail: e.to_string() }
     }
 }
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database { backend: Backend::Postgres, source: Box::new(e) }
+        StoreError::Database { backend: Backend::Postgres, detail: super::postgres::causes(&e) }
     }
 }
 

@@ -44,6 +44,13 @@ pub const WRITE_LOCK: i64 = 0x0074_7275_6365;
 /// (export, stats) take the others.
 const POOL_SIZE: usize = 8;
 
+/// How long a session may sit idle inside a transaction before
+/// PostgreSQL ends it, releasing the write lock (see [`PgStore::connect`]).
+pub const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Idle time before TCP keepalives probe the database link.
+pub const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Rows fetched per round trip when streaming a large result.
 const STREAM_PAGE: i32 = 512;
 
@@ -99,7 +106,7 @@ impl OwnedRuntime {
 
 /// An error and its causes on one line: a pool's error alone says only
 /// that the TLS handshake failed, its sources say why.
-fn causes(e: &dyn std::error::Error) -> String {
+pub(super) fn causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut next = e.source();
     while let Some(cause) = next {
@@ -177,8 +184,19 @@ impl PgStore {
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
         let shown = redact(url);
         let (url, root_cert) = take_root_cert(url);
-        let config = tokio_postgres::Config::from_str(&url)
+        let mut config = tokio_postgres::Config::from_str(&url)
             .map_err(|e| StoreError::Config(format!("{shown} is not a PostgreSQL URL: {e}")))?;
+        // A server whose machine or link vanishes in the middle of a
+        // transaction would hold the write lock, and stop every other
+        // server's writes, until the database noticed: by default, hours
+        // of TCP keepalive. The session ends after SESSION_IDLE idle in a
+        // transaction instead (a group commit never pauses that long),
+        // and keepalives probe a silent link after KEEPALIVE_IDLE. A URL
+        // that sets its own `options` keeps them.
+        if config.get_options().is_none() {
+            config.options(format!("-c idle_in_transaction_session_timeout={}", SESSION_IDLE.as_millis()));
+        }
+        config.keepalives(true).keepalives_idle(KEEPALIVE_IDLE);
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         // As libpq: `prefer` (the default) without a CA to check the
         // server against connects in the clear; `require` insists on TLS.
@@ -229,7 +247,14 @@ impl PgStore {
     /// servers starting together migrate once.
     fn migrate(&self) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.batch("CREATE TABLE IF NOT EXISTS truce_schema (version BIGINT NOT NULL)")?;
+            // Asked first rather than CREATE TABLE IF NOT EXISTS, which
+            // logs a notice at every start.
+            if !tx.exists(
+                "SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'truce_schema'",
+                &[],
+            )? {
+                tx.batch("CREATE TABLE truce_schema (version BIGINT NOT NULL)")?;
+            }
             let version = match tx.one_i64("SELECT version FROM truce_schema")? {
                 Some(v) => v,
                 None => {
@@ -308,6 +333,15 @@ impl PgTx<'_> {
     /// Several statements without parameters (schema changes).
     pub(super) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         Ok(self.rt.block_on(self.tx.batch_execute(sql))?)
+    }
+
+    fn exists(&self, sql: &str, args: &[Arg<'_>]) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.each(sql, args, &mut |_| {
+            found = true;
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     fn one_i64(&self, sql: &str) -> Result<Option<i64>, StoreError> {
