@@ -237,8 +237,10 @@ fn target(tx: &Tx<'_>, m: &Member, window: Window) -> Result<Placement, StoreErr
     for incident in candidates {
         let mut bound = false;
         let mut hit = false;
-        // Stops at the first member within the distance, or at the bound.
-        let scan = tx.each(
+        // Stops at the first member within the distance, or at the bound;
+        // streamed, so that PostgreSQL does not first fetch every member
+        // in the box (up to the bound) for a scan that stops at one.
+        let scan = tx.stream(
             "SELECT ev_lat, ev_lon FROM reports
              WHERE incident = ?1 AND observed_at BETWEEN ?2 AND ?3 AND ev_lat BETWEEN ?4 AND ?5
                    AND ev_lon BETWEEN ?6 AND ?7 AND n != ?8
@@ -403,6 +405,15 @@ mod tests {
     #[test]
     fn grouping_one_report_looks_at_no_more_than_its_bound() {
         let mut store = Store::open_in_memory().unwrap();
+        store.write(bounded).unwrap();
+    }
+
+    /// The same on PostgreSQL, where the scan is fetched a page at a time
+    /// and must stop where SQLite's stepping stops.
+    #[test]
+    fn grouping_one_report_looks_at_no_more_than_its_bound_on_postgresql() {
+        let pg = truce_testkit::TestPostgres::start();
+        let mut store = Store::open(&crate::store::Database::Postgres(pg.fresh_database())).unwrap();
         store.write(bounded).unwrap();
     }
 

@@ -54,6 +54,13 @@ pub const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(3
 /// Rows fetched per round trip when streaming a large result.
 const STREAM_PAGE: i32 = 512;
 
+/// Rows a stream fetches in its first round trip; each later page is twice
+/// the last, up to [`STREAM_PAGE`]. A scan that stops at its first rows
+/// (incident grouping's search for a member within the distance, which
+/// usually stops at the first) then costs PostgreSQL those rows, not every
+/// row that matches.
+const STREAM_FIRST_PAGE: i32 = 16;
+
 /// A connection string's `sslrootcert`: the CA certificate (PEM) the
 /// database server's certificate must chain to. libpq reads it; the Rust
 /// client does not, so it is taken out of the URL here.
@@ -380,14 +387,16 @@ impl PgTx<'_> {
             let st = self.tx.prepare_cached(&dollar(sql)).await?;
             self.tx.bind(&st, &params(args)).await
         })?;
+        let mut size = STREAM_FIRST_PAGE;
         loop {
-            let page = self.rt.block_on(self.tx.query_portal(&portal, STREAM_PAGE))?;
+            let page = self.rt.block_on(self.tx.query_portal(&portal, size))?;
             for r in &page {
                 f(&PgRow(r))?;
             }
-            if page.len() < STREAM_PAGE as usize {
+            if page.len() < size as usize {
                 return Ok(());
             }
+            size = (size * 2).min(STREAM_PAGE);
         }
     }
 }

@@ -197,7 +197,11 @@ impl Tx<'_> {
 
     /// [`Tx::each`] in bounded memory however many rows match (a
     /// million-row export): PostgreSQL fetches them through a cursor, a
-    /// page at a time; SQLite steps through them anyway.
+    /// page at a time; SQLite steps through them anyway. Also for a scan
+    /// that `f` may stop early (by returning an error, such as
+    /// [`StoreError::Stopped`]): PostgreSQL's first page is small, so
+    /// such a scan costs the rows it read, where [`Tx::each`] fetches
+    /// every row that matches before `f` sees the first.
     pub fn stream(
         &self,
         sql: &str,

@@ -1,4 +1,5 @@
-//! Ingest: reports a second through the real server, beside verification alone and bare SQLite INSERTs.
+//! Ingest: reports a second through the real server, on SQLite and on PostgreSQL, beside verification alone and
+//! bare SQLite INSERTs.
 
 use super::*;
 
@@ -36,26 +37,41 @@ pub(super) fn verify_rate(per_core: usize) -> f64 {
     (n * per_core) as f64 / t.elapsed().as_secs_f64()
 }
 
-/// Server ingest: `connections` sessions, one enrolled device each, submit
-/// pre-signed batches of `max_batch` reports with up to 4 in flight; the
-/// clock runs from the first Submit to the last Ack (every report must
-/// come back Accepted). Median rate over `runs`, and the median of reports
-/// per CPU-second the server process used (the load generator shares the
-/// same cores, so this shows the server's own cost per report).
 /// What ingest measured: the rate, and the CPU each report cost the
-/// server and the load generator (medians over runs).
+/// server, the load generator and the database (medians over runs).
 pub(super) struct IngestCost {
     pub(super) per_s: f64,
     pub(super) server_cpu_us: f64,
-    /// Of the server's: its one SQLite writer thread.
+    /// Of the server's: the thread that stores, its one writer (on
+    /// PostgreSQL with the client runtime it waits on).
     pub(super) writer_cpu_us: f64,
     pub(super) loadgen_cpu_us: f64,
+    /// PostgreSQL's processes (the postmaster and all its children); 0 on
+    /// SQLite, whose work is the writer's.
+    pub(super) db_cpu_us: f64,
 }
 
-pub(super) fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Result<IngestCost> {
+/// Server ingest: `connections` sessions, one enrolled device each, submit
+/// pre-signed batches of `max_batch` reports with up to 4 in flight; the
+/// clock runs from the first Submit to the last Ack (every report must
+/// come back Accepted). Median rate over `runs`, and the median CPU each
+/// report cost the server process (the load generator shares the same
+/// cores, so this shows the server's own cost per report), the load
+/// generator and, on PostgreSQL, the database's processes.
+///
+/// `pg`: the server stores into a new database of this PostgreSQL server
+/// (`--database`) instead of its data dir's SQLite file.
+pub(super) fn ingest(
+    rt: &tokio::runtime::Runtime,
+    pki: &Pki,
+    plan: &Plan,
+    pg: Option<&TestPostgres>,
+) -> Result<IngestCost> {
     const IN_FLIGHT: usize = 4;
     let max_batch = limits::MAX_BATCH as usize;
-    let mut server = TestServer::init();
+    let url = pg.map(TestPostgres::fresh_database);
+    let mut server = TestServer::init_on(url.as_deref());
+    let db_cpu_s = || pg.map_or(0.0, |pg| pg.cpu_time().as_secs_f64());
     let mut chains: Vec<Chain> = (0..plan.connections).map(|_| Chain::new()).collect();
     for (i, c) in chains.iter().enumerate() {
         server.enrol(&c.public_hex(), &format!("laptop-{i}"));
@@ -67,7 +83,7 @@ pub(super) fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Re
     let addr = server.addr();
     let pid = server.pid().context("server pid")?;
     let mut rates = Vec::new();
-    let (mut server_us, mut writer_us, mut loadgen_us) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut server_us, mut writer_us, mut loadgen_us, mut db_us) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..plan.runs {
         // Sign this run's reports up front: the clock measures the server.
         let mut work = Vec::new();
@@ -80,7 +96,7 @@ pub(super) fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Re
                 .collect();
             work.push((c.key.verifying_key().to_bytes(), frames));
         }
-        let (mut cpu_before, mut writer_before, mut own_before) = (0.0, 0.0, 0.0);
+        let (mut cpu_before, mut writer_before, mut own_before, mut db_before) = (0.0, 0.0, 0.0, 0.0);
         let elapsed = rt.block_on(async {
             let mut sessions = Vec::new();
             for (device, frames) in work {
@@ -88,6 +104,9 @@ pub(super) fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Re
             }
             cpu_before = proc_cpu_s(pid)?;
             writer_before = writer_cpu_s(pid)?;
+            // Before our own, so scanning /proc for PostgreSQL's
+            // processes is not counted as the load generator's.
+            db_before = db_cpu_s();
             own_before = proc_cpu_s(std::process::id())?;
             let t = Instant::now();
             let tasks: Vec<_> =
@@ -107,17 +126,20 @@ pub(super) fn ingest(rt: &tokio::runtime::Runtime, pki: &Pki, plan: &Plan) -> Re
         let cpu = proc_cpu_s(pid)? - cpu_before;
         let own = proc_cpu_s(std::process::id())? - own_before;
         let writer = writer_cpu_s(pid)? - writer_before;
+        let db = db_cpu_s() - db_before;
         let reports = (plan.connections * plan.per_connection) as f64;
         rates.push(reports / elapsed.as_secs_f64());
         server_us.push(cpu * 1e6 / reports);
         writer_us.push(writer * 1e6 / reports);
         loadgen_us.push(own * 1e6 / reports);
+        db_us.push(db * 1e6 / reports);
     }
     Ok(IngestCost {
         per_s: median(rates),
         server_cpu_us: median(server_us),
         writer_cpu_us: median(writer_us),
         loadgen_cpu_us: median(loadgen_us),
+        db_cpu_us: median(db_us),
     })
 }
 

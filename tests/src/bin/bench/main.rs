@@ -10,6 +10,10 @@
 //! It runs the real `truce-server` and `truce-agent` binaries (built in the
 //! same profile) with a throwaway PKI on loopback, and an in-process load
 //! generator that speaks the wire protocol over mTLS like 64 agents at once.
+//! Ingest is measured twice: on the server's SQLite file, and on a real
+//! PostgreSQL started from the system's binaries (as the tests start it,
+//! `truce_testkit::TestPostgres`, but with PostgreSQL's default
+//! durability and its data on disk), on the same cores.
 //! Figures from a debug build are meaningless; only `--release` counts.
 
 use std::net::SocketAddr;
@@ -28,7 +32,7 @@ use truce_shared::report::{Basis, Category, Envelope, Observation, Position, ENV
 use truce_shared::signing::REPORT_SIG_DOMAIN;
 use truce_shared::wire::{self, Message, Status, PROTOCOL_VERSION};
 use truce_shared::{encoding, limits, SignedReport};
-use truce_testkit::{bin, Pki, TestServer};
+use truce_testkit::{bin, Pki, TestPostgres, TestServer};
 use truce_tests::harness::Agent;
 use truce_tests::relay::Relay;
 
@@ -115,6 +119,15 @@ struct Figures {
     ingest_ceiling_ratio: f64,
     ingest_minimal_ceiling_ratio: f64,
     ingest_loadgen_cpu_us: f64,
+    pg_ingest_per_s: f64,
+    pg_ingest_ratio: f64,
+    pg_ingest_server_cpu_us: f64,
+    pg_ingest_writer_cpu_us: f64,
+    pg_ingest_db_cpu_us: f64,
+    pg_ingest_loadgen_cpu_us: f64,
+    /// Truce servers one PostgreSQL could feed, by CPU alone: a server's
+    /// CPU a report over PostgreSQL's.
+    pg_servers_per_db: f64,
     record_p50_ms: f64,
     record_p99_ms: f64,
     commit_p50_ms: f64,
@@ -176,7 +189,7 @@ fn main() -> Result<()> {
         step(json, "verify reference");
         f.verify_per_s = median((0..plan.runs).map(|_| verify_rate(plan.verify_per_core)).collect());
         step(json, "server ingest");
-        let cost = ingest(&rt, &pki, plan)?;
+        let cost = ingest(&rt, &pki, plan, None)?;
         (f.ingest_per_s, f.ingest_per_server_cpu_s) = (cost.per_s, 1e6 / cost.server_cpu_us);
         (f.ingest_server_cpu_us, f.ingest_writer_cpu_us, f.ingest_loadgen_cpu_us) =
             (cost.server_cpu_us, cost.writer_cpu_us, cost.loadgen_cpu_us);
@@ -187,6 +200,17 @@ fn main() -> Result<()> {
         f.ingest_minimal_ceiling_ratio = verify_us / (verify_us + f.sqlite_minimal_cpu_us);
         f.ingest_ratio = f.ingest_per_s / f.verify_per_s;
         f.ingest_cpu_ratio = f.ingest_per_server_cpu_s / (f.verify_per_s / cores() as f64);
+        step(json, "server ingest on PostgreSQL");
+        // PostgreSQL's default durability (fsync on, synchronous commit),
+        // its data on disk as the SQLite server's is.
+        let pg = TestPostgres::start_durable();
+        let cost = ingest(&rt, &pki, plan, Some(&pg))?;
+        drop(pg);
+        (f.pg_ingest_per_s, f.pg_ingest_server_cpu_us, f.pg_ingest_writer_cpu_us) =
+            (cost.per_s, cost.server_cpu_us, cost.writer_cpu_us);
+        (f.pg_ingest_db_cpu_us, f.pg_ingest_loadgen_cpu_us) = (cost.db_cpu_us, cost.loadgen_cpu_us);
+        f.pg_ingest_ratio = f.pg_ingest_per_s / f.verify_per_s;
+        f.pg_servers_per_db = f.pg_ingest_server_cpu_us / f.pg_ingest_db_cpu_us;
     }
     if want("record") {
         step(json, "record latency");
@@ -220,6 +244,9 @@ fn main() -> Result<()> {
         f.verify_per_s,
         f.sqlite_insert_cpu_us,
         f.sqlite_minimal_cpu_us,
+        f.pg_ingest_per_s,
+        f.pg_ingest_server_cpu_us,
+        f.pg_ingest_db_cpu_us,
         f.record_p50_ms,
         f.record_p99_ms,
         f.commit_p99_ms,
@@ -255,7 +282,12 @@ Usage: cargo run --release -p truce-tests --bin bench -- [--quick] [--json] [--o
   --quick        a smaller run (under a minute), for checking the harness works
   --json         print one JSON object instead of the table
   --only FIGURE  measure one group only (ingest, record, wire, export, idle,
-                 agent), for profiling";
+                 agent), for profiling
+
+Ingest runs on SQLite and then on a PostgreSQL the harness starts itself
+from the system's binaries (apt-get install postgresql; TRUCE_PG_BINDIR
+names another directory holding initdb and pg_ctl). That PostgreSQL shares
+the machine's cores with the server and the load generator.";
 
 fn step(json: bool, what: &str) {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();

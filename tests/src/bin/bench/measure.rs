@@ -30,15 +30,24 @@ pub(super) fn proc_cpu_s(pid: u32) -> Result<f64> {
     stat_cpu_s(&format!("/proc/{pid}/stat"))
 }
 
-/// CPU seconds of the server's writer thread (named `truce-writer`).
+/// CPU seconds of the server's writer thread (named `truce-writer`) and,
+/// on PostgreSQL, of the store's client runtime it waits on (threads named
+/// `truce-postgres`).
 pub(super) fn writer_cpu_s(pid: u32) -> Result<f64> {
+    let (mut total, mut writer) = (0.0, false);
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let dir = task?.path();
-        if std::fs::read_to_string(dir.join("comm"))?.trim() == "truce-writer" {
-            return stat_cpu_s(&dir.join("stat").to_string_lossy());
+        // A thread may end between the listing and the read.
+        let Ok(name) = std::fs::read_to_string(dir.join("comm")) else { continue };
+        let name = name.trim();
+        if name == "truce-writer" || name == "truce-postgres" {
+            let Ok(cpu) = stat_cpu_s(&dir.join("stat").to_string_lossy()) else { continue };
+            total += cpu;
+            writer |= name == "truce-writer";
         }
     }
-    bail!("the server {pid} has no truce-writer thread")
+    ensure!(writer, "the server {pid} has no truce-writer thread");
+    Ok(total)
 }
 
 /// utime + stime of a stat(5) file, in seconds.
