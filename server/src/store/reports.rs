@@ -234,6 +234,16 @@ fn carried<E>(slot: &mut Option<E>, e: E) -> StoreError {
     StoreError::Stopped
 }
 
+/// The outcome of a stream whose callback may have stopped it: the
+/// callback's own error first, else the store's, else the rows passed.
+fn finish<E: From<StoreError>>(r: Result<(), StoreError>, failed: Option<E>, n: u64) -> Result<u64, E> {
+    match (r, failed) {
+        (_, Some(e)) => Err(e),
+        (Err(e), None) => Err(e.into()),
+        (Ok(()), None) => Ok(n),
+    }
+}
+
 impl Store {
     /// One stored report by id.
     pub fn report(&self, id: &Bytes32) -> Result<Option<ReportRow>, StoreError> {
@@ -314,11 +324,7 @@ impl Store {
                 Ok(())
             })
         });
-        match (r, failed) {
-            (_, Some(e)) => Err(e),
-            (Err(e), None) => Err(e.into()),
-            (Ok(()), None) => Ok(n),
-        }
+        finish(r, failed, n)
     }
 
     /// Streams every rejection (bytes that failed verification), oldest
@@ -351,10 +357,6 @@ impl Store {
                 },
             )
         });
-        match (r, failed) {
-            (_, Some(e)) => Err(e),
-            (Err(e), None) => Err(e.into()),
-            (Ok(()), None) => Ok(n),
-        }
+        finish(r, failed, n)
     }
 }
