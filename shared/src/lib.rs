@@ -12,6 +12,8 @@
 //! - [`frame`]: 4-byte big-endian length framing, async and blocking.
 //! - [`bundle`]: streaming writer and reader for `TRUCEB01` bundle files.
 //! - [`limits`]: every limit, named once, with its default.
+//! - [`log`]: the transparency log of DESIGN §9: entries, the Merkle tree,
+//!   range proofs, signed checkpoints and protocol-2 receipts.
 //! - [`time`]: RFC 3339 and relative times.
 //! - [`vocabulary`]: the report's vocabulary (category, effect, count
 //!   qualifier, basis): every value, in wire order, with its kebab-case name.
@@ -37,6 +39,7 @@ pub mod frame;
 pub mod fs;
 pub mod fuzzing;
 pub mod limits;
+pub mod log;
 pub mod pem;
 pub mod report;
 pub mod signal;
