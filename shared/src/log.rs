@@ -180,11 +180,18 @@ impl Entry {
         crate::encoding::encode(self)
     }
 
-    /// Reads an entry, refusing any version but [`ENTRY_VERSION`].
+    /// Reads an entry, refusing any version but [`ENTRY_VERSION`] and any
+    /// bytes that are not the one encoding of the entry they decode to
+    /// (postcard also reads overlong varints): the leaf hash covers the
+    /// bytes, so an alias would be a second leaf for one entry, and
+    /// `decode(b)?.leaf_hash()` would not be the hash of `b`.
     pub fn decode(bytes: &[u8]) -> Result<Entry, LogError> {
         let e: Entry = crate::encoding::decode(bytes).map_err(|e| LogError::Entry(e.to_string()))?;
         if e.version != ENTRY_VERSION {
             return Err(LogError::Entry(format!("entry version {} (this build reads {ENTRY_VERSION})", e.version)));
+        }
+        if e.encode() != bytes {
+            return Err(LogError::Entry(crate::encoding::EncodingError::NonCanonical.to_string()));
         }
         Ok(e)
     }
@@ -651,5 +658,23 @@ mod tests {
         assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
         e.version = 2;
         assert!(matches!(Entry::decode(&e.encode()), Err(LogError::Entry(_))));
+    }
+
+    #[test]
+    fn an_entry_is_read_only_in_its_one_encoding() {
+        let e = Entry::new(300, Event::Promoted { id: [3; 32] });
+        let b = e.encode();
+        // `at` = 300 is zigzag 600, the varint d8 04; d8 84 00 is the same
+        // number overlong, which postcard reads.
+        assert_eq!(&b[..3], &[1, 0xd8, 0x04]);
+        let mut alias = vec![1, 0xd8, 0x84, 0x00];
+        alias.extend_from_slice(&b[3..]);
+        assert_eq!(crate::encoding::decode::<Entry>(&alias), Ok(e.clone()), "postcard reads the alias");
+        assert_ne!(record_hash(&alias), e.leaf_hash(), "and it is another leaf");
+        assert!(matches!(Entry::decode(&alias), Err(LogError::Entry(_))));
+        let mut trailing = b.clone();
+        trailing.push(0);
+        assert!(matches!(Entry::decode(&trailing), Err(LogError::Entry(_))));
+        assert_eq!(Entry::decode(&b), Ok(e));
     }
 }
