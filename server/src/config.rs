@@ -7,10 +7,10 @@
 //! report, or for the Ack of a full batch).
 
 use crate::store::Database;
+use ed25519_dalek::SigningKey;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
 use truce_shared::limits;
 
 use crate::paths::{DataDir, DataDirError};
@@ -149,6 +149,9 @@ pub struct Config {
     pub tls: Arc<rustls::ServerConfig>,
     /// Signs receipts ([`DataDir::load_key`]).
     pub server_key: SigningKey,
+    /// The seed of the log key, which signs checkpoints and receipts
+    /// ([`DataDir::load_log_seed`]).
+    pub log_seed: [u8; 32],
     /// The store ([`DataDir::database`]).
     pub db: Database,
     /// The limits in force.
@@ -162,6 +165,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("server_key", &"<redacted>")
+            .field("log_seed", &"<redacted>")
             .field("db", &self.db)
             .field("limits", &self.limits)
             .field("verify_threads", &self.verify_threads)
@@ -176,6 +180,7 @@ impl Config {
         Ok(Config {
             tls,
             server_key: dir.load_key()?,
+            log_seed: dir.load_log_seed()?,
             db: dir.database(),
             limits,
             verify_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

@@ -33,6 +33,7 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+        // Its log is set up with a fixed key.
         let store = Store::open_in_memory().expect("an in-memory store");
         let (writer, thread) = Writer::spawn(store).expect("the writer thread");
         // The writer lives as long as the process.

@@ -24,11 +24,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use truce_shared::bundle::{BundleError, BundleReader};
 use truce_shared::wire::Status;
-use truce_shared::{limits, SignedReport};
+use truce_shared::{limits, Bytes32, SignedReport};
 
-use crate::store::{Database, Store, StoreError};
+use crate::store::{Arrival, Store, StoreError};
 use crate::verify::{Verifier, VerifyTaskFailed};
-use crate::writer::{Outcomes, WriteError, Writer};
+use crate::writer::{Committed, WriteError, Writer};
 
 /// The reason counted for a frame in a bundle that is not a report.
 pub const REASON_MALFORMED: &str = "malformed";
@@ -124,19 +124,24 @@ struct Pipeline {
     rt: tokio::runtime::Runtime,
     verifier: Verifier,
     writer: Writer,
-    in_flight: VecDeque<tokio::task::JoinHandle<Result<Outcomes, ImportError>>>,
+    in_flight: VecDeque<tokio::task::JoinHandle<Result<Committed, ImportError>>>,
     max_in_flight: usize,
 }
 
 impl Pipeline {
-    fn submit(&mut self, batch: Vec<SignedReport>, summary: &mut ImportSummary) -> Result<(), ImportError> {
+    fn submit(
+        &mut self,
+        batch: Vec<SignedReport>,
+        bundle: Bytes32,
+        summary: &mut ImportSummary,
+    ) -> Result<(), ImportError> {
         if batch.is_empty() {
             return Ok(());
         }
         let (verifier, writer) = (self.verifier.clone(), self.writer.clone());
         self.in_flight.push_back(self.rt.spawn(async move {
             let checked = verifier.check(batch).await?;
-            Ok(writer.commit(checked, None).await?)
+            Ok(writer.commit(checked, Arrival::Import(bundle)).await?)
         }));
         while self.in_flight.len() > self.max_in_flight {
             self.finish_one(summary)?;
@@ -148,25 +153,26 @@ impl Pipeline {
         if let Some(task) = self.in_flight.pop_front() {
             let outcomes =
                 self.rt.block_on(task).map_err(|e| ImportError::Verify(VerifyTaskFailed::from_join(e)))??;
-            for (_, s) in &outcomes {
-                summary.add(s);
+            for o in &outcomes.outcomes {
+                summary.add(&o.status);
             }
         }
         Ok(())
     }
 }
 
-/// Imports bundle files into the store at `db`, in order, and reports the
-/// outcomes. Unreadable files and frames are listed in
+/// Imports bundle files into `store` (opened with its log key), in order,
+/// and reports the outcomes. Each report's log entry names the SHA-256 of
+/// the file it came in. Unreadable files and frames are listed in
 /// [`ImportSummary::problems`]; an error means the store failed.
-pub fn import_files(db: &Database, files: &[PathBuf]) -> Result<ImportSummary, ImportError> {
+pub fn import_files(store: Store, files: &[PathBuf]) -> Result<ImportSummary, ImportError> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.min(4))
         .enable_all()
         .build()
         .map_err(ImportError::Start)?;
-    let (writer, writer_thread) = Writer::spawn(Store::open(db)?).map_err(ImportError::Start)?;
+    let (writer, writer_thread) = Writer::spawn(store).map_err(ImportError::Start)?;
     let mut p =
         Pipeline { rt, verifier: Verifier::new(cores), writer, in_flight: VecDeque::new(), max_in_flight: cores + 1 };
     let mut summary = ImportSummary::default();
@@ -178,7 +184,22 @@ pub fn import_files(db: &Database, files: &[PathBuf]) -> Result<ImportSummary, I
     Ok(summary)
 }
 
+/// The SHA-256 of a file, read in bounded memory.
+fn file_hash(file: &Path) -> std::io::Result<Bytes32> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut File::open(file)?, &mut hasher)?;
+    Ok(hasher.finalize().into())
+}
+
 fn import_one(p: &mut Pipeline, file: &Path, summary: &mut ImportSummary) -> Result<(), ImportError> {
+    let bundle = match file_hash(file) {
+        Ok(h) => h,
+        Err(e) => {
+            summary.problem(file, 0, BundleError::Io(e), false);
+            return Ok(());
+        }
+    };
     let reader = match File::open(file).map_err(BundleError::Io).and_then(|f| BundleReader::new(BufReader::new(f))) {
         Ok(r) => r,
         Err(e) => {
@@ -197,8 +218,8 @@ fn import_one(p: &mut Pipeline, file: &Path, summary: &mut ImportSummary) -> Res
             Err(e) => summary.problem(file, 0, e, false),
         }
         if batch.len() == batch_size {
-            p.submit(std::mem::replace(&mut batch, Vec::with_capacity(batch_size)), summary)?;
+            p.submit(std::mem::replace(&mut batch, Vec::with_capacity(batch_size)), bundle, summary)?;
         }
     }
-    p.submit(batch, summary)
+    p.submit(batch, bundle, summary)
 }

@@ -10,6 +10,7 @@
 //!   `verify`, `incidents`, `stats`): parsing in `cli/args.rs`, then one
 //!   file per command with what it prints; the only place errors become
 //!   text for a person.
+//! - [`audit`]: replaying the transparency log against the store and checkpoints.
 //! - [`paths`]: the data directory and the receipt key.
 //! - [`config`]: what a running server is given: limits, TLS, receipt key,
 //!   database ([`Config`]; the `settings` table of the store is unrelated).
@@ -46,7 +47,7 @@
 //! # async fn demo(dir: &std::path::Path, pki: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 //! use truce_server::{paths::DataDir, config::{Limits, Config}, tls};
 //! let data = DataDir::new(dir);
-//! data.init()?;
+//! data.init("smm-east")?;
 //! let tls = tls::server_config(&pki.join("ca.pem"), &pki.join("server.pem"), &pki.join("server.key"), &[pki.join("crl.pem")])?;
 //! let config = Config::new(&data, tls, Limits::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -60,6 +61,7 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod export;

@@ -96,14 +96,21 @@ impl DataDir {
         self.root.join("server.key")
     }
 
+    /// The log key file: the seed of the key that signs the transparency
+    /// log's checkpoints and every receipt (DESIGN §9).
+    pub fn log_key_file(&self) -> PathBuf {
+        self.root.join("log.key")
+    }
+
     /// The database file.
     pub fn db_file(&self) -> PathBuf {
         self.root.join("truce.sqlite")
     }
 
-    /// Makes the directory (0700), the receipt key (0600) and the database.
-    /// Refuses to overwrite a key.
-    pub fn init(&self) -> Result<SigningKey, DataDirError> {
+    /// Makes the directory (0700), the receipt key and the log key (0600)
+    /// and the database, whose log is set up for `mission`. Refuses to
+    /// overwrite a key.
+    pub fn init(&self, mission: &str) -> Result<SigningKey, DataDirError> {
         let key_file = self.key_file();
         if key_file.exists() {
             return Err(DataDirError::AlreadyInitialised(key_file));
@@ -119,7 +126,32 @@ impl DataDir {
             true => DataDirError::AlreadyInitialised(key_file.clone()),
             false => fs_err(e),
         })?;
+        let seed = self.load_log_seed()?;
+        Store::open(&self.database())?.open_log(&seed, mission)?;
         Ok(key)
+    }
+
+    /// Loads the log key's seed, making it (0600) if this data dir has none
+    /// yet: a server initialised before the log gets one on upgrade.
+    pub fn load_log_seed(&self) -> Result<[u8; 32], DataDirError> {
+        let path = self.log_key_file();
+        match std::fs::read(&path) {
+            Ok(bytes) => bytes.try_into().map_err(|_| DataDirError::BadKey(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.load_key()?; // only an initialised dir gets one
+                let seed = truce_shared::signing::generate_key().to_bytes();
+                match fs::write_new(&path, &seed, Access::Private) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "made the log key");
+                        Ok(seed)
+                    }
+                    // Another process made it first: take that one.
+                    Err(e) if e.already_exists() => self.load_log_seed(),
+                    Err(e) => Err(fs_err(e)),
+                }
+            }
+            Err(e) => Err(DataDirError::Io { path, source: e }),
+        }
     }
 
     /// Loads the receipt key.
@@ -136,10 +168,14 @@ impl DataDir {
         Ok(SigningKey::from_bytes(&seed))
     }
 
-    /// Opens the store of an initialised server.
+    /// Opens the store of an initialised server, with its log key: every
+    /// change a command makes is logged.
     pub fn open_store(&self) -> Result<Store, DataDirError> {
         self.load_key()?;
-        Ok(Store::open(&self.database())?)
+        let seed = self.load_log_seed()?;
+        let mut store = Store::open(&self.database())?;
+        store.open_log(&seed, truce_shared::log::DEFAULT_MISSION)?;
+        Ok(store)
     }
 }
 
@@ -153,13 +189,15 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = DataDir::new(t.path().join("srv"));
         assert!(matches!(d.open_store(), Err(DataDirError::NotInitialised(_))));
-        let k = d.init().unwrap();
+        let k = d.init(truce_shared::log::DEFAULT_MISSION).unwrap();
         assert_eq!(d.load_key().unwrap().to_bytes(), k.to_bytes());
         let mode = std::fs::metadata(d.key_file()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let mode = std::fs::metadata(d.root()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        assert!(matches!(d.init(), Err(DataDirError::AlreadyInitialised(_))));
+        assert!(matches!(d.init("truce"), Err(DataDirError::AlreadyInitialised(_))));
+        let mode = std::fs::metadata(d.log_key_file()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
         assert_eq!(d.load_key().unwrap().to_bytes(), k.to_bytes());
     }
 }

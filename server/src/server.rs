@@ -54,6 +54,9 @@ pub enum ServeError {
     /// restarts it; every unacknowledged report is sent again).
     #[error("the writer thread died; stopped so that nothing is accepted that cannot be acknowledged")]
     WriterDied,
+    /// The store's log could not be set up.
+    #[error("the store's log is not set up")]
+    NoLog,
 }
 
 /// Everything the accept loop shares with the connection tasks.
@@ -76,7 +79,10 @@ struct Listener {
 /// every session without an Ack for what was not stored, and returns).
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
     config.limits.check()?;
-    let store = Store::open(&config.db)?;
+    let mut store = Store::open(&config.db)?;
+    let head = store.open_log(&config.log_seed, truce_shared::log::DEFAULT_MISSION)?;
+    let log_key = store.log_key().ok_or(ServeError::NoLog)?;
+    tracing::info!(origin = log_key.origin(), size = head.size, "the log");
     let (writer, mut writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
     let limits = config.limits.clone();
     let me = Arc::new(Listener {

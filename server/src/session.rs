@@ -31,7 +31,7 @@ use truce_shared::{encoding, limits, signing};
 
 use crate::config::Limits;
 use crate::shutdown::Shutdown;
-use crate::store::{CertId, Contact};
+use crate::store::{Arrival, CertId, Contact};
 use crate::verify::{Verifier, VerifyTaskFailed};
 use crate::writer::{WriteError, Writer};
 
@@ -162,6 +162,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         max_frame: limits.max_frame,
     };
     send(io, &welcome, limits).await?;
+    // A session without a certificate exists only in tests and fuzzing.
+    let arrival = Arrival::Tls(cert.clone().unwrap_or_default());
     ctx.writer.note_contact(Contact { device, cert: cert.as_deref().cloned(), peer: peer.to_string() });
     tracing::info!(%peer, device = %signing::fingerprint(&device), agent = %agent, "session open");
 
@@ -198,7 +200,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 // From here the batch runs to its Ack even if shutdown
                 // begins: the agent gets its answer.
                 let checked = ctx.verifier.check(reports).await?;
-                let results = ctx.writer.commit(checked, cert.clone()).await?;
+                let done = ctx.writer.commit(checked, arrival.clone()).await?;
+                let results: Vec<_> = done.outcomes.into_iter().map(|o| (o.id, o.status)).collect();
                 let refused = results.iter().filter(|(_, s)| matches!(s, Status::Rejected(_))).count();
                 if refused > 0 {
                     // Who sent what was refused, by their TLS identity: the

@@ -17,10 +17,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
-use truce_shared::wire::Status;
-use truce_shared::Bytes32;
+use truce_shared::log::Outcome;
 
-use crate::store::{CertId, Contact, Store, StoreError};
+use crate::store::{Arrival, Contact, Head, Store, StoreError};
 use crate::verify::Checked;
 
 /// Most batches folded into one transaction, so one commit's latency stays
@@ -46,16 +45,26 @@ pub enum WriteError {
     Stopped,
 }
 
-/// Per-report outcome of a stored batch, in submit order.
-pub type Outcomes = Vec<(Bytes32, Status)>;
+/// A stored batch: each report's outcome in submit order, the
+/// `received_at` of those stored, and the log's head after the commit (its
+/// checkpoint includes every entry the outcomes name).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// Per report, in submit order.
+    pub outcomes: Vec<Outcome>,
+    /// When the reports stored were received, unix ms.
+    pub received_at: i64,
+    /// The log after the commit.
+    pub head: Arc<Head>,
+}
 
 struct Job {
     batch: Vec<Checked>,
-    /// The client certificate it came through; `None` for an import.
-    cert: Option<Arc<CertId>>,
+    /// How it came (`None` for a session's contact alone).
+    arrival: Option<Arrival>,
     /// A session opened (recorded for `device list`), with an empty batch.
     contact: Option<Contact>,
-    reply: oneshot::Sender<Result<Outcomes, WriteError>>,
+    reply: oneshot::Sender<Result<Committed, WriteError>>,
 }
 
 /// A handle to the writer thread. Clones share the one writer; the thread
@@ -116,12 +125,12 @@ impl Writer {
         Ok((Writer { queue }, WriterThread(handle, Some(ended_rx))))
     }
 
-    /// Stores a verified batch that came through the client certificate
-    /// `cert` (`None` for an import); returns once it is durably committed,
-    /// with each report's outcome.
-    pub async fn commit(&self, batch: Vec<Checked>, cert: Option<Arc<CertId>>) -> Result<Outcomes, WriteError> {
+    /// Stores a verified batch that came as `arrival`; returns once it is
+    /// durably committed, with each report's outcome.
+    pub async fn commit(&self, batch: Vec<Checked>, arrival: Arrival) -> Result<Committed, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job { batch, cert, contact: None, reply }).await.map_err(|_| WriteError::Stopped)?;
+        let job = Job { batch, arrival: Some(arrival), contact: None, reply };
+        self.queue.send(job).await.map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
@@ -130,7 +139,7 @@ impl Writer {
     /// for it: a session is served whether or not this is stored.
     pub fn note_contact(&self, contact: Contact) {
         let (reply, _) = oneshot::channel();
-        let job = Job { batch: Vec::new(), cert: None, contact: Some(contact), reply };
+        let job = Job { batch: Vec::new(), arrival: None, contact: Some(contact), reply };
         if self.queue.try_send(job).is_err() {
             tracing::debug!("the writer's queue is full: this session's contact is not recorded");
         }
@@ -138,9 +147,10 @@ impl Writer {
 
     /// [`Writer::commit`] for threads outside the async runtime (it panics
     /// on a runtime thread, as every blocking tokio call does).
-    pub fn commit_blocking(&self, batch: Vec<Checked>, cert: Option<Arc<CertId>>) -> Result<Outcomes, WriteError> {
+    pub fn commit_blocking(&self, batch: Vec<Checked>, arrival: Arrival) -> Result<Committed, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.blocking_send(Job { batch, cert, contact: None, reply }).map_err(|_| WriteError::Stopped)?;
+        let job = Job { batch, arrival: Some(arrival), contact: None, reply };
+        self.queue.blocking_send(job).map_err(|_| WriteError::Stopped)?;
         answer.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
 }
@@ -203,27 +213,32 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
 /// One job's part of a group commit.
 struct Work<'a> {
     batch: &'a [Checked],
-    cert: Option<&'a CertId>,
+    arrival: Option<&'a Arrival>,
     contact: Option<&'a Contact>,
 }
 
 impl<'a> Work<'a> {
     fn of(job: &'a Job) -> Work<'a> {
-        Work { batch: &job.batch, cert: job.cert.as_deref(), contact: job.contact.as_ref() }
+        Work { batch: &job.batch, arrival: job.arrival.as_ref(), contact: job.contact.as_ref() }
     }
 }
 
-fn commit(store: &mut Store, work: &[Work<'_>], now: i64) -> Result<Vec<Outcomes>, StoreError> {
-    store.write(|tx| {
+fn commit(store: &mut Store, work: &[Work<'_>], now: i64) -> Result<Vec<Committed>, StoreError> {
+    let (outcomes, head) = store.write_logged(|tx| {
         work.iter()
             .map(|w| {
                 if let Some(c) = w.contact {
                     Store::record_contact(tx, c, now)?;
                 }
-                Store::apply(tx, w.batch, now, w.cert)
+                match w.arrival {
+                    Some(arrival) => Store::apply(tx, w.batch, now, arrival),
+                    None => Ok(Vec::new()),
+                }
             })
-            .collect()
-    })
+            .collect::<Result<Vec<_>, StoreError>>()
+    })?;
+    let head = Arc::new(head.ok_or_else(|| StoreError::Config("the store's log is not set up".into()))?);
+    Ok(outcomes.into_iter().map(|outcomes| Committed { outcomes, received_at: now, head: head.clone() }).collect())
 }
 
 fn failed(e: &StoreError) -> WriteError {
@@ -239,10 +254,13 @@ mod tests {
     async fn an_answer_comes_after_commit_and_the_thread_ends_with_its_handles() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.sqlite");
-        let (w, thread) = Writer::spawn(Store::open_sqlite(&path).unwrap()).unwrap();
+        let mut store = Store::open_sqlite(&path).unwrap();
+        store.open_log(&[7; 32], truce_shared::log::DEFAULT_MISSION).unwrap();
+        let (w, thread) = Writer::spawn(store).unwrap();
         let bad = truce_shared::SignedReport { body: vec![1, 2, 3], signature: truce_shared::Signature64([0; 64]) };
-        let out = w.commit(vec![Checked::check(bad)], None).await.unwrap();
-        assert!(matches!(out[0].1, Status::Rejected(_)));
+        let out = w.commit(vec![Checked::check(bad)], Arrival::Import([0; 32])).await.unwrap();
+        assert!(matches!(out.outcomes[0].status, truce_shared::wire::Status::Rejected(_)));
+        assert_eq!((out.outcomes[0].entry, out.head.size), (0, 1));
         // Another connection sees the row as soon as the answer arrived.
         let n = Store::open_sqlite(&path).unwrap().stats().unwrap().rejections.distinct;
         assert_eq!(n, 1);

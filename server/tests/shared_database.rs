@@ -17,7 +17,13 @@ use crate::common::*;
 /// Two stores on one fresh database: two servers' worth of connections.
 fn two_stores(pg: &TestPostgres) -> (Store, Store) {
     let db = Database::Postgres(pg.fresh_database());
-    (Store::open(&db).expect("first server's store"), Store::open(&db).expect("second server's store"))
+    let open = |which: &str| {
+        let mut s = Store::open(&db).unwrap_or_else(|e| panic!("{which} server's store: {e}"));
+        // Both servers hold the one log key, as every server on one database must.
+        s.open_log(&[9; 32], truce_shared::log::DEFAULT_MISSION).expect("the log");
+        s
+    };
+    (open("first"), open("second"))
 }
 
 /// Applies `a` through one store and `b` through the other, both released
@@ -29,8 +35,9 @@ fn at_once(s1: &mut Store, s2: &mut Store, a: &[SignedReport], b: &[SignedReport
     let (ca, cb) = (check(a), check(b));
     fn apply(store: &mut Store, batch: &[Checked], barrier: Arc<Barrier>) -> Vec<Status> {
         barrier.wait();
-        let out = store.write(|tx| Store::apply(tx, batch, truce_shared::time::now_ms(), None)).expect("commit");
-        out.into_iter().map(|(_, s)| s).collect()
+        let import = truce_server::store::Arrival::Import([0; 32]);
+        let out = store.write(|tx| Store::apply(tx, batch, truce_shared::time::now_ms(), &import)).expect("commit");
+        out.into_iter().map(|o| o.status).collect()
     }
     std::thread::scope(|s| {
         let (b1, b2) = (barrier.clone(), barrier);
@@ -195,6 +202,7 @@ fn the_database_is_reached_over_tls_when_the_url_asks_and_another_ca_is_refused(
     pg.create_database("truce_tls");
     let url = pg.tls_url("truce_tls", &pki.file("ca.pem"));
     let mut store = Store::open(&Database::Postgres(url.clone())).expect("a store over TLS");
+    store.open_log(&[9; 32], truce_shared::log::DEFAULT_MISSION).expect("the log");
     store.add_device(&Device::fixed(50).public(), Some("laptop"), 0).unwrap();
     let ssl = store.read(|tx| tx.count("SELECT CAST(ssl AS INT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]));
     assert_eq!(ssl.unwrap(), 1, "the connection is encrypted");

@@ -27,6 +27,7 @@
 //!           5 Fork     { device: [u8;32], seq: u64, kept: [u8;32], rejected: [u8;32] }
 //! Stored  = 0 Verified | 1 Quarantined(reason) | 2 Rejected(reason)
 //! Via     = 0 Tls { serial: String (lower-case hex) } | 1 Import { bundle: [u8;32] (SHA-256 of the file) }
+//!           | 2 Unrecorded (stored before the log existed, by a server that did not record how)
 //! ```
 //!
 //! `Report` is a signed report stored (its bytes travel beside the log: the
@@ -64,7 +65,7 @@ use crate::wire::Status;
 
 pub use tlog_tiles::{
     check_record, check_tree, node_hash, prove_record, prove_tree, record_hash, stored_hash_index,
-    stored_hashes_for_record_hash, tree_hash, Error as TreeError, Hash, HashReader, EMPTY_HASH,
+    stored_hashes_for_record_hash, sub_tree_index, tree_hash, Error as TreeError, Hash, HashReader, EMPTY_HASH,
 };
 
 /// The entry layout this build writes and reads.
@@ -167,6 +168,9 @@ pub enum Via {
         /// The hash.
         bundle: Bytes32,
     },
+    /// Stored before the log existed, by a server that did not record how
+    /// (entries a store logs when it is upgraded).
+    Unrecorded,
 }
 
 impl Entry {

@@ -99,6 +99,13 @@ fn fixed_entries() -> Vec<(&'static str, Entry)> {
         ("revoked", Entry::new(AT + 7, Event::Revoked { device: b32(0x90), since: None })),
         ("promoted", Entry::new(AT + 8, Event::Promoted { id: b32(0x30) })),
         ("fork", Entry::new(AT + 9, Event::Fork { device, seq: 2, kept: b32(0x60), rejected: b32(0xa0) })),
+        (
+            "report-unrecorded",
+            Entry::new(
+                AT + 10,
+                Event::Report { id: b32(0xb0), device, seq: 3, status: Stored::Verified, via: Via::Unrecorded },
+            ),
+        ),
     ]
 }
 
@@ -145,6 +152,7 @@ fn describe_via(v: &Via) -> Value {
     match v {
         Via::Tls { serial } => json!({ "variant": 0, "kind": "Tls", "serial": serial }),
         Via::Import { bundle } => json!({ "variant": 1, "kind": "Import", "bundle": hex::encode(bundle) }),
+        Via::Unrecorded => json!({ "variant": 2, "kind": "Unrecorded" }),
     }
 }
 
@@ -333,6 +341,7 @@ fn the_vectors_cover_every_kind_of_entry() {
         "Stored::Rejected",
         "Via::Tls",
         "Via::Import",
+        "Via::Unrecorded",
     ];
     assert_eq!(kinds, want.iter().map(|s| s.to_string()).collect());
     assert_eq!(absent_and_present.len(), 4, "Refused.device and Revoked.since, both None and Some");
@@ -379,7 +388,7 @@ fn the_fixed_key_checkpoint_and_receipt_are_the_committed_ones() {
     assert_eq!(cp["root"], doc["tree"]["root"]);
     assert_eq!(key.checkpoint(cp["size"].as_u64().unwrap(), &root), note, "checkpoint note changed");
     let opened = open_checkpoint(note, &key.public()).unwrap();
-    assert_eq!((opened.origin.as_str(), opened.size, opened.root), (key.origin(), 10, root));
+    assert_eq!((opened.origin.as_str(), opened.size, opened.root), (key.origin(), 11, root));
 
     let r = &doc["receipt"];
     assert_eq!(unhex(&r["domain"]), RECEIPT_DOMAIN);

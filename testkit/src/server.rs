@@ -53,12 +53,17 @@ impl TestServer {
     }
 
     /// A second server of the same deployment: its own data dir, the same
-    /// database as `other` and a copy of `other`'s receipt key (servers
-    /// behind one address sign with one key).
+    /// database as `other` and copies of `other`'s receipt key and log key
+    /// (servers behind one address sign with one key, and one database
+    /// holds one log), as an operator sets one up: no `init`, which would
+    /// make keys of its own.
     pub fn init_beside(other: &TestServer) -> TestServer {
-        let s = TestServer::init_on(other.database.as_deref());
-        std::fs::copy(other.dir().join("server.key"), s.dir().join("server.key")).expect("copy the receipt key");
-        s
+        let data = tempfile::tempdir().expect("a temporary data dir");
+        for key in ["server.key", "log.key"] {
+            std::fs::copy(other.dir().join(key), data.path().join(key)).expect("copy a key");
+        }
+        let database = other.database.clone();
+        TestServer { data, addr: None, child: None, log: Arc::default(), database }
     }
 
     /// The `--database` flag this server runs with, if any.

@@ -25,14 +25,16 @@ fn a_report_replayed_a_million_times_is_one_row() {
     let report = reports(&agent, 1).remove(0);
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open_sqlite(&dir.path().join("db.sqlite")).unwrap();
+    store.open_log(&[5; 32], truce_shared::log::DEFAULT_MISSION).unwrap();
     let verified = truce_shared::verify(&report).unwrap();
     let mut accepted = 0;
     let mut duplicate = 0;
     for _ in 0..100 {
         // The writer's own rule, 10,000 arrivals per transaction.
         let batch: Vec<Checked> = (0..10_000).map(|_| Checked::Valid(Box::new(verified.clone()))).collect();
-        for (_, s) in store.write(|tx| Store::apply(tx, &batch, 0, None)).unwrap() {
-            match s {
+        let import = truce_server::store::Arrival::Import([0; 32]);
+        for o in store.write(|tx| Store::apply(tx, &batch, 0, &import)).unwrap() {
+            match o.status {
                 Status::Quarantined(_) | Status::Accepted => accepted += 1,
                 Status::Duplicate => duplicate += 1,
                 other => panic!("unexpected {other:?}"),

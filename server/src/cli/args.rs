@@ -34,8 +34,35 @@ pub struct Cli {
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Make the server's receipt key and the database (once).
-    Init,
+    /// Make the server's keys (receipt key, log key) and the database (once).
+    ///
+    /// Prints the log key's fingerprint: give it to monitors for
+    /// `truce-agent link --server-key`. Example: truce-server init --mission smm-east
+    Init {
+        /// The mission's name, in the log's origin line (letters, digits, '.', '_', '-').
+        #[arg(long, value_name = "NAME", default_value = truce_shared::log::DEFAULT_MISSION)]
+        mission: String,
+    },
+    /// Print the log's public key, its fingerprint and its signed-note verifier key.
+    ///
+    /// The coordinator hands the fingerprint to monitors (`truce-agent link --server-key`) and the
+    /// verifier key to auditors.
+    Key,
+    /// The transparency log: its latest checkpoint, its entries, inclusion proofs.
+    #[command(subcommand)]
+    Log(LogCmd),
+    /// Replay the log and check the store and any checkpoints against it.
+    ///
+    /// Recomputes the tree and the record (reports and their status, refused bytes, devices,
+    /// forks) from the log's entries and compares them with the store, and each checkpoint
+    /// given (e.g. collected from monitors' laptops) with the log. Exits 1 naming each
+    /// discrepancy. Example:
+    ///   truce-server audit --checkpoint laptop-07.checkpoint --checkpoint laptop-12.checkpoint
+    Audit {
+        /// A signed checkpoint to check against the log (repeatable).
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+    },
     /// Serve agents over mutual TLS until SIGTERM or SIGINT.
     ///
     /// Example: truce-server run --listen 0.0.0.0:4433 --ca ca.pem --cert server.pem --key server.key --crl crl.pem
@@ -106,6 +133,25 @@ pub enum Command {
     },
     /// Print the manual page (roff) to stdout: `truce-server man > truce-server.1`.
     Man,
+}
+
+/// `log` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum LogCmd {
+    /// Print the latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
+    Checkpoint,
+    /// Write every entry, one JSON line each: index, entry bytes (hex), leaf hash (hex).
+    Entries {
+        /// Where to write them ("-" for stdout).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print the inclusion proof (RFC 9162) of a report's entry in the latest checkpoint.
+    Prove {
+        /// The report id (64 hex).
+        #[arg(value_name = "ID", value_parser = parse_key)]
+        id: Bytes32,
+    },
 }
 
 /// `incidents` flags.

@@ -10,8 +10,7 @@ use truce_shared::text::printable;
 use crate::paths::DataDir;
 
 pub(super) fn run(dir: &DataDir, files: &[PathBuf], json: bool, out: &mut impl Write) -> Result<ExitCode> {
-    dir.load_key()?;
-    let s = crate::import::import_files(&dir.database(), files)
+    let s = crate::import::import_files(dir.open_store()?, files)
         .context("import stopped (the reports before it are stored)")?;
     if json {
         writeln!(out, "{}", serde_json::to_string(&s)?)?;

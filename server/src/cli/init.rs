@@ -8,8 +8,8 @@ use truce_shared::signing::fingerprint;
 
 use crate::paths::DataDir;
 
-pub(super) fn run(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()> {
-    let key = dir.init()?;
+pub(super) fn run(dir: &DataDir, mission: &str, json: bool, out: &mut impl Write) -> Result<()> {
+    let key = dir.init(mission)?;
     let pk = key.verifying_key().to_bytes();
     if json {
         writeln!(

@@ -17,7 +17,9 @@ pub(super) fn run(from: &Path, to: &str, json: bool, out: &mut impl Write) -> Re
     if !file.is_file() {
         bail!("no store at {}: --from takes a truce-server data directory", file.display());
     }
-    let source = Store::open_sqlite(&file).with_context(|| format!("cannot open {}", file.display()))?;
+    // Opened as its server would, with its log key (an older store is
+    // logged first): the log moves with the store.
+    let source = DataDir::new(from).open_store().with_context(|| format!("cannot open {}", file.display()))?;
     let mut dest = Store::open(&Database::Postgres(to.clone()))?;
     let moved = dest.copy_from(&source)?;
     if json {
@@ -25,6 +27,11 @@ pub(super) fn run(from: &Path, to: &str, json: bool, out: &mut impl Write) -> Re
         return Ok(());
     }
     writeln!(out, "moved from {} to {}:", file.display(), crate::store::redact(&to))?;
+    writeln!(
+        out,
+        "  the log moved too: copy {} into the data dir of every server that will use this database",
+        DataDir::new(from).log_key_file().display()
+    )?;
     writeln!(
         out,
         "  {} device(s), {} report(s), {} rejection(s), {} fork(s), {} last session(s)",

@@ -13,6 +13,7 @@ use clap::Parser;
 
 use crate::paths::DataDir;
 use crate::store::Database;
+use args::LogCmd;
 
 mod args;
 mod device;
@@ -20,6 +21,7 @@ mod export;
 mod import;
 mod incidents;
 mod init;
+mod log;
 mod migrate;
 mod run;
 mod stats;
@@ -113,7 +115,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Init => init::run(&dir, json, &mut out)?,
+        Command::Init { mission } => init::run(&dir, &mission, json, &mut out)?,
+        Command::Key => log::key(&dir, json, &mut out)?,
+        Command::Log(cmd) => log::run(&dir, cmd, json, &mut out)?,
+        Command::Audit { checkpoints } => return log::audit(&dir, &checkpoints, json, &mut out),
         Command::Run(args) => run::run(&dir, args)?,
         Command::Device(cmd) => device::run(&dir, cmd, json, &mut out)?,
         Command::Import { files } => return import::run(&dir, &files, json, &mut out),

@@ -217,7 +217,7 @@ mod tests {
             })
             .collect();
         let checked: Vec<Checked> = reports.iter().cloned().map(Checked::check).collect();
-        store.write(|tx| Store::apply(tx, &checked, 1, None)).unwrap();
+        store.write(|tx| Store::apply(tx, &checked, 1, &crate::store::Arrival::Import([0; 32]))).unwrap();
         (store, reports)
     }
 
@@ -379,8 +379,9 @@ pub(super) mod golden {
         let cert = CertId { serial: "5f3a09c2".into(), subject: "CN=laptop-07, O=\"Mission\", OU==x".into() };
         store
             .write(|tx| {
-                Store::apply(tx, &check(vec![a1, a2, b1]), t + 100_000, Some(&cert))?;
-                Store::apply(tx, &check(vec![s1]), t + 100_000, None)
+                let tls = crate::store::Arrival::Tls(std::sync::Arc::new(cert.clone()));
+                Store::apply(tx, &check(vec![a1, a2, b1]), t + 100_000, &tls)?;
+                Store::apply(tx, &check(vec![s1]), t + 100_000, &crate::store::Arrival::Import([0; 32]))
             })
             .unwrap();
         store

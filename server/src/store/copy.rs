@@ -95,6 +95,7 @@ const REPORTS: Table = Table {
         ("ev_lon", Real),
         ("cert_serial", Text),
         ("cert_subject", Text),
+        ("entry", Int),
     ],
     order: "n",
     conflict: "ON CONFLICT (id) DO UPDATE SET status = excluded.status, reason = excluded.reason
@@ -113,6 +114,7 @@ const REJECTIONS: Table = Table {
         ("first_received_at", Int),
         ("last_received_at", Int),
         ("times", Int),
+        ("entry", Int),
     ],
     order: "n",
     conflict: "ON CONFLICT (id, signature) DO NOTHING",
@@ -136,6 +138,30 @@ const CONTACTS: Table = Table {
     ],
     order: "device",
     conflict: "ON CONFLICT (device) DO NOTHING",
+};
+
+/// The log travels whole: its entries and stored hashes by index (the same
+/// key signs on), and its head moves forward only.
+const LOG_ENTRIES: Table = Table {
+    name: "log_entries",
+    columns: &[("idx", Int), ("entry", Blob)],
+    order: "idx",
+    conflict: "ON CONFLICT (idx) DO NOTHING",
+};
+
+const LOG_HASHES: Table = Table {
+    name: "log_hashes",
+    columns: &[("idx", Int), ("hash", Blob)],
+    order: "idx",
+    conflict: "ON CONFLICT (idx) DO NOTHING",
+};
+
+const LOG_HEAD: Table = Table {
+    name: "log_head",
+    columns: &[("one", Int), ("log_key", Blob), ("mission", Text), ("size", Int), ("root", Blob), ("checkpoint", Text)],
+    order: "one",
+    conflict: "ON CONFLICT (one) DO UPDATE SET size = excluded.size, root = excluded.root,
+               checkpoint = excluded.checkpoint WHERE log_head.size < excluded.size",
 };
 
 /// The incident window travels with the store; the regroup flag does not.
@@ -224,6 +250,19 @@ impl Store {
     pub fn copy_from(&mut self, from: &Store) -> Result<Moved, StoreError> {
         from.read(|src| {
             self.write(|dst| {
+                let key = "SELECT log_key FROM log_head WHERE one = 1";
+                let theirs = src.one(key, &[], |r| r.b32(0))?;
+                let ours = dst.one(key, &[], |r| r.b32(0))?;
+                if let (Some(t), Some(o)) = (theirs, ours) {
+                    if t != o {
+                        return Err(StoreError::Config(format!(
+                            "the database already holds a log signed by key {}, not this store's {}: one \
+                             database holds one log",
+                            truce_shared::signing::fingerprint(&o),
+                            truce_shared::signing::fingerprint(&t)
+                        )));
+                    }
+                }
                 let mut moved = Moved {
                     devices: copy_table(src, dst, &DEVICES, "")?,
                     reports: copy_table(src, dst, &REPORTS, "")?,
@@ -233,6 +272,9 @@ impl Store {
                     incidents: 0,
                 };
                 copy_table(src, dst, &SETTINGS, "WHERE name != 'regroup'")?;
+                copy_table(src, dst, &LOG_ENTRIES, "")?;
+                copy_table(src, dst, &LOG_HASHES, "")?;
+                copy_table(src, dst, &LOG_HEAD, "")?;
                 if moved.reports > 0 {
                     let window = incidents::load_window(dst)?;
                     moved.incidents = incidents::rebuild(dst, window)?;

@@ -1,10 +1,11 @@
 //! The device registry: enrolment (which promotes quarantined reports),
 //! revocation, and the list.
 
+use truce_shared::log::{Entry, Event};
 use truce_shared::Bytes32;
 
 use super::sql::args;
-use super::{incidents, DeviceError, Store, StoreError, REASON_EQUIVOCATION, REASON_UNKNOWN_DEVICE};
+use super::{incidents, log, DeviceError, Store, StoreError, REASON_EQUIVOCATION, REASON_UNKNOWN_DEVICE};
 
 /// One enrolled (or revoked) device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,10 @@ impl Store {
                     true
                 }
             };
+            if new || name.is_some() {
+                let name = name.unwrap_or_default().to_string();
+                log::append(tx, &Entry::new(now, Event::Enrolled { device: *key, name }))?;
+            }
             let held_back = tx.execute(
                 "UPDATE reports SET reason = ?2
                  WHERE device = ?1 AND status = 'quarantined' AND reason = ?3
@@ -72,13 +77,16 @@ impl Store {
             // first (the order does not change the groups, only their ids).
             let mut promoted = tx.all(
                 "UPDATE reports SET status = 'verified', reason = NULL
-                 WHERE device = ?1 AND status = 'quarantined' AND reason = ?2 RETURNING observed_at, n",
+                 WHERE device = ?1 AND status = 'quarantined' AND reason = ?2 RETURNING observed_at, n, id",
                 args![key, REASON_UNKNOWN_DEVICE],
-                |r| Ok((r.i64(0)?, r.i64(1)?)),
+                |r| Ok((r.i64(0)?, r.i64(1)?, r.b32(2)?)),
             )?;
             promoted.sort_unstable();
+            for (_, _, id) in &promoted {
+                log::append(tx, &Entry::new(now, Event::Promoted { id: *id }))?;
+            }
             let window = incidents::load_window(tx)?;
-            for &(_, n) in &promoted {
+            for &(_, n, _) in &promoted {
                 incidents::on_verified(tx, n, window)?;
             }
             Ok(Ok(Enrolled { new, promoted: promoted.len() as u64, held_back }))
@@ -104,6 +112,7 @@ impl Store {
                         "UPDATE devices SET revoked_at = ?2, revoke_reason = ?3 WHERE key = ?1",
                         args![key, now, reason],
                     )?;
+                    log::append(tx, &Entry::new(now, Event::Revoked { device: *key, since: None }))?;
                     Ok(Revoked { revoked_at: now, new: true })
                 }
             })

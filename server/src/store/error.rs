@@ -32,6 +32,10 @@ pub enum StoreError {
         /// What was found.
         problem: &'static str,
     },
+    /// The transparency log does not agree with itself or the store (an
+    /// entry, a stored hash or a report's entry index missing).
+    #[error("the log is damaged: {0}")]
+    Log(String),
     /// A reader's callback stopped a stream; the caller gets the
     /// callback's own error instead of this one.
     #[error("the reader stopped")]

@@ -44,6 +44,7 @@ mod copy;
 mod devices;
 mod error;
 mod incidents;
+mod log;
 mod outcome;
 mod postgres;
 mod reports;
@@ -58,7 +59,8 @@ pub use contacts::{Activity, Contact};
 pub use copy::Moved;
 pub use devices::{Device, Enrolled, Revoked};
 pub use error::{DeviceError, StoreError};
-pub use outcome::{REASON_EQUIVOCATION, REASON_REVOKED, REASON_UNKNOWN_DEVICE};
+pub use log::{Head, Proofs};
+pub use outcome::{Arrival, REASON_EQUIVOCATION, REASON_REVOKED, REASON_UNKNOWN_DEVICE};
 pub use postgres::redact;
 pub use reports::{CertId, RejectionRow, ReportOrder, ReportQuery, ReportRow, ReportStatus};
 #[cfg(test)]
@@ -103,6 +105,8 @@ impl std::fmt::Display for Database {
 /// command or reader opens its own. On PostgreSQL, a pool of connections.
 pub struct Store {
     db: Db,
+    /// Signs the log's checkpoints ([`Store::open_log`]).
+    log_key: Option<std::sync::Arc<truce_shared::log::LogKey>>,
 }
 
 enum Db {
@@ -125,18 +129,23 @@ impl Store {
     pub fn open(db: &Database) -> Result<Store, StoreError> {
         match db {
             Database::Sqlite(path) => Store::open_sqlite(path),
-            Database::Postgres(url) => Store::setup(Store { db: Db::Postgres(postgres::PgStore::connect(url)?) }),
+            Database::Postgres(url) => {
+                Store::setup(Store { db: Db::Postgres(postgres::PgStore::connect(url)?), log_key: None })
+            }
         }
     }
 
     /// Opens the SQLite file at `path`.
     pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        Store::setup(Store { db: Db::Sqlite(sqlite::open(path)?) })
+        Store::setup(Store { db: Db::Sqlite(sqlite::open(path)?), log_key: None })
     }
 
     /// A private SQLite database in memory, for unit tests.
+    /// Its log is set up with a fixed key.
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Store::setup(Store { db: Db::Sqlite(sqlite::open_in_memory()?) })
+        let mut store = Store::setup(Store { db: Db::Sqlite(sqlite::open_in_memory()?), log_key: None })?;
+        store.open_log(&[0x42; 32], truce_shared::log::DEFAULT_MISSION)?;
+        Ok(store)
     }
 
     fn setup(mut store: Store) -> Result<Store, StoreError> {
@@ -178,9 +187,24 @@ impl Store {
     /// and commits if `f` returns `Ok` (nothing is written otherwise).
     /// Durable when this returns `Ok`.
     pub fn write<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.write_logged(f).map(|(t, _)| t)
+    }
+
+    /// [`Store::write`], and the log's head as the commit leaves it: what
+    /// `f` appended, with a checkpoint signed before the commit (`None`
+    /// where the log is not set up yet).
+    pub fn write_logged<T>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<(T, Option<Head>), StoreError> {
+        let key = self.log_key.clone();
+        let run = |tx: &Tx<'_>| {
+            let t = f(tx)?;
+            Ok((t, log::finish(tx, key.as_deref())?))
+        };
         match &mut self.db {
-            Db::Sqlite(c) => sqlite::write(c, |c| f(&Tx(TxInner::Sqlite(c)))),
-            Db::Postgres(p) => p.write(|t| f(&Tx(TxInner::Postgres(t)))),
+            Db::Sqlite(c) => sqlite::write(c, |c| run(&Tx::new(TxInner::Sqlite(c)))),
+            Db::Postgres(p) => p.write(|t| run(&Tx::new(TxInner::Postgres(t)))),
         }
     }
 
@@ -188,8 +212,8 @@ impl Store {
     /// writers go on.
     pub fn read<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         match &self.db {
-            Db::Sqlite(c) => sqlite::read(c, |c| f(&Tx(TxInner::Sqlite(c)))),
-            Db::Postgres(p) => p.read(|t| f(&Tx(TxInner::Postgres(t)))),
+            Db::Sqlite(c) => sqlite::read(c, |c| f(&Tx::new(TxInner::Sqlite(c)))),
+            Db::Postgres(p) => p.read(|t| f(&Tx::new(TxInner::Postgres(t)))),
         }
     }
 }

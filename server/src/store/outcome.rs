@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 
+use truce_shared::log::{Entry, Event, Outcome};
 use truce_shared::wire::Status;
 use truce_shared::{limits, Bytes32};
 
 use super::incidents;
-use super::sql::args;
+use super::log;
+use super::sql::{args, fixed};
 use super::{CertId, ReportStatus, Store, StoreError, Tx};
 use crate::incidents::Window;
 use crate::verify::Checked;
@@ -19,6 +21,31 @@ pub const REASON_REVOKED: &str = "revoked";
 /// (and the reason a quarantined fork is held back at enrolment).
 pub const REASON_EQUIVOCATION: &str = "equivocation";
 
+/// How a batch reached the server: what its log entries say.
+#[derive(Debug, Clone)]
+pub enum Arrival {
+    /// Through this client certificate.
+    Tls(std::sync::Arc<CertId>),
+    /// From a bundle file with this SHA-256.
+    Import(Bytes32),
+}
+
+impl Arrival {
+    fn cert(&self) -> Option<&CertId> {
+        match self {
+            Arrival::Tls(c) => Some(c),
+            Arrival::Import(_) => None,
+        }
+    }
+
+    fn via(&self) -> truce_shared::log::Via {
+        match self {
+            Arrival::Tls(c) => log::via(Some(&c.serial), None),
+            Arrival::Import(b) => log::via(None, Some(b)),
+        }
+    }
+}
+
 impl Store {
     /// Applies DESIGN §5's outcome rules to one batch inside `tx` and
     /// returns each report's status, in order. The writer calls it for every
@@ -26,21 +53,24 @@ impl Store {
     /// commit); nothing is durable, or may be acknowledged, before that
     /// commit returns.
     ///
-    /// `now` is the `received_at` of every report stored, `cert` the client
-    /// certificate the batch came through (`None` for an import).
-    pub fn apply(
-        tx: &Tx<'_>,
-        batch: &[Checked],
-        now: i64,
-        cert: Option<&CertId>,
-    ) -> Result<Vec<(Bytes32, Status)>, StoreError> {
+    /// `now` is the `received_at` of every report stored, `arrival` how the
+    /// batch came. Every report stored and every refused body appends its
+    /// log entry in `tx`; each result names the entry that records it (a
+    /// duplicate, the earlier one).
+    pub fn apply(tx: &Tx<'_>, batch: &[Checked], now: i64, arrival: &Arrival) -> Result<Vec<Outcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         let window = incidents::load_window(tx)?;
         // A batch is usually one device's: its enrolment is read once.
         let mut devices = HashMap::new();
-        batch.iter().map(|item| Ok((item.id(), apply_one(tx, item, now, window, &mut devices, cert)?))).collect()
+        batch
+            .iter()
+            .map(|item| {
+                let (status, entry) = apply_one(tx, item, now, window, &mut devices, arrival)?;
+                Ok(Outcome { id: item.id(), status, entry })
+            })
+            .collect()
     }
 }
 
@@ -65,8 +95,9 @@ fn apply_one(
     now: i64,
     window: Window,
     devices: &mut HashMap<Bytes32, Enrolment>,
-    cert: Option<&CertId>,
-) -> Result<Status, StoreError> {
+    arrival: &Arrival,
+) -> Result<(Status, u64), StoreError> {
+    let cert = arrival.cert();
     let v = match item {
         Checked::Invalid { id, report, error } => {
             let reason = error.reason();
@@ -74,15 +105,39 @@ fn apply_one(
             let kept = &report.body[..report.body.len().min(limits::MAX_REPORT_BODY)];
             let device = truce_shared::signing::claimed_device(&report.body).ok();
             // The same bytes sent again bump a counter instead of adding a
-            // row: a replayed forgery costs one row, however often it comes.
-            tx.execute(
-                "INSERT INTO rejections (id, signature, device, reason, body, body_len, first_received_at, last_received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT (id, signature) DO UPDATE
-                 SET times = rejections.times + 1, last_received_at = excluded.last_received_at",
-                args![&id[..], &report.signature.0[..], device.as_ref(), &reason, kept, report.body.len() as i64, now],
+            // row (or an entry): a replayed forgery costs one row, however
+            // often it comes.
+            let earlier = tx.one(
+                "SELECT entry FROM rejections WHERE id = ?1 AND signature = ?2",
+                args![&id[..], &report.signature.0[..]],
+                |r| r.opt_i64(0),
             )?;
-            return Ok(Status::Rejected(reason));
+            if let Some(entry) = earlier {
+                tx.execute(
+                    "UPDATE rejections SET times = times + 1, last_received_at = ?3 WHERE id = ?1 AND signature = ?2",
+                    args![&id[..], &report.signature.0[..], now],
+                )?;
+                let entry = entry.ok_or_else(|| StoreError::Log("a rejection without its log entry".into()))?;
+                return Ok((Status::Rejected(reason), entry as u64));
+            }
+            let event = Event::Refused { id: *id, device, reason: reason.clone(), via: arrival.via() };
+            let entry = log::append(tx, &Entry::new(now, event))?;
+            tx.execute(
+                "INSERT INTO rejections (id, signature, device, reason, body, body_len, first_received_at,
+                                         last_received_at, entry)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+                args![
+                    &id[..],
+                    &report.signature.0[..],
+                    device.as_ref(),
+                    &reason,
+                    kept,
+                    report.body.len() as i64,
+                    now,
+                    entry as i64
+                ],
+            )?;
+            return Ok((Status::Rejected(reason), entry));
         }
         Checked::Valid(v) => v,
     };
@@ -94,39 +149,43 @@ fn apply_one(
     // so this very report, if stored, is among them; any other one not
     // rejected is the report this one forks from.
     let mut kept: Option<Vec<u8>> = None;
-    let mut earlier: Option<Status> = None;
+    let mut earlier: Option<(Status, Option<i64>)> = None;
     tx.each(
-        "SELECT id, status, reason FROM reports WHERE device = ?1 AND seq = ?2 ORDER BY n",
+        "SELECT id, status, reason, entry FROM reports WHERE device = ?1 AND seq = ?2 ORDER BY n",
         args![&env.device, seq],
         &mut |r| {
             let stored_id = r.bytes(0)?;
             let status = ReportStatus::parse(r.str(1)?);
             if stored_id == id {
-                earlier = Some(if status == Some(ReportStatus::Rejected) {
+                let answer = if status == Some(ReportStatus::Rejected) {
                     Status::Rejected(r.opt_string(2)?.unwrap_or_else(|| REASON_EQUIVOCATION.into()))
                 } else {
                     Status::Duplicate
-                });
+                };
+                earlier = Some((answer, r.opt_i64(3)?));
             } else if kept.is_none() && status != Some(ReportStatus::Rejected) {
                 kept = Some(stored_id.to_vec());
             }
             Ok(())
         },
     )?;
-    if let Some(answer) = earlier {
-        return Ok(answer);
+    if let Some((answer, entry)) = earlier {
+        let entry = entry.ok_or_else(|| StoreError::Log("a stored report without its log entry".into()))?;
+        return Ok((answer, entry as u64));
     }
+    let mut fork: Option<Bytes32> = None;
     let (status, reason) = if let Some(kept) = kept {
         tracing::warn!(
             device = %truce_shared::signing::fingerprint(&env.device),
             seq = env.seq,
             "equivocation: a second report at one seq; both kept as evidence"
         );
-        tx.execute(
+        let added = tx.execute(
             "INSERT INTO forks (device, seq, kept, rejected, detected_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT DO NOTHING",
             args![&env.device, seq, &kept, &id, now],
         )?;
+        fork = (added > 0).then(|| fixed::<32>(&kept, 0)).transpose()?;
         (ReportStatus::Rejected, Some(REASON_EQUIVOCATION))
     } else {
         let revoked_at = match devices.get(&env.device) {
@@ -158,11 +217,19 @@ fn apply_one(
     };
     let incident =
         if status == ReportStatus::Verified { incidents::place_new(tx, &id, &member, window)? } else { None };
+    let event =
+        Event::Report { id, device: env.device, seq: env.seq, status: log::stored(status, reason), via: arrival.via() };
+    let entry = log::append(tx, &Entry::new(now, event))?;
+    if let Some(kept) = fork {
+        let event = Event::Fork { device: env.device, seq: env.seq, kept, rejected: id };
+        log::append(tx, &Entry::new(now, event))?;
+    }
     tx.execute(
         "INSERT INTO reports (id, device, seq, prev, recorded_at, observed_at, observed_until, category, lat, lon,
                               amends, body, signature, status, reason, received_at, ev_lat, ev_lon, incident,
-                              cert_serial, cert_subject)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                              cert_serial, cert_subject, entry)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                 ?22)",
         args![
             &id,
             &env.device,
@@ -185,14 +252,11 @@ fn apply_one(
             incident,
             cert.map(|c| &c.serial),
             cert.map(|c| &c.subject),
+            entry as i64,
         ],
     )?;
     if status == ReportStatus::Verified {
         incidents::stored_verified(tx, incident, &member, env.amends.as_ref().map(|a| &a[..]), window)?;
     }
-    Ok(match status {
-        ReportStatus::Verified => Status::Accepted,
-        ReportStatus::Quarantined => Status::Quarantined(reason.unwrap_or_default().into()),
-        ReportStatus::Rejected => Status::Rejected(reason.unwrap_or_default().into()),
-    })
+    Ok((log::stored(status, reason).status(), entry))
 }

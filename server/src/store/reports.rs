@@ -83,7 +83,7 @@ pub struct ReportRow {
 
 /// The client certificate a report came through: how a stored report is
 /// tied to the laptop's TLS credentials, beside its device key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CertId {
     /// The certificate's serial number, lower-case hex.
     pub serial: String,

@@ -38,6 +38,15 @@
 //! version 7 (who has gone quiet):
 //! contacts    each device's last session: when, the certificate and the
 //!             address it came through
+//!
+//! version 8 (the transparency log, DESIGN §9; PostgreSQL version 2):
+//! log_entries every log entry (`truce_shared::log::Entry` bytes) by index
+//! log_hashes  the tree's stored hashes by their stored-hash index (leaves
+//!             and every completed subtree: about two per entry)
+//! log_head    one row: the log key, the mission, the tree size, its root
+//!             and the latest signed checkpoint
+//! reports     + entry: the index of the entry that records it
+//! rejections  + entry: the same for refused bytes
 //! ```
 //!
 //! Times are unix milliseconds UTC. `seq` is stored as the two's-complement
@@ -193,6 +202,29 @@ CREATE TABLE contacts (
 ) WITHOUT ROWID;
 ";
 
+/// Version 8: the transparency log (DESIGN §9). A store upgraded to it
+/// logs what it already holds when its log key is first loaded.
+const V8: &str = "
+CREATE TABLE log_entries (
+    idx   INTEGER PRIMARY KEY,
+    entry BLOB NOT NULL
+);
+CREATE TABLE log_hashes (
+    idx  INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL CHECK (length(hash) = 32)
+);
+CREATE TABLE log_head (
+    one        INTEGER PRIMARY KEY CHECK (one = 1),
+    log_key    BLOB NOT NULL CHECK (length(log_key) = 32),
+    mission    TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    root       BLOB NOT NULL,
+    checkpoint TEXT NOT NULL
+);
+ALTER TABLE reports ADD COLUMN entry INTEGER;
+ALTER TABLE rejections ADD COLUMN entry INTEGER;
+";
+
 /// The PostgreSQL schema, as migrations of its own (version in the
 /// `truce_schema` table). Its first version is SQLite's seventh, spelled
 /// for PostgreSQL: 64-bit integers everywhere (a seq is a u64's bit
@@ -291,13 +323,35 @@ CREATE TABLE contacts (
 );
 ";
 
+/// PostgreSQL's version 2: SQLite's version 8.
+const PG_V2: &str = "
+CREATE TABLE log_entries (
+    idx   BIGINT PRIMARY KEY,
+    entry BYTEA NOT NULL
+);
+CREATE TABLE log_hashes (
+    idx  BIGINT PRIMARY KEY,
+    hash BYTEA NOT NULL CHECK (length(hash) = 32)
+);
+CREATE TABLE log_head (
+    one        BIGINT PRIMARY KEY CHECK (one = 1),
+    log_key    BYTEA NOT NULL CHECK (length(log_key) = 32),
+    mission    TEXT NOT NULL,
+    size       BIGINT NOT NULL,
+    root       BYTEA NOT NULL,
+    checkpoint TEXT NOT NULL
+);
+ALTER TABLE reports ADD COLUMN entry BIGINT;
+ALTER TABLE rejections ADD COLUMN entry BIGINT;
+";
+
 /// SQLite's migrations, in order; the file's `user_version` counts those
 /// applied.
-pub(super) const SQLITE: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(super) const SQLITE: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// PostgreSQL's migrations, in order; `truce_schema.version` counts those
 /// applied.
-pub(super) const POSTGRES: &[&str] = &[PG_V1];
+pub(super) const POSTGRES: &[&str] = &[PG_V1, PG_V2];
 
 /// The migration that follows `version` in `steps`, if any; a version
 /// newer than this build knows is refused (a newer truce-server wrote it).

@@ -150,7 +150,7 @@ pub fn fixed<const N: usize>(bytes: &[u8], index: usize) -> Result<[u8; N], Stor
 
 /// A transaction on either backend. Rules take `&Tx` and never commit:
 /// [`super::Store::write`] and [`super::Store::read`] begin and end it.
-pub struct Tx<'a>(pub(super) TxInner<'a>);
+pub struct Tx<'a>(pub(super) TxInner<'a>, pub(super) std::cell::RefCell<super::log::Tail>);
 
 pub(super) enum TxInner<'a> {
     Sqlite(&'a rusqlite::Connection),
@@ -160,6 +160,12 @@ pub(super) enum TxInner<'a> {
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Tx").field(&self.backend()).finish()
+    }
+}
+
+impl<'a> Tx<'a> {
+    pub(super) fn new(inner: TxInner<'a>) -> Tx<'a> {
+        Tx(inner, Default::default())
     }
 }
 

@@ -18,8 +18,8 @@ fn report(key: &SigningKey, seq: u64, prev: Bytes32, t: i64) -> SignedReport {
 
 fn apply(store: &mut Store, reports: &[SignedReport]) -> Vec<Status> {
     let checked: Vec<Checked> = reports.iter().cloned().map(Checked::check).collect();
-    let out = store.write(|tx| Store::apply(tx, &checked, 1_000, None)).unwrap();
-    out.into_iter().map(|(_, s)| s).collect()
+    let out = store.write(|tx| Store::apply(tx, &checked, 1_000, &super::Arrival::Import([0; 32]))).unwrap();
+    out.into_iter().map(|o| o.status).collect()
 }
 
 #[test]
@@ -129,6 +129,7 @@ fn a_new_store_gets_large_pages_and_an_old_one_keeps_its_own() {
     old.execute_batch("CREATE TABLE early (x INTEGER)").unwrap();
     drop(old);
     let mut old = Store::open_sqlite(&old_path).unwrap();
+    old.open_log(&[1; 32], "truce").unwrap();
     assert_eq!(page_size(&old_path), 4096);
     let key = SigningKey::from_bytes(&[11; 32]);
     old.add_device(&key.verifying_key().to_bytes(), Some("laptop"), 1).unwrap();

@@ -212,7 +212,7 @@ impl InProcessServer {
         let dir = DataDir::new(data.path()).with_database(db.database());
         // Opening a PostgreSQL store blocks: not on the runtime's threads.
         let config = tokio::task::block_in_place(|| {
-            dir.init().expect("init");
+            dir.init(truce_shared::log::DEFAULT_MISSION).expect("init");
             Config::new(&dir, pki.server_tls(), limits).expect("config")
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
