@@ -1,0 +1,132 @@
+//! The transparency log against tampering (DESIGN §9): a real server fed
+//! by a real agent over mTLS, then its SQLite file edited behind its back
+//! as an operator (or whoever holds the server) could. `truce-server
+//! audit` must name each change, and exit non-zero; untouched, it is clean.
+
+use rusqlite::Connection;
+use truce_testkit::TestServer;
+use truce_tests::harness::one_laptop;
+
+/// A server holding 6 verified reports from one enrolled laptop, stopped.
+fn populated() -> TestServer {
+    let (pki, mut server, agent) = one_laptop("laptop-a");
+    server.start(&pki, &[]);
+    for i in 0..6 {
+        agent.record(&format!("tamper test {i}"));
+    }
+    agent.sync(None).expect_ok();
+    server.terminate();
+    assert_eq!(server.ids("verified").len(), 6);
+    server
+}
+
+fn db(server: &TestServer) -> Connection {
+    Connection::open(server.dir().join("truce.sqlite")).expect("the store")
+}
+
+/// Runs `audit`; returns (exit ok, stdout).
+fn audit(server: &TestServer, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["audit"];
+    args.extend_from_slice(extra);
+    let ran = server.cmd(&args);
+    (ran.ok(), ran.stdout())
+}
+
+fn checkpoint(server: &TestServer) -> String {
+    let out = server.cmd(&["log", "checkpoint"]).expect_ok();
+    assert!(out.contains("/truce-log/"), "a checkpoint names the log key: {out}");
+    out
+}
+
+#[test]
+fn an_untouched_store_audits_clean_and_its_checkpoint_covers_every_entry() {
+    let server = populated();
+    let (ok, out) = audit(&server, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("audit clean"), "{out}");
+    // Enrolment, then six reports: seven entries.
+    assert!(out.contains("7 log entries"), "{out}");
+    let cp = checkpoint(&server);
+    assert_eq!(cp.lines().nth(1), Some("7"), "{cp}");
+    let key = server.cmd(&["--json", "key"]).expect_ok();
+    let key: serde_json::Value = serde_json::from_str(&key).unwrap();
+    assert!(cp.starts_with(key["origin"].as_str().unwrap()), "{cp} / {key}");
+    let id = &server.ids("verified")[0];
+    let proof = server.cmd(&["--json", "log", "prove", id]).expect_ok();
+    let proof: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(proof["size"], 7);
+    assert_eq!(proof["proof"].as_array().unwrap().len(), 3, "an audit path of a tree of 7: {proof}");
+}
+
+#[test]
+fn a_deleted_row_a_changed_status_and_an_added_row_are_each_named() {
+    let server = populated();
+    let ids = server.ids("verified");
+    let c = db(&server);
+    let id = |s: &str| hex::decode(s).unwrap();
+    c.execute("DELETE FROM reports WHERE id = ?1", [id(&ids[0])]).unwrap();
+    c.execute("UPDATE reports SET status = 'quarantined', reason = 'x' WHERE id = ?1", [id(&ids[1])]).unwrap();
+    // A row added without an entry: a copy of a report under another id.
+    c.execute_batch(
+        "CREATE TEMP TABLE t AS SELECT * FROM reports LIMIT 1;
+         UPDATE t SET n = 1000, id = zeroblob(32), seq = 99, entry = NULL;
+         INSERT INTO reports SELECT * FROM t;",
+    )
+    .unwrap();
+    drop(c);
+    let (ok, out) = audit(&server, &[]);
+    assert!(!ok, "audit must fail: {out}");
+    let short = |s: &str| s[..16].to_string();
+    assert!(out.contains(&format!("report {} is in the log", short(&ids[0]))) && out.contains("row deleted"), "{out}");
+    assert!(out.contains(&format!("report {}: the store says quarantined", short(&ids[1]))), "{out}");
+    assert!(out.contains("report 0000000000000000 is in the store but no log entry"), "{out}");
+    assert!(out.contains("its signed bytes do not verify"), "the added copy's id is not its bytes' hash: {out}");
+}
+
+#[test]
+fn a_truncated_log_is_named() {
+    let server = populated();
+    let c = db(&server);
+    c.execute("DELETE FROM log_entries WHERE idx >= 5", []).unwrap();
+    drop(c);
+    let (ok, out) = audit(&server, &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("the log holds 5 entries but its head says 7"), "{out}");
+    assert!(out.contains("missing from the store") || out.contains("no log entry records it"), "{out}");
+}
+
+#[test]
+fn a_log_rewritten_and_re_signed_with_the_real_key_is_caught_by_a_kept_checkpoint() {
+    let server = populated();
+    let kept = server.dir().join("laptop.checkpoint");
+    std::fs::write(&kept, checkpoint(&server)).unwrap();
+    let (ok, out) = audit(&server, &["--checkpoint", kept.to_str().unwrap()]);
+    assert!(ok, "the checkpoint a laptop kept matches the log: {out}");
+
+    // Whoever holds the server drops a report and rebuilds the whole log
+    // from what is left, signed with the real log key: the store and its
+    // new log agree, so the audit alone is clean...
+    let ids = server.ids("verified");
+    let c = db(&server);
+    c.execute("DELETE FROM reports WHERE id = ?1", [hex::decode(&ids[2]).unwrap()]).unwrap();
+    c.execute_batch("DELETE FROM log_entries; DELETE FROM log_hashes; DELETE FROM log_head;").unwrap();
+    drop(c);
+    let (ok, out) = audit(&server, &[]);
+    assert!(ok, "the rewrite is self-consistent: {out}");
+    // ...but the checkpoint a laptop kept proves the server showed another
+    // history.
+    let (ok, out) = audit(&server, &["--checkpoint", kept.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("different history") || out.contains("cut back"), "{out}");
+}
+
+#[test]
+fn a_checkpoint_signed_by_another_key_is_named() {
+    let server = populated();
+    let other = TestServer::init();
+    let foreign = other.dir().join("other.checkpoint");
+    std::fs::write(&foreign, other.cmd(&["log", "checkpoint"]).expect_ok()).unwrap();
+    let (ok, out) = audit(&server, &["--checkpoint", foreign.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("is not signed by this log's key"), "{out}");
+}
