@@ -393,7 +393,8 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
                             prover.add(r, *seq, received_at);
                         }
                     }
-                    if let Err((a, b)) = prover.offer(cp) {
+                    if let Err(pair) = prover.offer(cp) {
+                        let (a, b) = *pair;
                         return Err(prove::alarm(
                             agent,
                             Some(&a),

@@ -69,9 +69,9 @@ impl Prover {
 
     /// A verified checkpoint from an Ack: the largest becomes the target.
     /// Two of one size with different roots are two histories.
-    pub(super) fn offer(&mut self, cp: Checkpoint) -> std::result::Result<(), (Checkpoint, Checkpoint)> {
+    pub(super) fn offer(&mut self, cp: Checkpoint) -> std::result::Result<(), Box<(Checkpoint, Checkpoint)>> {
         match &self.target {
-            Some(t) if t.size == cp.size && t.root != cp.root => Err((t.clone(), cp)),
+            Some(t) if t.size == cp.size && t.root != cp.root => Err(Box::new((t.clone(), cp))),
             Some(t) if t.size >= cp.size => Ok(()),
             _ => {
                 self.target = Some(cp);
@@ -172,7 +172,7 @@ fn write_evidence(agent: &Agent, kept: Option<&Checkpoint>, new: &Checkpoint, wh
          kept checkpoint: {}\nnew checkpoint: size {}, root {}\n",
         truce_shared::time::format_ms(now_ms()),
         agent.server()?.unwrap_or_default(),
-        agent.log_key()?.map(|k| hex::encode(k)).unwrap_or_default(),
+        agent.log_key()?.map(hex::encode).unwrap_or_default(),
         kept.map_or("none (first verified sync)".to_string(), |k| format!("size {}, root {}", k.size, k.root)),
         new.size,
         new.root,
