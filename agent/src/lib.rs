@@ -83,5 +83,5 @@ pub use agent::{Agent, AgentStatus, ChainCheck, DirState, LastSync, Recorded};
 pub use error::AgentError;
 pub use input::RecordInput;
 pub use paths::DataDir;
-pub use queue::{AckOutcome, ChainHead, Pruned, Queue, QueuedReport, State, StoredReceipt};
+pub use queue::{AckOutcome, ChainHead, LogAck, LogReceipt, Pruned, Queue, QueuedReport, State, StoredReceipt};
 pub use sync::{SyncOptions, SyncSummary};

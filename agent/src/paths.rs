@@ -110,6 +110,11 @@ impl DataDir {
         self.link_dir().join("client.key.sealed")
     }
 
+    /// Where a failed log check leaves its evidence (`log-<unix ms>/`).
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.root.join("evidence")
+    }
+
     /// The client private key in clear, as a data dir made before sealing
     /// kept it.
     pub fn legacy_link_key(&self) -> PathBuf {

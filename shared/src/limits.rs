@@ -74,6 +74,11 @@ pub const MAX_AGENT_VERSION: usize = 64;
 /// Longest reason text in `Refuse`, `Quarantined` or `Rejected`.
 pub const MAX_REASON: usize = 256;
 
+/// Most ranges, and most entries, in one `Prove` (protocol 2): an agent
+/// with more to prove sends several. Bounds the server's work and the
+/// `Proofs` frame per request.
+pub const MAX_PROVE_ITEMS: usize = 4096;
+
 /// Largest body of one signed report. The largest valid observation
 /// (description, weapon and 32 attachments at their limits) is well under
 /// this; anything bigger is rejected before it is decoded.

@@ -29,6 +29,9 @@ pub struct LinkInput {
     pub cert: PathBuf,
     /// Its private key (PEM).
     pub key: PathBuf,
+    /// The server's log key as the coordinator gave it (fingerprint or hex
+    /// public key); without it the first key seen is pinned.
+    pub server_key: Option<String>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -42,6 +45,7 @@ impl Agent {
     /// Validates and stores the server address and certificates.
     pub fn link(&mut self, input: &LinkInput) -> Result<()> {
         let (host, _port) = tls::split_host_port(&input.server)?;
+        let server_key = input.server_key.as_deref().map(super::log::ServerKey::parse).transpose()?;
         tls::server_name(&host)?;
         let ca = read(&input.ca)?;
         let cert = read(&input.cert)?;
@@ -59,6 +63,9 @@ impl Agent {
         fs::write_atomic(&self.dir().link_ca(), &ca, Access::Private)?;
         fs::write_atomic(&self.dir().link_cert(), &cert, Access::Private)?;
         fs::write_atomic(&self.dir().link_key(), &sealed, Access::Private)?;
+        if let Some(k) = &server_key {
+            self.expect_log_key(k)?;
+        }
         self.queue_mut().set_meta(&[("server", input.server.trim())])
     }
 

@@ -14,7 +14,9 @@
 //! - `record.rs`: `record`, one report signed, chained and stored;
 //! - `sync.rs`: what sync writes back: the server's answers and receipts,
 //!   the last sync, and `sync_blocking`;
-//! - `link.rs`: `link`, how to reach the server, and the TLS client config.
+//! - `link.rs`: `link`, how to reach the server, and the TLS client config;
+//! - `log.rs`: the server's log as this laptop knows it: the pinned log
+//!   key and the last verified checkpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +31,7 @@ use crate::vault::{DataKey, Keyring, Passphrase};
 
 mod keyring;
 pub mod link;
+pub mod log;
 mod record;
 mod sync;
 
@@ -108,6 +111,14 @@ pub struct AgentStatus {
     pub server: Option<String>,
     /// The last sync attempt.
     pub last_sync: Option<LastSync>,
+    /// The pinned log key of the server.
+    pub log_key: Option<Bytes32>,
+    /// What `link --server-key` said to expect.
+    pub log_key_expected: Option<String>,
+    /// The last checkpoint whose proofs verified.
+    pub checkpoint: Option<truce_shared::log::Checkpoint>,
+    /// Reports answered under protocol 2 and not yet proven in the log.
+    pub unproven: u64,
 }
 
 /// The result of walking the whole chain: see [`Agent::check_chain`].
@@ -254,6 +265,10 @@ impl Agent {
             pruned: self.queue.pruned_count()?,
             server: self.server()?,
             last_sync,
+            log_key: self.log_key()?,
+            log_key_expected: self.expected_log_key()?.map(|k| k.text()),
+            checkpoint: self.kept_checkpoint()?,
+            unproven: self.queue.unproven_count()?,
         })
     }
 

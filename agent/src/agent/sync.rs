@@ -3,12 +3,11 @@
 //! for callers that are not async. The session itself is `crate::sync`.
 
 use truce_shared::time::now_ms;
-use truce_shared::wire::{Receipt, Status};
 use truce_shared::Bytes32;
 
 use super::Agent;
 use crate::error::Result;
-use crate::queue::AckOutcome;
+use crate::queue::{AckOutcome, LogAck};
 use crate::sync::{runtime, sync_once, SyncOptions, SyncSummary};
 
 impl Agent {
@@ -19,25 +18,16 @@ impl Agent {
         rt.block_on(sync_once(self, opts))
     }
 
-    /// Records the server's answers for one Ack (see [`Queue::record_ack`]).
-    pub fn record_ack(
-        &mut self,
-        results: &[(Bytes32, Status)],
-        receipt: &Receipt,
-        server_key: &Bytes32,
-    ) -> Result<AckOutcome> {
-        self.queue.record_ack(results, receipt, server_key, now_ms())
+    /// Records the server's answers for one verified Ack (see
+    /// [`crate::queue::Queue::record_ack`]).
+    pub fn record_ack(&mut self, ack: &LogAck<'_>) -> Result<AckOutcome> {
+        self.queue.record_ack(ack, now_ms())
     }
 
-    /// Marks one report's answer (a convenience over [`Agent::record_ack`]).
-    pub fn mark_answer(
-        &mut self,
-        id: &Bytes32,
-        status: &Status,
-        receipt: &Receipt,
-        server_key: &Bytes32,
-    ) -> Result<AckOutcome> {
-        self.record_ack(&[(*id, status.clone())], receipt, server_key)
+    /// Marks reports proven included in the log and keeps the checkpoint
+    /// they were proven against as the verified one.
+    pub fn record_proven(&mut self, proven: &[(Bytes32, u64)], checkpoint: &str) -> Result<u64> {
+        self.queue.record_proven(proven, checkpoint, now_ms())
     }
 
     /// The linked server address, if `link` has run.

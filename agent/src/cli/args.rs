@@ -124,6 +124,11 @@ pub struct LinkArgs {
     /// This laptop's client private key (PEM).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
+    /// The server's log key as the coordinator gave it: its fingerprint
+    /// (abcd-ef01-2345-6789) or the 64-hex public key. Without it, the key
+    /// the server shows at the first sync is pinned and printed.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub server_key: Option<String>,
 }
 
 /// `sync` flags.

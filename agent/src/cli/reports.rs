@@ -108,8 +108,12 @@ struct AnswerJson {
 
 #[derive(Serialize)]
 struct ReceiptJson {
+    /// 1 (the server key over the held ids) or 2 (the log key over the Ack).
+    protocol: u8,
     server_key: String,
     server_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
     signature: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     covers: Option<Vec<String>>,
@@ -125,6 +129,11 @@ pub struct ReportJson {
     prev: Option<String>,
     device: String,
     state: State,
+    /// Whether the server's log proved it includes the answer (`null`
+    /// for reports pending or answered before protocol 2).
+    proven: Option<bool>,
+    /// The index of the server's log entry that records it.
+    log_entry: Option<u64>,
     /// Bytes of the signed report as recorded.
     size: u64,
     /// The body was deleted after delivery (`prune`): only id, seq, state,
@@ -152,6 +161,8 @@ impl ReportJson {
             prev: env.map(|e| hex::encode(e.prev)),
             device: hex::encode(env.map_or(*device, |e| e.device)),
             state: r.state,
+            proven: r.entry.map(|_| r.proven_at.is_some()),
+            log_entry: r.entry,
             size: r.size,
             pruned: r.signed.is_none(),
             recorded_at: env.map(|e| format_ms(e.recorded_at)),
@@ -163,8 +174,10 @@ impl ReportJson {
                 at: r.answered_at.map(format_ms),
             }),
             receipt: r.receipt.as_ref().map(|c| ReceiptJson {
+                protocol: if c.log.is_some() { 2 } else { 1 },
                 server_key: hex::encode(c.server_key),
                 server_time: format_ms(c.server_time),
+                checkpoint: c.log.as_ref().filter(|_| detail).map(|l| l.checkpoint.clone()),
                 signature: hex::encode(c.signature.0),
                 covers: detail.then(|| c.ids.iter().map(hex::encode).collect()),
                 valid: detail.then(|| c.verifies()),
@@ -202,7 +215,7 @@ pub fn report_line(r: &QueuedReport, env: Option<&Envelope>) -> String {
             "{}  #{:<5} {:<11} (pruned after delivery: id, state and receipt kept)",
             &hex::encode(r.id)[..12],
             r.seq,
-            r.state.as_str()
+            r.state_text()
         );
     };
     let o = &env.observation;
@@ -214,7 +227,7 @@ pub fn report_line(r: &QueuedReport, env: Option<&Envelope>) -> String {
         "{}  #{:<5} {:<11} {}  {:<20} {:.5},{:.5}  {}",
         &hex::encode(r.id)[..12],
         r.seq,
-        r.state.as_str(),
+        r.state_text(),
         format_ms(o.observed_at),
         o.category.name(),
         o.position.lat,
@@ -228,8 +241,18 @@ pub fn report_text(r: &QueuedReport, env: Option<&Envelope>) -> Vec<String> {
     let mut l = vec![
         format!("id:           {}", hex::encode(r.id)),
         format!("seq:          {}", r.seq),
-        format!("state:        {}", r.state.as_str()),
+        format!("state:        {}", r.state_text()),
     ];
+    if let Some(e) = r.entry {
+        l.push(format!(
+            "log entry:    {e} ({})",
+            if r.proven_at.is_some() {
+                "proven included in the server's log"
+            } else {
+                "not proven yet: the server signed it, its log has not proven it"
+            }
+        ));
+    }
     match (env, &r.signed) {
         (Some(env), Some(signed)) => body_text(&mut l, env, signed),
         _ => l.push(format!(
@@ -301,11 +324,19 @@ fn answer_text(l: &mut Vec<String>, r: &QueuedReport) {
     }
     if let Some(c) = &r.receipt {
         l.push(format!(
-            "receipt:      server time {}, {} ({} reports covered)",
+            "receipt:      {} {}, {} ({} reports covered)",
+            if c.log.is_some() { "received at" } else { "server time" },
             format_ms(c.server_time),
             if c.verifies() { "signature valid" } else { "SIGNATURE DOES NOT VERIFY" },
             c.ids.len()
         ));
-        l.push(format!("server key:   {}", hex::encode(c.server_key)));
+        match &c.log {
+            Some(_) => l.push(format!(
+                "log key:      {} ({})",
+                hex::encode(c.server_key),
+                truce_shared::signing::fingerprint(&c.server_key)
+            )),
+            None => l.push(format!("server key:   {}", hex::encode(c.server_key))),
+        }
     }
 }

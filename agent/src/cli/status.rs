@@ -42,6 +42,29 @@ pub struct StatusJson {
     pruned: u64,
     server: Option<String>,
     last_sync: Option<LastSyncJson>,
+    /// The server's transparency log as this laptop knows it.
+    log: LogJson,
+}
+
+#[derive(Serialize)]
+struct LogJson {
+    /// The pinned log key, hex, and its fingerprint.
+    key: Option<String>,
+    fingerprint: Option<String>,
+    /// What `link --server-key` said to expect.
+    expected: Option<String>,
+    /// The last checkpoint whose proofs verified.
+    checkpoint: Option<CheckpointJson>,
+    /// Reports delivered (or otherwise answered) but not yet proven.
+    not_proven: u64,
+}
+
+#[derive(Serialize)]
+struct CheckpointJson {
+    origin: String,
+    size: u64,
+    /// Base64, as in the checkpoint.
+    root: String,
 }
 
 #[derive(Serialize)]
@@ -75,6 +98,17 @@ impl StatusJson {
                 ok: l.ok,
                 outcome: l.outcome.clone(),
             }),
+            log: LogJson {
+                key: s.log_key.map(hex::encode),
+                fingerprint: s.log_key.as_ref().map(truce_shared::signing::fingerprint),
+                expected: s.log_key_expected.clone(),
+                checkpoint: s.checkpoint.as_ref().map(|c| CheckpointJson {
+                    origin: c.origin.clone(),
+                    size: c.size,
+                    root: c.root.to_string(),
+                }),
+                not_proven: s.unproven,
+            },
         }
     }
 }
@@ -101,6 +135,18 @@ pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
         format!("pruning:    {} ({} pruned so far)", keep_text(s.keep_delivered_ms), s.pruned),
         format!("server:     {}", s.server.as_deref().unwrap_or("not linked (run `truce-agent link`)")),
     ];
+    l.push(match (&s.log_key, &s.log_key_expected) {
+        (Some(k), _) => format!("log key:    {} (pinned)", truce_shared::signing::fingerprint(k)),
+        (None, Some(e)) => format!("log key:    none pinned yet; must be {e}"),
+        (None, None) => "log key:    none pinned yet (pinned at the first sync)".to_string(),
+    });
+    l.push(match &s.checkpoint {
+        Some(c) => format!("checkpoint: {} size {} root {}", c.origin, c.size, c.root),
+        None => "checkpoint: none verified yet".to_string(),
+    });
+    if s.unproven > 0 {
+        l.push(format!("not proven: {} report(s) answered but not yet proven in the server's log", s.unproven));
+    }
     l.push(match &s.last_sync {
         Some(ls) => format!("last sync:  {} {}: {}", format_ms(ls.at), if ls.ok { "ok" } else { "failed" }, ls.outcome),
         None => "last sync:  never".to_string(),

@@ -23,6 +23,9 @@ pub(super) fn run(a: &SyncArgs, dir: &DataDir, keys: &Unlock, out: &mut Out) -> 
         serde_json::json!({
             "server": s.server,
             "server_key": hex::encode(s.server_key),
+            "server_key_fingerprint": truce_shared::signing::fingerprint(&s.server_key),
+            "pinned_now": matches!(s.pinning, Some(crate::agent::log::Pinning::FirstSeen | crate::agent::log::Pinning::Expected)),
+            "proven": s.proven,
             "delivered": s.delivered,
             "quarantined": s.quarantined,
             "rejected": s.rejected,

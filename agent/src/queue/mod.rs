@@ -31,14 +31,24 @@
 //!   state TEXT,                     -- pending|delivered|quarantined|rejected
 //!   answer TEXT, reason TEXT,       -- the server's Status and its reason
 //!   answered_at INTEGER,            -- local clock when the Ack arrived
-//!   receipt INTEGER → receipts.rowid,
-//!   pruned_at INTEGER)              -- when the body was deleted
+//!   receipt INTEGER → receipts.rowid,         -- a protocol-1 receipt
+//!   pruned_at INTEGER,              -- when the body was deleted
+//!   log_receipt INTEGER → log_receipts.rowid, -- a protocol-2 receipt
+//!   entry INTEGER,                  -- the server's log entry that records it
+//!   proven_at INTEGER)              -- when its inclusion was proven (NULL: not yet)
 //! attachments(seq → reports.seq, name TEXT, held INTEGER)
 //!                                   -- the sealed evidence files a report names
 //!                                   -- (keyed names), and whether the server holds them
 //! receipts(rowid, server_key BLOB, server_time INTEGER, signature BLOB,
 //!          ids BLOB)                -- the held ids the signature covers
+//! log_receipts(rowid, log_key BLOB, batch INTEGER, received_at INTEGER,
+//!          signature BLOB, checkpoint TEXT,
+//!          results BLOB)            -- postcard(Vec<Outcome>): all the signature covers
 //! ```
+//!
+//! Meta keys of the log (DESIGN §9): `log_key` (the pinned log key, hex),
+//! `log_key_expected` (what `link --server-key` gave), `log_checkpoint`
+//! (the last checkpoint whose proofs verified, as signed).
 //!
 //! Schema version 1 (before sealing) kept `body` and `signature` in clear;
 //! [`schema`] converts it once the data key is at hand.
@@ -48,7 +58,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
-use truce_shared::wire::{Receipt, Status};
+use truce_shared::log::{Outcome, ReceiptBody};
+use truce_shared::wire::Status;
 use truce_shared::{Bytes32, Envelope, Position, Signature64, SignedReport};
 
 use crate::error::{AgentError, Result};
@@ -61,10 +72,14 @@ mod reads;
 mod rows;
 mod schema;
 
+pub use acks::LogAck;
 pub use prune::Pruned;
 pub use reads::PendingIter;
-use rows::{id32, open_row, prefix_range, report_from_row, split_ids, status_parts, REPORT_COLUMNS};
-pub use rows::{AckOutcome, ChainHead, QueuedReport, State, StoredReceipt};
+use rows::{
+    id32, open_row, prefix_range, report_from_row, split_ids, status_parts, FIND_IDS, FIND_RESULTS, REPORT_COLUMNS,
+    REPORT_FROM,
+};
+pub use rows::{AckOutcome, ChainHead, LogReceipt, QueuedReport, State, StoredReceipt};
 
 /// How long a writer waits for another process's transaction to finish
 /// before giving up with a clear "queue is busy" error.
@@ -158,6 +173,22 @@ impl Queue {
             .prepare_cached("SELECT value FROM meta WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
             .map_err(|e| self.err(e))
+    }
+
+    /// Removes meta values in one transaction.
+    pub fn remove_meta(&mut self, keys: &[&str]) -> Result<()> {
+        let path = self.path.clone();
+        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut st = tx.prepare_cached("DELETE FROM meta WHERE key = ?1")?;
+                for k in keys {
+                    st.execute([k])?;
+                }
+            }
+            tx.commit()
+        };
+        run(&mut self.conn).map_err(|e| db_err(&path, e))
     }
 
     /// Sets meta values in one transaction.

@@ -1,5 +1,7 @@
 //! Pruning delivered reports (DESIGN §11): once the server holds a report
-//! (its verified receipt is stored), its body is deleted after the keep
+//! (its verified protocol-1 receipt is stored, or under protocol 2 its log
+//! entry was proven: a report delivered but not proven keeps its body, the
+//! server may not hold what it signed), its body is deleted after the keep
 //! period; its seq, id, state, answer and receipt stay, so the chain goes
 //! on and the delivery stays provable; `secure_delete` zeroes the freed
 //! pages. An evidence copy is deleted once every report that names it is
@@ -23,8 +25,8 @@ pub struct Pruned {
 }
 
 /// Reports the server holds, whose answer is older than the cutoff.
-const PRUNABLE: &str = "sealed IS NOT NULL AND state IN ('delivered', 'quarantined') AND receipt IS NOT NULL
-     AND answered_at <= ?1";
+const PRUNABLE: &str = "sealed IS NOT NULL AND state IN ('delivered', 'quarantined')
+     AND (receipt IS NOT NULL OR proven_at IS NOT NULL) AND answered_at <= ?1";
 
 impl Queue {
     /// Deletes the bodies of reports answered at or before `cutoff` (unix

@@ -8,7 +8,7 @@ impl Queue {
     pub fn find(&self, prefix: &str) -> Result<QueuedReport> {
         let (lo, hi) = prefix_range(prefix)?;
         let sql = format!(
-            "SELECT {REPORT_COLUMNS}, c.ids FROM reports r LEFT JOIN receipts c ON c.rowid = r.receipt
+            "SELECT {REPORT_COLUMNS}, c.ids, g.results FROM {REPORT_FROM}
              WHERE r.id >= ?1 AND r.id <= ?2 LIMIT 2"
         );
         let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
@@ -20,8 +20,18 @@ impl Queue {
             }
             let mut rep = report_from_row(self.key()?, row)?;
             if let Some(r) = rep.receipt.as_mut() {
-                let ids: Vec<u8> = row.get(11).map_err(|e| self.err(e))?;
-                r.ids = split_ids(&ids)?;
+                match r.log.as_mut() {
+                    None => {
+                        let ids: Vec<u8> = row.get(FIND_IDS).map_err(|e| self.err(e))?;
+                        r.ids = split_ids(&ids)?;
+                    }
+                    Some(l) => {
+                        let bytes: Vec<u8> = row.get(FIND_RESULTS).map_err(|e| self.err(e))?;
+                        l.results = truce_shared::encoding::decode(&bytes)
+                            .map_err(|e| AgentError::Corrupt(format!("a stored receipt's results: {e}")))?;
+                        r.ids = l.results.iter().map(|o| o.id).collect();
+                    }
+                }
             }
             found = Some(rep);
         }
@@ -35,7 +45,7 @@ impl Queue {
         let key = self.key()?;
         let filter = if state.is_some() { "WHERE r.state = ?1" } else { "WHERE ?1 IS NULL" };
         let sql = format!(
-            "SELECT {REPORT_COLUMNS} FROM reports r LEFT JOIN receipts c ON c.rowid = r.receipt
+            "SELECT {REPORT_COLUMNS} FROM {REPORT_FROM}
              {filter} ORDER BY r.seq DESC"
         );
         let mut st = self.conn.prepare(&sql).map_err(|e| self.err(e))?;

@@ -58,22 +58,54 @@ pub(super) fn status_parts(status: &Status) -> (&'static str, Option<&str>) {
 }
 
 /// A server receipt as kept in the queue: enough to re-check it offline.
+/// Protocol 1's (the server key over a time and the held ids) or protocol
+/// 2's (the log key over the whole Ack, see [`truce_shared::log::ReceiptBody`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredReceipt {
-    /// The server key the signature verifies under.
+    /// The key the signature verifies under: the server key (protocol 1)
+    /// or the log key (protocol 2).
     pub server_key: Bytes32,
-    /// The server clock when it signed.
+    /// The server clock when it signed (protocol 1), or the Ack's
+    /// `received_at` (protocol 2).
     pub server_time: i64,
-    /// Ed25519 over `(server_time, ids)`.
+    /// The signature.
     pub signature: Signature64,
     /// The ids the signature covers (empty when only listing).
     pub ids: Vec<Bytes32>,
+    /// What a protocol-2 receipt adds; `None` for a protocol-1 receipt.
+    pub log: Option<LogReceipt>,
+}
+
+/// The parts of a protocol-2 receipt beside key, time and signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogReceipt {
+    /// The Submit's batch number.
+    pub batch: u64,
+    /// The signed checkpoint the Ack carried.
+    pub checkpoint: String,
+    /// Every result the signature covers (empty when only listing).
+    pub results: Vec<Outcome>,
 }
 
 impl StoredReceipt {
-    /// Whether the signature is the server's over these ids and time.
+    /// Whether the signature is the server's over what it covers (for a
+    /// protocol-2 receipt, only when its results were read: [`Queue::find`]).
     pub fn verifies(&self) -> bool {
-        truce_shared::signing::verify_receipt(&self.server_key, self.server_time, &self.ids, &self.signature)
+        match &self.log {
+            None => {
+                truce_shared::signing::verify_receipt(&self.server_key, self.server_time, &self.ids, &self.signature)
+            }
+            Some(l) => truce_shared::log::verify_receipt(
+                &self.server_key,
+                &ReceiptBody {
+                    batch: l.batch,
+                    received_at: self.server_time,
+                    results: l.results.as_slice().into(),
+                    checkpoint: l.checkpoint.as_str().into(),
+                },
+                &self.signature,
+            ),
+        }
     }
 }
 
@@ -98,9 +130,29 @@ pub struct QueuedReport {
     pub answered_at: Option<i64>,
     /// The receipt that covers this report (its `ids` are filled only by [`Queue::find`]).
     pub receipt: Option<StoredReceipt>,
+    /// The index of the server's log entry that records it (protocol 2).
+    pub entry: Option<u64>,
+    /// When its inclusion in the server's log was proven, unix ms.
+    pub proven_at: Option<i64>,
 }
 
 impl QueuedReport {
+    /// Answered under protocol 2 (it has a log entry) but its inclusion in
+    /// the log not proven yet: "delivered, not proven".
+    pub fn not_proven(&self) -> bool {
+        self.entry.is_some() && self.proven_at.is_none()
+    }
+
+    /// The state as people read it: `delivered, not proven` while the
+    /// answer is signed but the log has not proven it.
+    pub fn state_text(&self) -> String {
+        if self.state != State::Pending && self.not_proven() {
+            format!("{}, not proven", self.state.as_str())
+        } else {
+            self.state.as_str().to_string()
+        }
+    }
+
     /// Decodes the envelope of the stored body (no signature check);
     /// `None` once the body has been pruned.
     pub fn envelope(&self) -> Result<Option<Envelope>> {
@@ -124,7 +176,7 @@ pub struct ChainHead {
 }
 
 /// What one Ack did to the queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AckOutcome {
     /// Reports now delivered.
     pub delivered: u64,
@@ -134,10 +186,23 @@ pub struct AckOutcome {
     pub rejected: u64,
     /// Answers for ids that were not pending here (already answered, or unknown).
     pub ignored: u64,
+    /// The indexes (into the Ack's results) of the reports this Ack marked.
+    pub marked: Vec<usize>,
 }
 
+/// The columns [`report_from_row`] reads, over `reports r` joined with
+/// `receipts c` and `log_receipts g` (see [`REPORT_FROM`]).
 pub(super) const REPORT_COLUMNS: &str = "r.seq, r.id, r.sealed, r.size, r.state, r.answer, r.reason, r.answered_at,
-     c.server_key, c.server_time, c.signature";
+     c.server_key, c.server_time, c.signature, r.entry, r.proven_at,
+     g.log_key, g.received_at, g.signature, g.batch, g.checkpoint";
+
+/// The tables [`REPORT_COLUMNS`] come from.
+pub(super) const REPORT_FROM: &str = "reports r LEFT JOIN receipts c ON c.rowid = r.receipt
+     LEFT JOIN log_receipts g ON g.rowid = r.log_receipt";
+
+/// Columns after [`REPORT_COLUMNS`] that [`Queue::find`] adds.
+pub(super) const FIND_IDS: usize = 18;
+pub(super) const FIND_RESULTS: usize = 19;
 
 pub(super) fn sig64(bytes: &[u8], seq: i64) -> Result<Signature64> {
     bytes
@@ -174,15 +239,29 @@ pub(super) fn report_from_row(key: &DataKey, row: &rusqlite::Row<'_>) -> Result<
     let sealed: Option<Vec<u8>> = row.get(2).map_err(corrupt)?;
     let size: i64 = row.get(3).map_err(corrupt)?;
     let state: String = row.get(4).map_err(corrupt)?;
+    let bad_key = || AgentError::Corrupt(format!("report seq {seq}: bad server key"));
     let server_key: Option<Vec<u8>> = row.get(8).map_err(corrupt)?;
-    let receipt = match server_key {
-        None => None,
-        Some(k) => Some(StoredReceipt {
-            server_key: k.try_into().map_err(|_| AgentError::Corrupt(format!("report seq {seq}: bad server key")))?,
+    let log_key: Option<Vec<u8>> = row.get(13).map_err(corrupt)?;
+    let receipt = match (log_key, server_key) {
+        (Some(k), _) => Some(StoredReceipt {
+            server_key: k.try_into().map_err(|_| bad_key())?,
+            server_time: row.get(14).map_err(corrupt)?,
+            signature: sig64(&row.get::<_, Vec<u8>>(15).map_err(corrupt)?, seq)?,
+            ids: Vec::new(),
+            log: Some(LogReceipt {
+                batch: row.get::<_, i64>(16).map_err(corrupt)? as u64,
+                checkpoint: row.get(17).map_err(corrupt)?,
+                results: Vec::new(),
+            }),
+        }),
+        (None, Some(k)) => Some(StoredReceipt {
+            server_key: k.try_into().map_err(|_| bad_key())?,
             server_time: row.get(9).map_err(corrupt)?,
             signature: sig64(&row.get::<_, Vec<u8>>(10).map_err(corrupt)?, seq)?,
             ids: Vec::new(),
+            log: None,
         }),
+        (None, None) => None,
     };
     Ok(QueuedReport {
         seq: seq as u64,
@@ -194,6 +273,8 @@ pub(super) fn report_from_row(key: &DataKey, row: &rusqlite::Row<'_>) -> Result<
         reason: row.get(6).map_err(corrupt)?,
         answered_at: row.get(7).map_err(corrupt)?,
         receipt,
+        entry: row.get::<_, Option<i64>>(11).map_err(corrupt)?.map(|e| e as u64),
+        proven_at: row.get(12).map_err(corrupt)?,
     })
 }
 

@@ -1,5 +1,7 @@
-//! The queue's schema, its per-connection settings, and the one migration:
-//! version 1 (bodies in clear, before sealing) to version 2 (sealed).
+//! The queue's schema, its per-connection settings, and its migrations:
+//! version 1 (bodies in clear, before sealing) to version 2 (sealed), and
+//! version 2 to 3 (protocol 2: signed log receipts, each report's log entry
+//! and whether its inclusion was proven).
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
@@ -8,7 +10,26 @@ use crate::error::{AgentError, Result};
 use crate::vault::DataKey;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
+
+/// What version 3 adds to version 2: protocol-2 receipts (kept whole, so
+/// they can be checked again offline) and, per report, the log entry that
+/// records it, the receipt that names it and when its inclusion was proven.
+/// Version-1 receipts stay in `receipts`, still readable.
+const LOG_V3: &str = "
+CREATE TABLE log_receipts (
+    rowid       INTEGER PRIMARY KEY,
+    log_key     BLOB NOT NULL,
+    batch       INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    signature   BLOB NOT NULL,
+    checkpoint  TEXT NOT NULL,
+    results     BLOB NOT NULL
+);
+ALTER TABLE reports ADD COLUMN log_receipt INTEGER REFERENCES log_receipts(rowid);
+ALTER TABLE reports ADD COLUMN entry INTEGER;
+ALTER TABLE reports ADD COLUMN proven_at INTEGER;
+";
 
 const META_AND_RECEIPTS: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -79,19 +100,23 @@ impl Queue {
         if v == 0 {
             return self.create_schema().map_err(|e| db_err(&path, e));
         }
-        let key = self.key.clone().ok_or(AgentError::PassphraseNeeded)?;
-        migrate_v1(&mut self.conn, &key).map_err(|e| match e {
-            Migration::Db(e) => db_err(&path, e),
-            Migration::Agent(e) => e,
-        })?;
-        // The clear bodies are gone from the tables (secure_delete zeroed
-        // their pages); move every page out of the WAL and empty it, so no
-        // old frame keeps a copy either.
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .and_then(|()| self.conn.execute_batch("VACUUM"))
-            .and_then(|()| self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
-            .map_err(|e| db_err(&path, e))
+        if v == 1 {
+            let key = self.key.clone().ok_or(AgentError::PassphraseNeeded)?;
+            migrate_v1(&mut self.conn, &key).map_err(|e| match e {
+                Migration::Db(e) => db_err(&path, e),
+                Migration::Agent(e) => e,
+            })?;
+            // The clear bodies are gone from the tables (secure_delete zeroed
+            // their pages); move every page out of the WAL and empty it, so no
+            // old frame keeps a copy either.
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .and_then(|()| self.conn.execute_batch("VACUUM"))
+                .and_then(|()| self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+                .map_err(|e| db_err(&path, e))?;
+        }
+        // Nothing sealed changes: this runs without the data key too.
+        migrate_v2(&mut self.conn).map_err(|e| db_err(&path, e))
     }
 
     /// Sets the per-connection pragmas; returns the schema version.
@@ -116,10 +141,25 @@ impl Queue {
             tx.execute_batch(META_AND_RECEIPTS)?;
             tx.execute_batch(&reports_v2("reports"))?;
             tx.execute_batch(INDEXES_V2)?;
+            tx.execute_batch(LOG_V3)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         tx.commit()
     }
+}
+
+/// Version 2 to 3 in one transaction: the protocol-2 receipts table and
+/// three new columns of reports (NULL for every report answered before).
+fn migrate_v2(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let v: i32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if v != 2 {
+        // Another process converted it while this one waited.
+        return tx.commit();
+    }
+    tx.execute_batch(LOG_V3)?;
+    tx.pragma_update(None, "user_version", 3)?;
+    tx.commit()
 }
 
 enum Migration {
@@ -191,6 +231,6 @@ fn migrate_v1(conn: &mut Connection, key: &DataKey) -> std::result::Result<(), M
     }
     tx.execute_batch("DROP TABLE reports; ALTER TABLE reports_v2 RENAME TO reports;")?;
     tx.execute_batch(INDEXES_V2)?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.pragma_update(None, "user_version", 2)?;
     Ok(tx.commit()?)
 }

@@ -37,7 +37,8 @@ impl Batcher {
         Batcher { after: 0, buf: VecDeque::new(), exhausted: false }
     }
 
-    /// The next batch (empty when nothing is pending). Reports recorded
+    /// The next batch, each report with its seq (empty when nothing is
+    /// pending). Reports recorded
     /// while the session runs are picked up too: the cursor only moves
     /// forward through seq, and the queue is asked again when the buffer
     /// runs dry.
@@ -46,7 +47,7 @@ impl Batcher {
         queue: &Queue,
         max_batch: usize,
         max_frame: usize,
-    ) -> Result<Vec<SignedReport>> {
+    ) -> Result<Vec<(u64, SignedReport)>> {
         let mut out = Vec::new();
         let mut size = SUBMIT_OVERHEAD;
         loop {
@@ -67,8 +68,8 @@ impl Batcher {
                 return Err(SyncError::TooLarge { seq: *seq, len, max_frame }.into());
             }
             size += len;
-            if let Some((_, r)) = self.buf.pop_front() {
-                out.push(r);
+            if let Some(item) = self.buf.pop_front() {
+                out.push(item);
             }
         }
         Ok(out)

@@ -89,14 +89,65 @@ pub enum SyncError {
         what: String,
     },
 
-    /// A receipt did not verify under the key the server gave: those
-    /// reports are not marked, and someone must find out why.
+    /// A receipt did not verify under the key the server gave (or its
+    /// checkpoint did not, or it names entries beyond its checkpoint):
+    /// those reports are not marked, and someone must find out why.
     #[error(
-        "the server's receipt for batch {batch} does not verify under its key: those reports stay pending; tell the coordinator"
+        "the server's receipt for batch {batch} does not verify under its log key ({why}): those reports stay pending; tell the coordinator"
     )]
     BadReceipt {
         /// The batch.
         batch: u64,
+        /// What did not check.
+        why: String,
+    },
+
+    /// The server speaks an older protocol and refused this agent's.
+    #[error(
+        "the server at {addr} speaks an older protocol than this truce-agent ({reason}): the server must be upgraded; reports stay pending"
+    )]
+    OldServer {
+        /// `HOST:PORT`.
+        addr: String,
+        /// The server's words.
+        reason: String,
+    },
+
+    /// The server showed a log key other than the pinned one.
+    #[error(
+        "the server at {addr} shows log key {shown}, not the pinned {pinned}: refusing to sync (someone may be impersonating the server, or it was rebuilt); nothing was sent, reports stay pending; ask the coordinator, and re-link with --server-key only if they confirm the new key"
+    )]
+    LogKeyChanged {
+        /// `HOST:PORT`.
+        addr: String,
+        /// The pinned key's fingerprint.
+        pinned: String,
+        /// The key shown's fingerprint.
+        shown: String,
+    },
+
+    /// The server showed a log key other than `link --server-key` gave.
+    #[error(
+        "the server at {addr} shows log key {shown}, not {expected} given to `link --server-key`: refusing to sync; nothing was sent, reports stay pending; check the fingerprint with the coordinator"
+    )]
+    LogKeyNotExpected {
+        /// `HOST:PORT`.
+        addr: String,
+        /// What `link --server-key` gave.
+        expected: String,
+        /// The key shown's fingerprint.
+        shown: String,
+    },
+
+    /// The server's log did not prove what it acknowledged: an alarm.
+    #[error(
+        "ALARM: the server's log does not prove what it acknowledged ({what}): keep this laptop's data dir as evidence ({evidence}); the reports concerned stay delivered, not proven; tell the coordinator"
+    )]
+    Alarm {
+        /// What failed.
+        what: String,
+        /// Where the evidence was written (or why it could not be).
+        evidence: String,
     },
 
     /// A report is larger than the server's frame limit: it can never be
@@ -198,6 +249,8 @@ pub(super) fn message_name(m: &Message) -> &'static str {
         Message::Submit { .. } => "Submit",
         Message::Ack { .. } => "Ack",
         Message::Bye => "Bye",
+        Message::Prove { .. } => "Prove",
+        Message::Proofs { .. } => "Proofs",
     }
 }
 
@@ -224,13 +277,18 @@ mod tests {
                 "h",
                 &tls(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)),
             ),
-            SyncError::BadReceipt { batch: 1 },
+            SyncError::BadReceipt { batch: 1, why: "x".into() },
             SyncError::TooLarge { seq: 1, len: 2, max_frame: 1 },
+            SyncError::OldServer { addr: addr.into(), reason: "protocol 1".into() },
+            SyncError::LogKeyChanged { addr: addr.into(), pinned: "a".into(), shown: "b".into() },
+            SyncError::LogKeyNotExpected { addr: addr.into(), expected: "a".into(), shown: "b".into() },
             SyncError::Refused { addr: addr.into(), reason: "protocol 9".into() },
             SyncError::protocol(addr, "x"),
         ] {
             assert!(person.needs_person(), "{person}");
             assert!(person.to_string().contains("stay pending"), "{person}");
         }
+        let alarm = SyncError::Alarm { what: "x".into(), evidence: "y".into() };
+        assert!(alarm.needs_person() && alarm.to_string().starts_with("ALARM: "));
     }
 }

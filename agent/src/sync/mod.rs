@@ -4,17 +4,24 @@
 //!
 //! ```text
 //! TCP connect (timeout) → TLS 1.3, ALPN truce/1, mission CA, client cert
-//! → Hello → Welcome | Refuse
+//! → Hello (protocol 2) → Welcome | Refuse
+//!   the Welcome's log key must be the pinned one (or is pinned now)
 //! → Submit × up to WINDOW in flight, each ≤ max_batch reports and ≤ max_frame bytes
-//! ← Ack per batch: results in submit order + a receipt over the held ids
+//! ← Ack per batch: results in submit order, each with its log entry, a
+//!   checkpoint, all signed by the log key
+//! → Prove ← Proofs (see `prove`): the entries are in the log, and the log
+//!   extends the checkpoint kept from the last verified sync
 //! → Bye
 //! ```
 //!
 //! Promises:
-//! - A report changes state only when its Ack arrives and the Ack's receipt
-//!   verifies under the Welcome's server key; answers and the receipt are
+//! - A report changes state only when its Ack arrives, the Ack's receipt
+//!   verifies under the pinned log key, its checkpoint opens under it and
+//!   includes every entry the Ack names; answers and the receipt are
 //!   committed in one transaction. Anything unanswered stays pending and is
 //!   sent again next time (the server answers Duplicate).
+//! - A report is "proven" only once the log proves its entry; a failed
+//!   proof is an alarm ([`SyncError::Alarm`]) and leaves evidence.
 //! - The queue is read in chunks ([`crate::queue::PENDING_CHUNK`]) as
 //!   batches are needed, so memory is bounded whatever the queue's size.
 //! - Every failure is one line saying why (connection refused, timeout,
@@ -32,6 +39,7 @@
 //! - this file: options, the session, its summary;
 //! - [`error`]: [`SyncError`], what went wrong and whether retrying helps;
 //! - `batch`: the queue cut into batches within the server's limits;
+//! - `prove`: the log's proofs asked and checked, the alarm and its evidence;
 //! - `progress`: the bar or log lines;
 //! - `watch`: repeated sessions and backoff.
 
@@ -42,18 +50,21 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use truce_shared::log::{open_checkpoint, verify_receipt, ReceiptBody};
 use truce_shared::time::now_ms;
 use truce_shared::wire::{self, Message, PROTOCOL_VERSION};
 use truce_shared::{limits, Bytes32, SignedReport};
 
+use crate::agent::log::Pinning;
 use crate::agent::Agent;
 use crate::error::{AgentError, Result};
-use crate::queue::State;
+use crate::queue::{LogAck, State};
 use crate::tls;
 
 mod batch;
 pub mod error;
 mod progress;
+mod prove;
 mod watch;
 
 use batch::Batcher;
@@ -126,8 +137,10 @@ impl Default for SyncOptions {
 pub struct SyncSummary {
     /// The server, `HOST:PORT`.
     pub server: String,
-    /// The server's receipt key (from Welcome).
+    /// The server's log key (from Welcome): signs receipts and checkpoints.
     pub server_key: Bytes32,
+    /// How the log key related to the pin (pinned now on first sight, …).
+    pub pinning: Option<Pinning>,
     /// Reports now delivered (Accepted or Duplicate).
     pub delivered: u64,
     /// Reports now quarantined.
@@ -138,6 +151,8 @@ pub struct SyncSummary {
     pub batches: u64,
     /// Reports still pending when the session ended.
     pub pending: u64,
+    /// Reports whose log entries this session proved.
+    pub proven: u64,
     /// Server clock minus this laptop's, ms, when Welcome arrived.
     pub clock_skew_ms: i64,
 }
@@ -146,6 +161,9 @@ impl SyncSummary {
     /// One line for people and for `status`.
     pub fn line(&self) -> String {
         let mut s = format!("delivered {}", self.delivered);
+        if self.proven > 0 {
+            s.push_str(&format!(", proven in the log {}", self.proven));
+        }
         if self.quarantined > 0 {
             s.push_str(&format!(", quarantined {}", self.quarantined));
         }
@@ -162,7 +180,8 @@ impl SyncSummary {
 /// A batch sent and not yet answered.
 struct InFlight {
     batch: u64,
-    ids: Vec<Bytes32>,
+    /// Each report's id and seq.
+    ids: Vec<(Bytes32, u64)>,
 }
 
 /// Connects, handshakes TLS and checks ALPN.
@@ -262,17 +281,28 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
         device: agent.device(),
     };
     send(&mut wr, &hello, limits::MAX_FRAME, &addr, &host).await?;
-    let (server_key, server_time, max_batch, max_frame) =
+    let (server_key, server_time, max_batch, max_frame, certificate) =
         match receive(&mut rd, HANDSHAKE_TIMEOUT, &addr, &host, "Welcome").await? {
-            Message::Welcome { server_key, server_time, max_batch, max_frame } => {
-                (server_key, server_time, max_batch, max_frame)
+            Message::Welcome { log_key, server_time, max_batch, max_frame, certificate } => {
+                (log_key, server_time, max_batch, max_frame, certificate)
+            }
+            Message::Refuse { reason } if reason.to_ascii_lowercase().contains("protocol") => {
+                let reason = truce_shared::text::printable(&reason).to_string();
+                return Err(SyncError::OldServer { addr, reason }.into());
             }
             Message::Refuse { reason } => return Err(SyncError::Refused { addr, reason }.into()),
             other => {
                 return Err(SyncError::protocol(&addr, format!("expected Welcome, got {}", message_name(&other))).into())
             }
         };
-    let mut summary = SyncSummary { server: addr.clone(), server_key, ..Default::default() };
+    let pinning = agent.check_log_key(&addr, &server_key)?;
+    if pinning == Pinning::FirstSeen && opts.progress != Progress::Quiet {
+        eprintln!(
+            "pinned the server's log key {}: first seen; compare it with the fingerprint your coordinator gave you",
+            truce_shared::signing::fingerprint(&server_key)
+        );
+    }
+    let mut summary = SyncSummary { server: addr.clone(), server_key, pinning: Some(pinning), ..Default::default() };
     summary.clock_skew_ms = server_time.saturating_sub(now_ms());
     if summary.clock_skew_ms.abs() > CLOCK_SKEW_WARN_MS {
         warn(
@@ -296,6 +326,7 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut next_batch_no: u64 = 1;
     let window = opts.window.max(1);
+    let mut prover = prove::Prover::new(agent.device(), certificate);
     let outcome: Result<()> = async {
         loop {
             while in_flight.len() < window {
@@ -303,7 +334,8 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
                 if reports.is_empty() {
                     break;
                 }
-                let ids = reports.iter().map(SignedReport::id).collect();
+                let ids = reports.iter().map(|(seq, r)| (r.id(), *seq)).collect();
+                let reports: Vec<SignedReport> = reports.into_iter().map(|(_, r)| r).collect();
                 let batch = next_batch_no;
                 next_batch_no += 1;
                 send(&mut wr, &Message::Submit { batch, reports }, frame_limit, &addr, &host).await?;
@@ -313,7 +345,7 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
                 return Ok(());
             }
             match receive(&mut rd, ACK_TIMEOUT, &addr, &host, "Ack").await? {
-                Message::Ack { batch, results, receipt } => {
+                Message::Ack { batch, received_at, results, checkpoint, signature } => {
                     let Some(pos) = in_flight.iter().position(|f| f.batch == batch) else {
                         return Err(SyncError::protocol(
                             &addr,
@@ -322,26 +354,54 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
                         .into());
                     };
                     let sent = in_flight.remove(pos).map(|f| f.ids).unwrap_or_default();
-                    if results.len() != sent.len() || results.iter().zip(&sent).any(|((id, _), s)| id != s) {
+                    if results.len() != sent.len() || results.iter().zip(&sent).any(|(o, (id, _))| o.id != *id) {
                         return Err(SyncError::protocol(
                             &addr,
                             format!("the Ack for batch {batch} does not list the reports sent"),
                         )
                         .into());
                     }
-                    let held = wire::held_ids(&results);
-                    // With nothing held there is nothing for a receipt to prove.
-                    if !held.is_empty()
-                        && !truce_shared::signing::verify_receipt(
-                            &server_key,
-                            receipt.server_time,
-                            &held,
-                            &receipt.signature,
-                        )
-                    {
-                        return Err(SyncError::BadReceipt { batch }.into());
+                    let body = ReceiptBody {
+                        batch,
+                        received_at,
+                        results: results.as_slice().into(),
+                        checkpoint: checkpoint.as_str().into(),
+                    };
+                    if !verify_receipt(&server_key, &body, &signature) {
+                        return Err(SyncError::BadReceipt { batch, why: "bad signature".into() }.into());
                     }
-                    let o = agent.record_ack(&results, &receipt, &server_key)?;
+                    let cp = open_checkpoint(&checkpoint, &server_key)
+                        .map_err(|e| SyncError::BadReceipt { batch, why: format!("its checkpoint: {e}") })?;
+                    if let Some(o) = results.iter().find(|o| o.entry >= cp.size) {
+                        return Err(SyncError::BadReceipt {
+                            batch,
+                            why: format!("it names entry {} of a checkpoint of {} entries", o.entry, cp.size),
+                        }
+                        .into());
+                    }
+                    let ack = LogAck {
+                        log_key: server_key,
+                        batch,
+                        received_at,
+                        results: &results,
+                        checkpoint: &checkpoint,
+                        signature,
+                    };
+                    let o = agent.record_ack(&ack)?;
+                    for &i in &o.marked {
+                        if let (Some(r), Some((_, seq))) = (results.get(i), sent.get(i)) {
+                            prover.add(r, *seq, received_at);
+                        }
+                    }
+                    if let Err(pair) = prover.offer(cp) {
+                        let (a, b) = *pair;
+                        return Err(prove::alarm(
+                            agent,
+                            Some(&a),
+                            &b,
+                            &format!("two checkpoints of {} entries with different roots in one session", a.size),
+                        ));
+                    }
                     summary.delivered += o.delivered;
                     summary.quarantined += o.quarantined;
                     summary.rejected += o.rejected;
@@ -358,6 +418,7 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
     .await;
     ui.finish();
     outcome?;
+    summary.proven = prove::prove(agent, prover, &mut rd, &mut wr, frame_limit, &addr, &host).await?;
     // A polite goodbye; the work is already committed if this fails.
     let _ = send(&mut wr, &Message::Bye, frame_limit, &addr, &host).await;
     let _ = wr.shutdown().await;

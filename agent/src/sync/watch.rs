@@ -130,7 +130,7 @@ mod tests {
         let away = SyncError::Unreachable { addr: "h:1".into(), why: "refused".into() };
         assert!(retryable(&AgentError::Sync(away)));
         assert!(retryable(&AgentError::StillPending(3)));
-        assert!(!retryable(&AgentError::Sync(SyncError::BadReceipt { batch: 1 })));
+        assert!(!retryable(&AgentError::Sync(SyncError::BadReceipt { batch: 1, why: "x".into() })));
         assert!(!retryable(&AgentError::Sync(SyncError::TooLarge { seq: 1, len: 2, max_frame: 1 })));
         assert!(!retryable(&AgentError::NotLinked));
     }

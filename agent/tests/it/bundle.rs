@@ -3,7 +3,7 @@
 
 use truce_agent::State;
 use truce_shared::bundle::BundleReader;
-use truce_shared::wire::{Receipt, Status};
+use truce_shared::wire::Status;
 
 use crate::support::TestDir;
 
@@ -27,12 +27,8 @@ fn an_exported_bundle_reads_back_and_every_report_verifies() {
         ids.push(t.record("heavy-weapons", &d));
     }
     // Mark the first five delivered, as a server's Ack would.
-    let server = truce_shared::signing::generate_key();
-    let server_key = server.verifying_key().to_bytes();
     let results: Vec<_> = ids[..5].iter().map(|id| (*id, Status::Accepted)).collect();
-    let held = truce_shared::wire::held_ids(&results);
-    let receipt = Receipt { server_time: 1, signature: truce_shared::signing::sign_receipt(&server, 1, &held) };
-    t.open().record_ack(&results, &receipt, &server_key).unwrap();
+    crate::support::record_ack(&t, &crate::support::log_key(5), &results, 1);
 
     let pending = t.path("pending.truce");
     let out = t.ok(&["bundle", "export", pending.to_str().unwrap(), "--json"]);

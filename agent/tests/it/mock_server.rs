@@ -1,6 +1,9 @@
 //! A small stand-in for truce-server, enough to test sync without it: a
 //! real mTLS listener on 127.0.0.1:0 (rustls, WebPki client verification,
-//! TLS 1.3, ALPN truce/1) speaking DESIGN §4, with knobs to misbehave.
+//! TLS 1.3, ALPN truce/1) speaking protocol 2 (DESIGN §4, §9): a real
+//! Merkle tree of log entries (appended as the real server documents them),
+//! a log key signing receipts and checkpoints, real proofs; with knobs to
+//! misbehave.
 //! Its certificates come from `truce-testkit`'s [`Pki`]. The real server's
 //! end-to-end tests live in the workspace `tests/` crate.
 
@@ -11,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use truce_shared::wire::{self, Message, Receipt, Status};
+use truce_shared::log::{prove_range, prove_tree, Entry, Event, LogKey, MemoryTree, Outcome, ReceiptBody, Stored, Via};
+use truce_shared::wire::{self, Message, Status};
 use truce_shared::{limits, Bytes32};
 use truce_testkit::Pki;
 
@@ -22,6 +26,10 @@ pub struct Behaviour {
     pub refuse: Option<String>,
     /// Sign receipts with a key other than the one in Welcome.
     pub bad_receipts: bool,
+    /// The log key's seed (default: random).
+    pub log_seed: Option<[u8; 32]>,
+    /// Answer Prove with Refuse.
+    pub refuse_proofs: bool,
     /// Add this to server_time in Welcome.
     pub clock_offset_ms: i64,
     /// Welcome.max_batch (default 7).
@@ -45,12 +53,52 @@ pub struct Seen {
     pub submits_before_first_ack: usize,
     pub hellos: usize,
     pub byes: usize,
+    /// Prove messages received.
+    pub proves: usize,
+}
+
+/// The serial the mock says it records for every client certificate.
+pub const SERIAL: &str = "01c0ffee";
+
+/// The mock's log: entries, the tree over them, and where each report is.
+pub struct Log {
+    pub key: LogKey,
+    pub entries: Vec<Vec<u8>>,
+    pub tree: MemoryTree,
+    pub index: std::collections::HashMap<Bytes32, u64>,
+}
+
+impl Log {
+    fn append(&mut self, e: &Entry) -> u64 {
+        self.entries.push(e.encode());
+        self.tree.push(e.leaf_hash()).unwrap()
+    }
+
+    /// The signed checkpoint of the whole tree.
+    pub fn checkpoint(&self) -> String {
+        self.key.checkpoint(self.tree.size(), &self.tree.root().unwrap())
+    }
+
+    /// Rewrites history: the first entry changes (its time), the tree is
+    /// rebuilt at the same size. Any checkpoint of before no longer extends.
+    pub fn rewrite_first_entry(&mut self) {
+        let mut first = Entry::decode(&self.entries[0]).unwrap();
+        first.at += 1;
+        self.entries[0] = first.encode();
+        let mut tree = MemoryTree::new();
+        for e in &self.entries {
+            tree.push(Entry::decode(e).unwrap().leaf_hash()).unwrap();
+        }
+        self.tree = tree;
+    }
 }
 
 pub struct MockServer {
     pub addr: String,
+    /// The log key's public half.
     pub server_key: Bytes32,
     pub seen: Arc<Mutex<Seen>>,
+    pub log: Arc<Mutex<Log>>,
     _thread: std::thread::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -99,8 +147,12 @@ impl MockServer {
             .unwrap();
         config.alpn_protocols = vec![wire::ALPN.to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let receipt_key = truce_shared::signing::generate_key();
-        let server_key = receipt_key.verifying_key().to_bytes();
+        let seed = behaviour.log_seed.unwrap_or_else(|| truce_shared::signing::generate_key().to_bytes());
+        let key = LogKey::new(&seed, truce_shared::log::DEFAULT_MISSION);
+        let server_key = key.public();
+        let log =
+            Arc::new(Mutex::new(Log { key, entries: Vec::new(), tree: MemoryTree::new(), index: Default::default() }));
+        let log2 = log.clone();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let std_listener = std::net::TcpListener::bind(bind).unwrap();
@@ -111,7 +163,6 @@ impl MockServer {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).unwrap();
-                let receipt_key = Arc::new(receipt_key);
                 loop {
                     tokio::select! {
                         _ = &mut stop_rx => return,
@@ -120,10 +171,10 @@ impl MockServer {
                             let acceptor = acceptor.clone();
                             let seen = seen2.clone();
                             let b = behaviour.clone();
-                            let k = receipt_key.clone();
+                            let log = log2.clone();
                             tokio::spawn(async move {
                                 if let Ok(tls) = acceptor.accept(tcp).await {
-                                    let _ = serve(tls, &b, &k, &seen).await;
+                                    let _ = serve(tls, &b, &log, &seen).await;
                                 }
                             });
                         }
@@ -131,14 +182,14 @@ impl MockServer {
                 }
             });
         });
-        MockServer { addr, server_key, seen, _thread: thread, stop: Some(stop_tx) }
+        MockServer { addr, server_key, seen, log, _thread: thread, stop: Some(stop_tx) }
     }
 }
 
 async fn serve(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     b: &Behaviour,
-    key: &ed25519_dalek::SigningKey,
+    log: &Mutex<Log>,
     seen: &Mutex<Seen>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (mut rd, mut wr) = tokio::io::split(tls);
@@ -153,13 +204,14 @@ async fn serve(
         return Ok(());
     }
     let welcome = Message::Welcome {
-        server_key: key.verifying_key().to_bytes(),
+        log_key: log.lock().unwrap().key.public(),
         server_time: truce_shared::time::now_ms() + b.clock_offset_ms,
         max_batch: b.max_batch.unwrap_or(7),
         max_frame: max,
+        certificate: SERIAL.into(),
     };
     wire::write_message(&mut wr, &welcome, max).await?;
-    let other_key = truce_shared::signing::generate_key();
+    let other_key = LogKey::new(&[0xEE; 32], truce_shared::log::DEFAULT_MISSION);
     let mut held_back: Vec<(u64, Vec<truce_shared::SignedReport>)> = Vec::new();
     let mut acks = 0usize;
     let mut first_ack_sent = false;
@@ -167,6 +219,31 @@ async fn serve(
         let msg = wire::read_message(&mut rd, max).await?;
         let (batch, reports) = match msg {
             Some(Message::Submit { batch, reports }) => (batch, reports),
+            Some(Message::Prove { size, from, ranges, entries }) => {
+                seen.lock().unwrap().proves += 1;
+                if b.refuse_proofs {
+                    wire::write_message(&mut wr, &Message::Refuse { reason: "no proofs today".into() }, max).await?;
+                    continue;
+                }
+                let answer = {
+                    let l = log.lock().unwrap();
+                    let consistency = if from > 0 && from < size {
+                        prove_tree(size, from, &l.tree).unwrap().into_iter().map(|h| h.0).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    Message::Proofs {
+                        consistency,
+                        ranges: ranges.iter().map(|&(lo, hi)| prove_range(lo, hi, size, &l.tree).unwrap()).collect(),
+                        entries: entries
+                            .iter()
+                            .map(|&i| serde_bytes::ByteBuf::from(l.entries[i as usize].clone()))
+                            .collect(),
+                    }
+                };
+                wire::write_message(&mut wr, &answer, max).await?;
+                continue;
+            }
             Some(Message::Bye) => {
                 seen.lock().unwrap().byes += 1;
                 return Ok(());
@@ -186,28 +263,53 @@ async fn serve(
             continue;
         }
         for (batch, reports) in held_back.drain(..) {
-            let mut results = Vec::new();
-            {
+            let received_at = truce_shared::time::now_ms();
+            let via = || Via::Tls { serial: SERIAL.into() };
+            let (results, checkpoint, signature) = {
                 let mut s = seen.lock().unwrap();
+                let mut l = log.lock().unwrap();
+                let mut results = Vec::new();
                 for r in &reports {
-                    let status = match truce_shared::verify(r) {
-                        Ok(v) => {
-                            if s.stored.insert(v.id) {
-                                Status::Accepted
-                            } else {
-                                Status::Duplicate
+                    let id = r.id();
+                    let (status, entry) = match truce_shared::verify(r) {
+                        Ok(v) => match l.index.get(&v.id) {
+                            Some(&at) => (Status::Duplicate, at),
+                            None => {
+                                let e = Entry::new(
+                                    received_at,
+                                    Event::Report {
+                                        id,
+                                        device: v.envelope.device,
+                                        seq: v.envelope.seq,
+                                        status: Stored::Verified,
+                                        via: via(),
+                                    },
+                                );
+                                let at = l.append(&e);
+                                l.index.insert(id, at);
+                                s.stored.insert(id);
+                                (Status::Accepted, at)
                             }
+                        },
+                        Err(e) => {
+                            let reason = e.reason();
+                            let ev = Event::Refused { id, device: None, reason: reason.clone(), via: via() };
+                            (Status::Rejected(reason), l.append(&Entry::new(received_at, ev)))
                         }
-                        Err(e) => Status::Rejected(e.reason()),
                     };
-                    results.push((r.id(), status));
+                    results.push(Outcome { id, status, entry });
                 }
-            }
-            let held = wire::held_ids(&results);
-            let server_time = truce_shared::time::now_ms();
-            let signer = if b.bad_receipts { &other_key } else { key };
-            let receipt =
-                Receipt { server_time, signature: truce_shared::signing::sign_receipt(signer, server_time, &held) };
+                let checkpoint = l.checkpoint();
+                let body = ReceiptBody {
+                    batch,
+                    received_at,
+                    results: results.as_slice().into(),
+                    checkpoint: checkpoint.as_str().into(),
+                };
+                let signer = if b.bad_receipts { &other_key } else { &l.key };
+                let signature = signer.sign_receipt(&body);
+                (results, checkpoint, signature)
+            };
             if b.cut_after_acks == Some(acks) && seen.lock().unwrap().hellos == 1 {
                 // Stored, but the link is cut before the Ack goes out (no
                 // TLS goodbye either): the agent must send it again. The cut
@@ -229,7 +331,8 @@ async fn serve(
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
                 return Ok(());
             }
-            wire::write_message(&mut wr, &Message::Ack { batch, results, receipt }, max).await?;
+            let ack = Message::Ack { batch, received_at, results, checkpoint, signature };
+            wire::write_message(&mut wr, &ack, max).await?;
             first_ack_sent = true;
             acks += 1;
         }

@@ -2,9 +2,9 @@
 //! prefixes, states, the server's answers and receipts.
 
 use truce_shared::time::format_ms;
-use truce_shared::wire::{Receipt, Status};
+use truce_shared::wire::Status;
 
-use crate::support::{parse_id, TestDir};
+use crate::support::{log_key, parse_id, record_ack, TestDir};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -69,22 +69,17 @@ fn list_show_and_status_report_states_answers_and_receipts() {
     ]));
 
     // The server answers: a delivered, b quarantined, c rejected; d stays pending.
-    let server = truce_shared::signing::generate_key();
-    let server_key = server.verifying_key().to_bytes();
+    let key = log_key(3);
+    let server_key = key.public();
     let results = vec![
         (a, Status::Accepted),
         (b, Status::Quarantined("unknown device".into())),
         (c, Status::Rejected("equivocation".into())),
     ];
-    let held = truce_shared::wire::held_ids(&results);
-    let receipt = Receipt {
-        server_time: 1_795_338_900_000,
-        signature: truce_shared::signing::sign_receipt(&server, 1_795_338_900_000, &held),
-    };
-    let outcome = t.open().record_ack(&results, &receipt, &server_key).unwrap();
+    let outcome = record_ack(&t, &key, &results, 1_795_338_900_000);
     assert_eq!((outcome.delivered, outcome.quarantined, outcome.rejected, outcome.ignored), (1, 1, 1, 0));
     // A second answer for the same reports changes nothing.
-    assert_eq!(t.open().record_ack(&results, &receipt, &server_key).unwrap().ignored, 3);
+    assert_eq!(record_ack(&t, &key, &results, 1_795_338_900_000).ignored, 3);
 
     // list: newest first, JSON Lines.
     let lines: Vec<serde_json::Value> = t.ok(&["list", "--json"]).lines().map(json).collect();
@@ -101,7 +96,11 @@ fn list_show_and_status_report_states_answers_and_receipts() {
     assert_eq!(lines[2]["answer"]["reason"], "unknown device");
     assert_eq!(lines[1]["observation"]["count"]["qualifier"], "at-least");
     assert_eq!(lines[1]["state"], "rejected");
-    assert!(lines[1]["receipt"].is_null(), "a rejected report is not covered by the receipt");
+    assert_eq!(lines[1]["receipt"]["protocol"], 2, "a protocol-2 receipt covers every result, rejected too");
+    // Answered but not proven in the server's log yet.
+    assert_eq!(lines[3]["proven"], false);
+    assert_eq!(lines[3]["log_entry"], 0);
+    assert!(lines[0]["proven"].is_null());
     assert_eq!(lines[0]["amends"], hex::encode(c));
     assert_eq!(lines[0]["state"], "pending");
     assert!(lines[0]["observation"]["observed_until"].is_string());
@@ -116,6 +115,7 @@ fn list_show_and_status_report_states_answers_and_receipts() {
     assert!(t.fails(&["list", "--state", "lost"]).contains("--state: unknown state"));
     let text = t.ok(&["list"]);
     assert_eq!(text.lines().count(), 4);
+    assert!(text.contains("delivered, not proven"), "{text}");
     assert!(text.lines().next().unwrap().starts_with(&hex::encode(d)[..12]));
 
     // show: by prefix, with the receipt and its validity.
@@ -125,9 +125,11 @@ fn list_show_and_status_report_states_answers_and_receipts() {
     assert_eq!(shown["receipt"]["valid"], true);
     assert_eq!(shown["receipt"]["server_key"], hex::encode(server_key));
     assert_eq!(shown["receipt"]["server_time"], format_ms(1_795_338_900_000));
-    assert_eq!(shown["receipt"]["covers"], serde_json::json!([hex::encode(a), hex::encode(b)]));
+    assert_eq!(shown["receipt"]["covers"], serde_json::json!([hex::encode(a), hex::encode(b), hex::encode(c)]));
     let text = t.ok(&["show", &hex::encode(b)]);
     assert!(text.contains("server said:  quarantined (unknown device)"), "{text}");
+    assert!(text.contains("state:        quarantined, not proven"), "{text}");
+    assert!(text.contains("log entry:    1 (not proven yet"), "{text}");
     assert!(text.contains("signature valid"), "{text}");
     assert!(t.fails(&["show", "zz"]).contains("is not a report id"));
     assert!(t.fails(&["show", &"0".repeat(64)]).contains("no report"));
@@ -139,6 +141,8 @@ fn list_show_and_status_report_states_answers_and_receipts() {
     assert_eq!(s["head"]["id"], hex::encode(d));
     assert!(s["server"].is_null());
     assert!(s["last_sync"].is_null());
+    assert_eq!(s["log"]["not_proven"], 3);
+    assert!(s["log"]["key"].is_null() && s["log"]["checkpoint"].is_null());
     let text = t.ok(&["status"]);
     assert!(text.contains("1 pending, 1 delivered, 1 quarantined, 1 rejected"), "{text}");
 }

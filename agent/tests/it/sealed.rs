@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::params;
 use sha2::{Digest, Sha256};
 use truce_agent::State;
-use truce_shared::wire::{Receipt, Status};
+use truce_shared::wire::Status;
 
 use crate::support::{parse_id, run, verified_chain, TestDir};
 
@@ -227,14 +227,15 @@ fn a_new_passphrase_reseals_the_keyring_and_nothing_else() {
     assert_eq!(all_files(&t.dir).keys().filter(|p| p.to_string_lossy().contains("keyring")).count(), 1);
 }
 
-/// Marks reports delivered as a server's signed Ack would, `answered_at`
+/// Marks reports delivered and proven as a server's signed Ack and its
+/// proofs would, `answered_at`
 /// set back so the keep period has passed.
 pub(crate) fn deliver(t: &TestDir, ids: &[[u8; 32]], days_ago: i64) {
-    let server = truce_shared::signing::generate_key();
     let results: Vec<_> = ids.iter().map(|id| (*id, Status::Accepted)).collect();
-    let held = truce_shared::wire::held_ids(&results);
-    let receipt = Receipt { server_time: 1, signature: truce_shared::signing::sign_receipt(&server, 1, &held) };
-    t.open().record_ack(&results, &receipt, &server.verifying_key().to_bytes()).unwrap();
+    crate::support::record_ack(t, &crate::support::log_key(5), &results, 1);
+    // Proven in the log, as sync's proofs would: only then is a body pruned.
+    let proven: Vec<_> = ids.iter().enumerate().map(|(i, id)| (*id, i as u64)).collect();
+    t.open().record_proven(&proven, "a checkpoint").unwrap();
     let db = rusqlite::Connection::open(t.dir.join("queue.sqlite")).unwrap();
     let at = truce_shared::time::now_ms() - days_ago * 86_400_000;
     for id in ids {

@@ -175,3 +175,46 @@ pub fn seed(test: &str) -> u64 {
     eprintln!("{test}: seed {seed} (replay with TRUCE_TEST_SEED={seed})");
     seed
 }
+
+/// Records a protocol-2 Ack for `results` in the queue, as sync does
+/// after verifying it: each result at entry `i` of a tree of as many
+/// leaves, signed by `key`. Returns what the queue did.
+pub fn record_ack(
+    t: &TestDir,
+    key: &truce_shared::log::LogKey,
+    results: &[(Bytes32, truce_shared::wire::Status)],
+    received_at: i64,
+) -> truce_agent::AckOutcome {
+    use truce_shared::log::{record_hash, MemoryTree, Outcome, ReceiptBody};
+    let outcomes: Vec<Outcome> = results
+        .iter()
+        .enumerate()
+        .map(|(i, (id, status))| Outcome { id: *id, status: status.clone(), entry: i as u64 })
+        .collect();
+    let mut tree = MemoryTree::new();
+    for (id, _) in results {
+        tree.push(record_hash(id)).unwrap();
+    }
+    let checkpoint = key.checkpoint(tree.size(), &tree.root().unwrap());
+    let body = ReceiptBody {
+        batch: 1,
+        received_at,
+        results: outcomes.as_slice().into(),
+        checkpoint: checkpoint.as_str().into(),
+    };
+    let signature = key.sign_receipt(&body);
+    let ack = truce_agent::LogAck {
+        log_key: key.public(),
+        batch: 1,
+        received_at,
+        results: &outcomes,
+        checkpoint: &checkpoint,
+        signature,
+    };
+    t.open().record_ack(&ack).unwrap()
+}
+
+/// A log key for tests, from a fixed seed.
+pub fn log_key(seed: u8) -> truce_shared::log::LogKey {
+    truce_shared::log::LogKey::new(&[seed; 32], truce_shared::log::DEFAULT_MISSION)
+}

@@ -49,17 +49,26 @@ impl Setup {
 
     /// Links with the laptop's certificate, trusting the server CA `ca`.
     fn link_trusting(&self, addr: &str, ca: &Path) {
-        self.t.ok(&[
-            "link",
-            "--server",
-            addr,
-            "--ca",
-            ca.to_str().unwrap(),
-            "--cert",
-            self.cert.to_str().unwrap(),
-            "--key",
-            self.key.to_str().unwrap(),
-        ]);
+        self.t.ok(&self.link_args(addr, ca, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    fn link_args(&self, addr: &str, ca: &Path, extra: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = ["link", "--server", addr, "--ca", ca.to_str().unwrap()]
+            .iter()
+            .chain(&["--cert", self.cert.to_str().unwrap(), "--key", self.key.to_str().unwrap()])
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    }
+
+    /// Links to `addr` with `link --server-key KEY`.
+    fn link_expecting(&self, addr: &str, key: &str) -> String {
+        self.t.ok(&self
+            .link_args(addr, &self.ca, &["--server-key", key])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>())
     }
 
     pub fn server(&self, b: Behaviour) -> MockServer {
@@ -148,6 +157,10 @@ fn a_cut_link_leaves_unanswered_reports_pending_and_the_next_sync_finishes() {
     assert_eq!(server.seen.lock().unwrap().stored.len(), 30, "every report stored exactly once");
     let status = json(&s.t.ok(&["status", "--json"]));
     assert_eq!(status["last_sync"]["ok"], true);
+    // The duplicates' earlier entries were fetched and proven too.
+    assert_eq!(out["proven"], 20);
+    assert_eq!(status["log"]["not_proven"], 10, "the first session ended before its proofs");
+    assert_eq!(status["log"]["checkpoint"]["size"], 30);
 }
 
 #[test]
@@ -338,4 +351,162 @@ fn watch_rides_out_an_outage_delivers_new_records_and_stops_on_sigterm() {
     p.process_mut().signal(Signal::SIGTERM).unwrap();
     p.exp_eof().unwrap();
     assert!(matches!(p.process().wait().unwrap(), WaitStatus::Exited(_, 0)));
+}
+
+fn fingerprint(key: &[u8; 32]) -> String {
+    truce_shared::signing::fingerprint(key)
+}
+
+#[test]
+fn a_clean_sync_pins_the_key_proves_every_report_and_status_shows_the_checkpoint() {
+    let s = Setup::new();
+    let server = s.server(Behaviour { max_batch: Some(4), ..Default::default() });
+    let first = s.record_in_process(10);
+    let o = s.t.run(&["sync", "--json"]);
+    assert!(o.status.success(), "{}", o);
+    let err = String::from_utf8(o.out.stderr.clone()).unwrap();
+    let fp = fingerprint(&server.server_key);
+    assert!(
+        err.contains(&format!("pinned the server's log key {fp}: first seen; compare it with the fingerprint")),
+        "{err}"
+    );
+    let out = json(&String::from_utf8(o.out.stdout.clone()).unwrap());
+    assert_eq!((out["delivered"].as_u64(), out["proven"].as_u64()), (Some(10), Some(10)));
+    assert_eq!(out["pinned_now"], true);
+    let shown = json(&s.t.ok(&["show", &hex::encode(first[3]), "--json"]));
+    assert_eq!((shown["proven"].as_bool(), shown["log_entry"].as_u64()), (Some(true), Some(3)));
+    assert_eq!(shown["receipt"]["valid"], true);
+    let list = s.t.ok(&["list"]);
+    assert!(!list.contains("not proven"), "{list}");
+    let text = s.t.ok(&["show", &hex::encode(first[0])]);
+    assert!(text.contains("log entry:    0 (proven included"), "{text}");
+
+    // A second sync: the log grew, consistent with the kept checkpoint.
+    s.record_in_process(5);
+    let out = json(&s.t.ok(&["sync", "--json"]));
+    assert_eq!((out["proven"].as_u64(), out["pinned_now"].as_bool()), (Some(5), Some(false)));
+    assert!(server.seen.lock().unwrap().proves >= 2);
+    let status = json(&s.t.ok(&["status", "--json"]));
+    assert_eq!(status["log"]["fingerprint"], fp);
+    assert_eq!(status["log"]["key"], hex::encode(server.server_key));
+    let cp = &status["log"]["checkpoint"];
+    assert_eq!(cp["size"], 15);
+    assert_eq!(cp["origin"], format!("truce/truce-log/{fp}"));
+    let root = server.log.lock().unwrap().tree.root().unwrap().to_string();
+    assert_eq!(cp["root"], root);
+    assert_eq!(status["log"]["not_proven"], 0);
+    let text = s.t.ok(&["status"]);
+    assert!(text.contains(&format!("log key:    {fp} (pinned)")), "{text}");
+    assert!(text.contains(&format!("checkpoint: truce/truce-log/{fp} size 15 root {root}")), "{text}");
+}
+
+#[test]
+fn a_different_log_key_later_is_refused_and_nothing_is_marked() {
+    let s = Setup::new();
+    let first = s.server(Behaviour::default());
+    s.record_in_process(1);
+    s.t.ok(&["sync"]);
+    // Another server (another log key) at the linked address's place.
+    let other = s.server(Behaviour::default());
+    s.record_in_process(2);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains(&format!("shows log key {}", fingerprint(&other.server_key))), "{err}");
+    assert!(err.contains(&format!("not the pinned {}", fingerprint(&first.server_key))), "{err}");
+    assert!(err.contains("reports stay pending"), "{err}");
+    assert_eq!(other.seen.lock().unwrap().submits, 0, "nothing sent");
+    assert_eq!(s.count(State::Pending), 2);
+    let status = json(&s.t.ok(&["status", "--json"]));
+    assert_eq!(status["log"]["fingerprint"], fingerprint(&first.server_key), "the pin stays");
+    assert_eq!(status["last_sync"]["ok"], false);
+}
+
+#[test]
+fn a_log_key_other_than_link_server_key_is_refused() {
+    let s = Setup::new();
+    let server = MockServer::start(&s.pki, &s.ca, Behaviour::default());
+    let e = s.t.fails(
+        &s.link_args(&server.addr, &s.ca, &["--server-key", "abcd-12"]).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(e.contains("--server-key"), "{e}");
+    let wrong = fingerprint(&[9; 32]);
+    let text = s.link_expecting(&server.addr, &wrong);
+    assert!(text.contains(&format!("must be {wrong}")), "{text}");
+    s.record_in_process(2);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains(&format!("not {wrong} given to `link --server-key`")), "{err}");
+    assert_eq!(server.seen.lock().unwrap().submits, 0);
+    assert_eq!(s.count(State::Pending), 2);
+
+    // The right one, in capitals: pinned without the first-seen warning.
+    s.link_expecting(&server.addr, &fingerprint(&server.server_key).to_uppercase());
+    let o = s.t.run(&["sync"]);
+    assert!(o.status.success(), "{}", o);
+    assert!(!String::from_utf8(o.out.stderr.clone()).unwrap().contains("first seen"));
+    assert_eq!(s.count(State::Delivered), 2);
+}
+
+#[test]
+fn a_server_that_rewrites_its_log_raises_the_alarm_and_leaves_evidence() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new();
+    let server = s.server(Behaviour::default());
+    s.record_in_process(3);
+    s.t.ok(&["sync"]);
+    server.log.lock().unwrap().rewrite_first_entry();
+    let later = s.record_in_process(2);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.starts_with("error: ALARM: the server's log does not prove what it acknowledged"), "{err}");
+    assert!(err.contains("does not extend the kept tree of 3"), "{err}");
+    // Delivered (the receipts are signed), not proven.
+    assert_eq!(s.count(State::Delivered), 5);
+    let list = s.t.ok(&["list"]);
+    for id in &later {
+        let line = list.lines().find(|l| l.starts_with(&hex::encode(id)[..12])).unwrap();
+        assert!(line.contains("delivered, not proven"), "{line}");
+    }
+    let status = json(&s.t.ok(&["status", "--json"]));
+    assert_eq!(status["log"]["checkpoint"]["size"], 3, "the kept checkpoint is replaced only by a verified one");
+    assert_eq!(status["log"]["not_proven"], 2);
+    // The evidence: one directory, both checkpoints and what failed.
+    let ev = s.t.dir.join("evidence");
+    let dirs: Vec<_> = std::fs::read_dir(&ev).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1);
+    assert!(dirs[0].file_name().unwrap().to_str().unwrap().starts_with("log-"));
+    assert_eq!(std::fs::metadata(&dirs[0]).unwrap().permissions().mode() & 0o777, 0o700);
+    for f in ["kept.checkpoint", "new.checkpoint", "what.txt"] {
+        let p = dirs[0].join(f);
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+    }
+    let kept = std::fs::read_to_string(dirs[0].join("kept.checkpoint")).unwrap();
+    assert!(truce_shared::log::open_checkpoint(&kept, &server.server_key).unwrap().size == 3);
+    let new = std::fs::read_to_string(dirs[0].join("new.checkpoint")).unwrap();
+    assert!(truce_shared::log::open_checkpoint(&new, &server.server_key).unwrap().size == 5);
+    assert!(std::fs::read_to_string(dirs[0].join("what.txt")).unwrap().contains("does not extend"));
+}
+
+#[test]
+fn a_server_that_refuses_proofs_raises_the_alarm() {
+    let s = Setup::new();
+    let _server = s.server(Behaviour { refuse_proofs: true, ..Default::default() });
+    s.record_in_process(2);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("ALARM") && err.contains("refused to give proofs: no proofs today"), "{err}");
+    assert_eq!(s.count(State::Delivered), 2);
+    assert!(s.t.ok(&["list"]).contains("delivered, not proven"));
+    // Not proven: the server may not hold them, so their bodies stay.
+    let out = s.t.ok(&["prune", "--keep-delivered", "0"]);
+    assert!(out.contains("pruned 0 report(s)"), "{out}");
+}
+
+#[test]
+fn a_server_of_an_older_protocol_is_named() {
+    let s = Setup::new();
+    let _server = s.server(Behaviour {
+        refuse: Some("unsupported protocol version 2 (this server speaks 1)".into()),
+        ..Default::default()
+    });
+    s.record_in_process(1);
+    let err = s.t.fails_after_log(&["sync"]);
+    assert!(err.contains("speaks an older protocol") && err.contains("server must be upgraded"), "{err}");
+    assert_eq!(s.count(State::Pending), 1);
 }
