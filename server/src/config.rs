@@ -7,7 +7,6 @@
 //! report, or for the Ack of a full batch).
 
 use crate::store::Database;
-use ed25519_dalek::SigningKey;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -147,8 +146,6 @@ impl Limits {
 pub struct Config {
     /// The TLS policy ([`crate::tls::server_config`]).
     pub tls: Arc<rustls::ServerConfig>,
-    /// Signs receipts ([`DataDir::load_key`]).
-    pub server_key: SigningKey,
     /// The seed of the log key, which signs checkpoints and receipts
     /// ([`DataDir::load_log_seed`]).
     pub log_seed: [u8; 32],
@@ -164,7 +161,6 @@ impl std::fmt::Debug for Config {
     // The receipt key never appears in logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("server_key", &"<redacted>")
             .field("log_seed", &"<redacted>")
             .field("db", &self.db)
             .field("limits", &self.limits)
@@ -179,7 +175,6 @@ impl Config {
     pub fn new(dir: &DataDir, tls: Arc<rustls::ServerConfig>, limits: Limits) -> Result<Config, DataDirError> {
         Ok(Config {
             tls,
-            server_key: dir.load_key()?,
             log_seed: dir.load_log_seed()?,
             db: dir.database(),
             limits,

@@ -7,11 +7,12 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
-use truce_shared::wire::{self, Message};
-use truce_shared::{encoding, frame, signing};
+use truce_shared::log::{self, LogKey, ReceiptBody};
+use truce_shared::wire::Message;
+use truce_shared::{encoding, frame};
 
 use crate::config::Limits;
 use crate::session::{self, Context, Summary};
@@ -33,13 +34,18 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-        // Its log is set up with a fixed key.
-        let store = Store::open_in_memory().expect("an in-memory store");
+        // A file, not memory: the prover reads it on a connection of its own.
+        let path = std::env::temp_dir().join(format!("truce-fuzz-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut store = Store::open_sqlite(&path).expect("a store");
+        store.open_log(&[7; 32], log::DEFAULT_MISSION).expect("the log");
+        let prover = Store::open_sqlite(&path).expect("a second connection");
         let (writer, thread) = Writer::spawn(store).expect("the writer thread");
         // The writer lives as long as the process.
         std::mem::forget(thread);
         let limits = Limits { idle_timeout: Duration::from_secs(5), ..Limits::default() };
-        let ctx = Context::new(writer, Verifier::new(1), SigningKey::from_bytes(&[7; 32]), limits);
+        let key = Arc::new(LogKey::new(&[7; 32], log::DEFAULT_MISSION));
+        let ctx = Context::new(writer, Verifier::new(1), key, prover, limits);
         World { runtime, ctx }
     })
 }
@@ -48,7 +54,7 @@ fn world() -> &'static World {
 /// client's end of stream. The session must end (no hang, no panic), and
 /// everything the server sent must be well-formed server messages: a
 /// Welcome or Refuse first, then Acks whose receipts verify under the
-/// server key for exactly the ids they report held. Returns the number of
+/// log key for every result, with a checkpoint that includes them. Returns the number of
 /// Acks, so tests can see an input reached the commit path.
 pub fn session(data: &[u8]) -> usize {
     let world = world();
@@ -74,7 +80,7 @@ pub fn session(data: &[u8]) -> usize {
         let (out, ()) = tokio::join!(client, server);
         out
     });
-    check_server_output(&sent, &world.ctx.server_key.verifying_key().to_bytes())
+    check_server_output(&sent, &world.ctx.log_key.public())
 }
 
 fn check_server_output(mut sent: &[u8], server_key: &[u8; 32]) -> usize {
@@ -83,16 +89,20 @@ fn check_server_output(mut sent: &[u8], server_key: &[u8; 32]) -> usize {
     while let Some(bytes) = frame::read_frame_sync(&mut sent, u32::MAX).expect("the server sends whole frames") {
         let msg: Message = encoding::decode(&bytes).expect("the server sends decodable messages");
         match msg {
-            Message::Welcome { .. } | Message::Refuse { .. } => {
-                assert!(first, "Welcome or Refuse after the first message")
-            }
-            Message::Ack { results, receipt, .. } => {
+            Message::Welcome { .. } => assert!(first, "Welcome after the first message"),
+            // A Refuse answers a Hello, or a Prove the log cannot answer.
+            Message::Refuse { .. } | Message::Proofs { .. } => {}
+            Message::Ack { batch, received_at, results, checkpoint, signature } => {
                 assert!(!first, "an Ack before Welcome");
-                let held = wire::held_ids(&results);
-                assert!(
-                    signing::verify_receipt(server_key, receipt.server_time, &held, &receipt.signature),
-                    "an Ack whose receipt does not verify"
-                );
+                let body = ReceiptBody {
+                    batch,
+                    received_at,
+                    results: results.as_slice().into(),
+                    checkpoint: checkpoint.as_str().into(),
+                };
+                assert!(log::verify_receipt(server_key, &body, &signature), "an Ack whose receipt does not verify");
+                let cp = log::open_checkpoint(&checkpoint, server_key).expect("a checkpoint signed by the log key");
+                assert!(results.iter().all(|o| o.entry < cp.size), "a result outside its checkpoint");
                 acks += 1;
             }
             other => panic!("the server sent a client message: {other:?}"),

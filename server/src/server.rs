@@ -83,6 +83,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let head = store.open_log(&config.log_seed, truce_shared::log::DEFAULT_MISSION)?;
     let log_key = store.log_key().ok_or(ServeError::NoLog)?;
     tracing::info!(origin = log_key.origin(), size = head.size, "the log");
+    // Proofs are read on a connection of their own, beside the writer's.
+    let prover = Store::open(&config.db)?;
     let (writer, mut writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
     let limits = config.limits.clone();
     let me = Arc::new(Listener {
@@ -92,7 +94,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         ctx: Context::new(
             writer,
             Verifier::new(config.verify_threads.min(Semaphore::MAX_PERMITS)),
-            config.server_key,
+            log_key,
+            prover,
             config.limits,
         ),
         gate: Gate::new(limits.max_unauthenticated, limits.max_unauthenticated_per_ip),

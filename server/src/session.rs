@@ -20,18 +20,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, timeout_at, Instant};
 use truce_shared::frame::{self, HEADER_LEN};
+use truce_shared::log::{LogKey, ReceiptBody};
 use truce_shared::text::printable;
-use truce_shared::wire::{self, Message, Receipt, Status, WireError, PROTOCOL_VERSION};
+use truce_shared::wire::{self, Message, Status, WireError, PROTOCOL_VERSION};
 use truce_shared::{encoding, limits, signing};
 
 use crate::config::Limits;
 use crate::shutdown::Shutdown;
-use crate::store::{Arrival, CertId, Contact};
+use crate::store::{Arrival, CertId, Contact, Store};
 use crate::verify::{Verifier, VerifyTaskFailed};
 use crate::writer::{WriteError, Writer};
 
@@ -47,8 +47,10 @@ pub struct Context {
     pub writer: Writer,
     /// The verification pool.
     pub verifier: Verifier,
-    /// Signs receipts.
-    pub server_key: SigningKey,
+    /// Signs receipts (and, in the writer, checkpoints).
+    pub log_key: Arc<LogKey>,
+    /// A read connection for the proofs agents ask for.
+    pub prover: Arc<std::sync::Mutex<Store>>,
     /// The limits in force.
     pub limits: Limits,
     /// One permit per byte of frame that sessions may hold in memory at
@@ -58,12 +60,19 @@ pub struct Context {
 
 impl Context {
     /// The context for these parts, with the frame-byte budget of `limits`.
-    pub fn new(writer: Writer, verifier: Verifier, server_key: SigningKey, limits: Limits) -> Context {
+    pub fn new(writer: Writer, verifier: Verifier, log_key: Arc<LogKey>, prover: Store, limits: Limits) -> Context {
         // tokio's semaphores hold at most MAX_PERMITS (2^61) and panic
         // above it.
         let budget =
             usize::try_from(limits.max_frame_bytes_in_flight).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
-        Context { writer, verifier, server_key, limits, frame_bytes: Arc::new(Semaphore::new(budget)) }
+        Context {
+            writer,
+            verifier,
+            log_key,
+            prover: Arc::new(std::sync::Mutex::new(prover)),
+            limits,
+            frame_bytes: Arc::new(Semaphore::new(budget)),
+        }
     }
 }
 
@@ -93,6 +102,12 @@ pub enum SessionError {
         /// `max_batch`.
         max: u32,
     },
+    /// A Prove the log cannot answer (the agent was told why).
+    #[error("Prove refused: {0}")]
+    Prove(String),
+    /// The store failed reading proofs.
+    #[error("cannot read proofs: {0}")]
+    Proofs(String),
     /// Writing to the client failed.
     #[error("write failed: {0}")]
     Io(#[from] std::io::Error),
@@ -151,19 +166,27 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let agent: String = agent_version.chars().filter(|c| !c.is_control()).take(limits::MAX_AGENT_VERSION).collect();
     if protocol != PROTOCOL_VERSION {
         tracing::info!(%peer, protocol, agent = %agent, "refused: unsupported protocol version");
-        let reason = format!("protocol {protocol} is not supported: this server speaks protocol {PROTOCOL_VERSION}");
+        let reason = if protocol < PROTOCOL_VERSION {
+            format!(
+                "protocol {protocol} is not supported: this server speaks protocol {PROTOCOL_VERSION} (receipts \
+                 and proofs from the transparency log); upgrade truce-agent"
+            )
+        } else {
+            format!("protocol {protocol} is not supported: this server speaks protocol {PROTOCOL_VERSION}")
+        };
         send(io, &Message::Refuse { reason }, limits).await?;
         return Ok(End::Refused);
     }
     let welcome = Message::Welcome {
-        server_key: ctx.server_key.verifying_key().to_bytes(),
+        log_key: ctx.log_key.public(),
         server_time: truce_shared::time::now_ms(),
         max_batch: limits.max_batch,
         max_frame: limits.max_frame,
+        certificate: cert.as_deref().map(|c| c.serial.clone()).unwrap_or_default(),
     };
-    send(io, &welcome, limits).await?;
     // A session without a certificate exists only in tests and fuzzing.
     let arrival = Arrival::Tls(cert.clone().unwrap_or_default());
+    send(io, &welcome, limits).await?;
     ctx.writer.note_contact(Contact { device, cert: cert.as_deref().cloned(), peer: peer.to_string() });
     tracing::info!(%peer, device = %signing::fingerprint(&device), agent = %agent, "session open");
 
@@ -201,8 +224,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 // begins: the agent gets its answer.
                 let checked = ctx.verifier.check(reports).await?;
                 let done = ctx.writer.commit(checked, arrival.clone()).await?;
-                let results: Vec<_> = done.outcomes.into_iter().map(|o| (o.id, o.status)).collect();
-                let refused = results.iter().filter(|(_, s)| matches!(s, Status::Rejected(_))).count();
+                let refused = done.outcomes.iter().filter(|o| matches!(o.status, Status::Rejected(_))).count();
                 if refused > 0 {
                     // Who sent what was refused, by their TLS identity: the
                     // device key in a forged report proves nothing.
@@ -210,18 +232,55 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         cert.as_deref().map(|c| (c.serial.as_str(), c.subject.as_str())).unwrap_or(("-", "-"));
                     tracing::warn!(%peer, cert_serial = serial, cert_subject = %printable(subject), batch, refused, "reports refused");
                 }
-                // Committed: only now may the receipt say "held".
-                let server_time = truce_shared::time::now_ms();
-                let signature = signing::sign_receipt(&ctx.server_key, server_time, &wire::held_ids(&results));
-                let ack = Message::Ack { batch, results, receipt: Receipt { server_time, signature } };
+                // Committed: only now may the receipt say "held". It
+                // covers every result and a checkpoint that includes them.
+                let signature = ctx.log_key.sign_receipt(&ReceiptBody {
+                    batch,
+                    received_at: done.received_at,
+                    results: done.outcomes.as_slice().into(),
+                    checkpoint: done.head.checkpoint.as_str().into(),
+                });
+                let ack = Message::Ack {
+                    batch,
+                    received_at: done.received_at,
+                    results: done.outcomes,
+                    checkpoint: done.head.checkpoint.clone(),
+                    signature,
+                };
                 send(io, &ack, limits).await?;
                 summary.batches += 1;
                 summary.reports += n as u64;
                 tracing::debug!(%peer, batch, reports = n, "acked");
             }
+            Message::Prove { size, from, ranges, entries } => {
+                if ranges.len() > limits::MAX_PROVE_ITEMS || entries.len() > limits::MAX_PROVE_ITEMS {
+                    let reason = format!("a Prove asks at most {} ranges and entries", limits::MAX_PROVE_ITEMS);
+                    send(io, &Message::Refuse { reason: reason.clone() }, limits).await?;
+                    return Err(SessionError::Prove(reason));
+                }
+                let prover = ctx.prover.clone();
+                let answer = tokio::task::spawn_blocking(move || {
+                    let store = prover.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    store.prove(size, from, &ranges, &entries)
+                })
+                .await
+                .map_err(|e| SessionError::Proofs(e.to_string()))?
+                .map_err(|e| SessionError::Proofs(e.to_string()))?;
+                match answer {
+                    Ok(p) => {
+                        let entries = p.entries.into_iter().map(serde_bytes::ByteBuf::from).collect();
+                        send(io, &Message::Proofs { consistency: p.consistency, ranges: p.ranges, entries }, limits)
+                            .await?;
+                    }
+                    Err(reason) => {
+                        send(io, &Message::Refuse { reason: reason.clone() }, limits).await?;
+                        return Err(SessionError::Prove(reason));
+                    }
+                }
+            }
             Message::Bye => return Ok(End::Bye),
             Message::Hello { .. } => return Err(SessionError::Protocol("a second Hello")),
-            Message::Welcome { .. } | Message::Refuse { .. } | Message::Ack { .. } => {
+            Message::Welcome { .. } | Message::Refuse { .. } | Message::Ack { .. } | Message::Proofs { .. } => {
                 return Err(SessionError::Protocol("a server message from the client"))
             }
         }

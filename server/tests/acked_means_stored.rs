@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use truce_shared::wire::{held_ids, Status};
+use truce_shared::wire::Status;
 use truce_shared::{Bytes32, SignedReport};
 
 use crate::common::*;

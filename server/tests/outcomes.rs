@@ -55,7 +55,7 @@ async fn accepted_duplicate_quarantined_promoted_revoked(db: Db) {
     let ack = c.submit(vec![a1.clone(), a2.clone()]).await;
     assert_eq!(ack.statuses(), vec![Status::Duplicate, Status::Duplicate]);
     // Still covered by the receipt: the server holds them.
-    assert_eq!(truce_shared::wire::held_ids(&ack.results), vec![a1.id(), a2.id()]);
+    assert_eq!(held_ids(&ack.results), vec![a1.id(), a2.id()]);
     assert_eq!(footprint(&store), before, "a duplicate writes nothing");
     assert_eq!(store.report(&a1.id()).unwrap().unwrap(), row_before, "the first arrival's row is untouched");
     assert_eq!(rows_with_id(&store, &a1.id()), 1);
@@ -176,7 +176,7 @@ async fn forged_non_canonical_out_of_range_and_malformed_reports_are_rejected_an
     assert_eq!(s[5], rejected("malformed"));
     assert_eq!(s[6], rejected("bad signature"));
     // The receipt covers only what the server holds.
-    assert_eq!(truce_shared::wire::held_ids(&ack.results), vec![good.id()]);
+    assert_eq!(held_ids(&ack.results), vec![good.id()]);
 
     let store = server.store();
     for r in [&forged, &altered, &non_canonical, &out_of_range, &malformed] {

@@ -14,10 +14,6 @@ pub const MAX_FRAME: u32 = 4 * 1024 * 1024;
 /// valid size still fits in one [`MAX_FRAME`].
 pub const MAX_BATCH: u32 = 128;
 
-/// Most ranges, and most entries, one `Prove` may ask for (protocol 2).
-/// An agent with more to prove sends several.
-pub const MAX_PROVE_ITEMS: usize = 4096;
-
 /// Most authenticated sessions a server serves at once; a laptop that
 /// finishes its handshake while all are taken waits (within the handshake
 /// timeout) for one to end.

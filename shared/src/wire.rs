@@ -1,27 +1,44 @@
-//! The wire protocol of DESIGN §4: one [`Message`] enum, framed by
-//! [`crate::frame`].
+//! The wire protocol of DESIGN §4 and §9, version 2: one [`Message`] enum,
+//! framed by [`crate::frame`].
 //!
 //! ```text
 //! client: Hello    { protocol, agent_version, device }
-//! server: Welcome  { server_key, server_time, max_batch, max_frame } | Refuse { reason }
+//! server: Welcome  { log_key, server_time, max_batch, max_frame, certificate } | Refuse { reason }
 //! client: Submit   { batch, reports }        (several may be in flight)
-//! server: Ack      { batch, results: [(id, Status)], receipt }
+//! server: Ack      { batch, received_at, results: [Outcome], checkpoint, signature }
+//! client: Prove    { size, from, ranges, entries }
+//! server: Proofs   { consistency, ranges, entries }
 //! client: Bye
 //! ```
 //!
 //! Variant order is the wire format: Hello is 0, Welcome 1, Refuse 2,
-//! Submit 3, Ack 4, Bye 5. Status: Accepted 0, Duplicate 1, Quarantined 2,
-//! Rejected 3.
+//! Submit 3, Ack 4, Bye 5, Prove 6, Proofs 7. Status: Accepted 0,
+//! Duplicate 1, Quarantined 2, Rejected 3. Hello and Refuse keep the layout
+//! they had in version 1, so a peer of either version can read the other's
+//! Hello and be refused in words; the ALPN id (`truce/1`) names the framing
+//! and stays.
+//!
+//! **Version 2** (DESIGN §9): `Welcome` names the server's log key and the
+//! serial of the client certificate as the server records it. Every `Ack`
+//! is signed by the log key ([`crate::log::ReceiptBody`]): every result,
+//! with the index of the log entry that records it, and a checkpoint that
+//! includes them all. `Prove` asks, for a checkpoint of `size` entries the
+//! agent holds, the consistency proof from its kept checkpoint of `from`
+//! entries (none when `from` is 0 or equal), a [`RangeProof`] for each
+//! half-open range of entry indexes, and the bytes of the entries listed
+//! (those the agent cannot rebuild, such as a duplicate's earlier entry).
+//! `Proofs` answers in the same order.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::encoding::{self, EncodingError};
 use crate::frame::{self, FrameError};
+use crate::log::{Outcome, RangeProof};
 use crate::report::{Bytes32, Signature64, SignedReport};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The ALPN protocol id.
 pub const ALPN: &[u8] = b"truce/1";
@@ -47,15 +64,6 @@ impl Status {
     }
 }
 
-/// A server's signed statement that it held these reports at this time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    /// Server clock, unix ms.
-    pub server_time: i64,
-    /// Ed25519(server key, "truce/receipt/v1\0" || postcard((server_time, held ids))).
-    pub signature: Signature64,
-}
-
 /// Every frame on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -70,14 +78,17 @@ pub enum Message {
     },
     /// The server accepts the session.
     Welcome {
-        /// The server's receipt key.
-        server_key: Bytes32,
+        /// The server's log key: signs receipts and checkpoints.
+        log_key: Bytes32,
         /// Server clock, unix ms.
         server_time: i64,
         /// Most reports per Submit.
         max_batch: u32,
         /// Largest frame.
         max_frame: u32,
+        /// The client certificate's serial as the server records it
+        /// (lower-case hex): what the log's entries name.
+        certificate: String,
     },
     /// The server refuses the session.
     Refuse {
@@ -95,13 +106,37 @@ pub enum Message {
     Ack {
         /// The Submit's batch number.
         batch: u64,
+        /// The `received_at` of every report this batch stored.
+        received_at: i64,
         /// Per report, in submit order.
-        results: Vec<(Bytes32, Status)>,
-        /// Signed proof of receipt for the held ids.
-        receipt: Receipt,
+        results: Vec<Outcome>,
+        /// A signed checkpoint that includes every entry `results` names.
+        checkpoint: String,
+        /// The log key's signature over [`crate::log::ReceiptBody`].
+        signature: Signature64,
     },
     /// Client is done.
     Bye,
+    /// Asks for proofs against a checkpoint of `size` entries.
+    Prove {
+        /// The tree size of the checkpoint to prove against.
+        size: u64,
+        /// The size of the checkpoint the agent kept (0: none).
+        from: u64,
+        /// Half-open ranges of entry indexes to prove included.
+        ranges: Vec<(u64, u64)>,
+        /// Entries whose bytes the agent needs.
+        entries: Vec<u64>,
+    },
+    /// The answer to Prove.
+    Proofs {
+        /// Consistency proof from `from` to `size` (empty if none is needed).
+        consistency: Vec<Bytes32>,
+        /// One per range asked, in order.
+        ranges: Vec<RangeProof>,
+        /// The bytes of each entry asked, in order.
+        entries: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// Why a message could not be read.
@@ -128,11 +163,6 @@ pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message, max_
     frame::write_frame(w, &encoding::encode(msg), max_frame).await
 }
 
-/// The ids an Ack's receipt covers, in result order.
-pub fn held_ids(results: &[(Bytes32, Status)]) -> Vec<Bytes32> {
-    results.iter().filter(|(_, s)| s.is_held()).map(|(id, _)| *id).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,18 +171,31 @@ mod tests {
     fn variant_indexes_are_the_documented_ones() {
         let cases = [
             (Message::Hello { protocol: 1, agent_version: String::new(), device: [0; 32] }, 0u8),
-            (Message::Welcome { server_key: [0; 32], server_time: 0, max_batch: 0, max_frame: 0 }, 1),
+            (
+                Message::Welcome {
+                    log_key: [0; 32],
+                    server_time: 0,
+                    max_batch: 0,
+                    max_frame: 0,
+                    certificate: String::new(),
+                },
+                1,
+            ),
             (Message::Refuse { reason: String::new() }, 2),
             (Message::Submit { batch: 0, reports: vec![] }, 3),
             (
                 Message::Ack {
                     batch: 0,
+                    received_at: 0,
                     results: vec![],
-                    receipt: Receipt { server_time: 0, signature: Signature64([0; 64]) },
+                    checkpoint: String::new(),
+                    signature: Signature64([0; 64]),
                 },
                 4,
             ),
             (Message::Bye, 5),
+            (Message::Prove { size: 0, from: 0, ranges: vec![], entries: vec![] }, 6),
+            (Message::Proofs { consistency: vec![], ranges: vec![], entries: vec![] }, 7),
         ];
         for (m, idx) in cases {
             assert_eq!(encoding::encode(&m)[0], idx, "{m:?}");

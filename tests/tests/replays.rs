@@ -76,7 +76,8 @@ fn a_report_replayed_over_the_wire_is_one_row_and_receipts_do_not_transfer() {
         let hello =
             Message::Hello { protocol: wire::PROTOCOL_VERSION, agent_version: "replay".into(), device: [0; 32] };
         wire::write_message(&mut tls, &hello, max).await.unwrap();
-        let Some(Message::Welcome { server_key, max_batch, .. }) = wire::read_message(&mut tls, max).await.unwrap()
+        let Some(Message::Welcome { log_key: server_key, max_batch, .. }) =
+            wire::read_message(&mut tls, max).await.unwrap()
         else {
             panic!("no Welcome")
         };
@@ -88,26 +89,37 @@ fn a_report_replayed_over_the_wire_is_one_row_and_receipts_do_not_transfer() {
             }
             wire::write_message(&mut tls, &Message::Submit { batch, reports }, max).await.unwrap();
             match wire::read_message(&mut tls, max).await.unwrap() {
-                Some(Message::Ack { batch: b, results, receipt }) if b == batch => acks.push((results, receipt)),
+                Some(Message::Ack { batch: b, received_at, results, checkpoint, signature }) if b == batch => {
+                    acks.push((results, (received_at, checkpoint, signature)))
+                }
                 other => panic!("expected Ack {batch}, got {other:?}"),
             }
         }
         (server_key, acks)
     });
-    let statuses: Vec<&Status> = acks.iter().flat_map(|(r, _)| r.iter().map(|(_, s)| s)).collect();
+    let statuses: Vec<&Status> = acks.iter().flat_map(|(r, _)| r.iter().map(|o| &o.status)).collect();
     assert_eq!(statuses.iter().filter(|s| ***s == Status::Accepted).count(), 2, "first and second accepted once each");
     assert_eq!(statuses.iter().filter(|s| ***s == Status::Duplicate).count(), 8 * 128 - 2);
 
-    // Each receipt vouches for exactly its own Ack's ids and time.
-    let (results0, receipt0) = &acks[0];
-    let held0 = wire::held_ids(results0);
-    assert!(truce_shared::signing::verify_receipt(&server_key, receipt0.server_time, &held0, &receipt0.signature));
-    let other = [second_id];
+    // Each receipt vouches for exactly its own Ack's results, time and
+    // checkpoint, signed by the log key.
+    use truce_shared::log::{verify_receipt, ReceiptBody};
+    let (results0, (at0, cp0, sig0)) = &acks[0];
+    let body = |results: &[truce_shared::log::Outcome], batch: u64, at: i64| ReceiptBody {
+        batch,
+        received_at: at,
+        results: results.to_vec().into(),
+        checkpoint: cp0.as_str().into(),
+    };
+    assert!(verify_receipt(&server_key, &body(results0, 0, *at0), sig0));
+    let mut other = results0.clone();
+    other[0].id = second_id;
     assert!(
-        !truce_shared::signing::verify_receipt(&server_key, receipt0.server_time, &other, &receipt0.signature),
+        !verify_receipt(&server_key, &body(&other, 0, *at0), sig0),
         "a receipt for the first report must not vouch for the second"
     );
-    assert!(!truce_shared::signing::verify_receipt(&server_key, receipt0.server_time + 1, &held0, &receipt0.signature));
+    assert!(!verify_receipt(&server_key, &body(results0, 0, at0 + 1), sig0));
+    assert!(!verify_receipt(&server_key, &body(results0, 1, *at0), sig0), "nor for another batch");
 
     let out = server.cmd(&["export", "--format", "jsonl", "--status", "all", "--history"]).expect_ok();
     assert_eq!(out.lines().filter(|l| !l.trim().is_empty()).count(), 2, "two rows for two distinct reports");

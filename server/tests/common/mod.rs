@@ -23,8 +23,8 @@ use tokio_rustls::TlsConnector;
 use truce_server::paths::DataDir;
 use truce_server::store::{Arg, Database};
 use truce_server::{Config, Limits, Store};
-use truce_shared::wire::{self, Message, Receipt, Status, PROTOCOL_VERSION};
-use truce_shared::{limits, signing, Bytes32, SignedReport};
+use truce_shared::wire::{self, Message, Status, PROTOCOL_VERSION};
+use truce_shared::{limits, Bytes32, SignedReport};
 pub use truce_testkit::{run, tampered, Device, Pki, Ran, TestPostgres, TestServer};
 
 /// How long a test waits for anything that should be quick.
@@ -297,7 +297,7 @@ pub async fn first_answer(addr: SocketAddr, config: Arc<ClientConfig>) -> Result
 pub struct Client {
     /// The TLS stream.
     pub tls: TlsStream<TcpStream>,
-    /// From Welcome.
+    /// From Welcome: the log key.
     pub server_key: Bytes32,
     /// From Welcome.
     pub max_batch: u32,
@@ -313,8 +313,15 @@ pub struct Acked {
     pub batch: u64,
     /// Per report.
     pub results: Vec<(Bytes32, Status)>,
-    /// The receipt.
-    pub receipt: Receipt,
+    /// Per report, the index of the log entry that records it.
+    pub entries: Vec<u64>,
+    /// The signed checkpoint the receipt names, opened.
+    pub checkpoint: truce_shared::log::Checkpoint,
+}
+
+/// The ids of results the server now holds (stored or already stored).
+pub fn held_ids(results: &[(Bytes32, Status)]) -> Vec<Bytes32> {
+    results.iter().filter(|(_, s)| s.is_held()).map(|(id, _)| *id).collect()
 }
 
 impl Acked {
@@ -331,7 +338,7 @@ impl Client {
         let hello = Message::Hello { protocol: PROTOCOL_VERSION, agent_version: "test/1".into(), device: [1; 32] };
         wire::write_message(&mut tls, &hello, limits::MAX_FRAME).await.expect("hello");
         match wire::read_message(&mut tls, limits::MAX_FRAME).await.expect("welcome") {
-            Some(Message::Welcome { server_key, max_batch, max_frame, .. }) => {
+            Some(Message::Welcome { log_key: server_key, max_batch, max_frame, .. }) => {
                 Client { tls, server_key, max_batch, max_frame, next_batch: 1 }
             }
             other => panic!("expected Welcome, got {other:?}"),
@@ -351,13 +358,23 @@ impl Client {
     /// Reads the next Ack and checks its receipt against the server key.
     pub async fn ack(&mut self) -> Option<Acked> {
         match tokio::time::timeout(PATIENCE, wire::read_message(&mut self.tls, limits::MAX_FRAME)).await {
-            Ok(Ok(Some(Message::Ack { batch, results, receipt }))) => {
-                let held = wire::held_ids(&results);
+            Ok(Ok(Some(Message::Ack { batch, received_at, results, checkpoint, signature }))) => {
+                let body = truce_shared::log::ReceiptBody {
+                    batch,
+                    received_at,
+                    results: results.as_slice().into(),
+                    checkpoint: checkpoint.as_str().into(),
+                };
                 assert!(
-                    signing::verify_receipt(&self.server_key, receipt.server_time, &held, &receipt.signature),
-                    "the receipt must verify with the Welcome's server key"
+                    truce_shared::log::verify_receipt(&self.server_key, &body, &signature),
+                    "the receipt must verify with the Welcome's log key"
                 );
-                Some(Acked { batch, results, receipt })
+                let checkpoint = truce_shared::log::open_checkpoint(&checkpoint, &self.server_key)
+                    .expect("the checkpoint is signed by the log key");
+                assert!(results.iter().all(|o| o.entry < checkpoint.size), "the checkpoint includes every entry");
+                let entries = results.iter().map(|o| o.entry).collect();
+                let results = results.into_iter().map(|o| (o.id, o.status)).collect();
+                Some(Acked { batch, results, entries, checkpoint })
             }
             Ok(Ok(Some(other))) => panic!("expected Ack, got {other:?}"),
             Ok(Ok(None)) | Ok(Err(_)) => None,

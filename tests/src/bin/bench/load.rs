@@ -108,7 +108,7 @@ pub(super) async fn submit_all(
     for _ in 0..total {
         match wire::read_message(&mut rd, limits::MAX_FRAME).await? {
             Some(Message::Ack { results, .. }) => {
-                accepted += results.iter().filter(|(_, s)| *s == Status::Accepted).count();
+                accepted += results.iter().filter(|o| o.status == Status::Accepted).count();
             }
             other => bail!("expected Ack, got {other:?}"),
         }
