@@ -130,3 +130,97 @@ fn a_checkpoint_signed_by_another_key_is_named() {
     assert!(!ok, "{out}");
     assert!(out.contains("is not signed by this log's key"), "{out}");
 }
+
+// ------------------------------------------------- the agent's own checks
+
+fn agent_status(agent: &truce_tests::harness::Agent) -> serde_json::Value {
+    serde_json::from_str(&agent.cmd(&["--json", "status"]).expect_ok()).expect("status --json")
+}
+
+fn fingerprint(server: &TestServer) -> String {
+    let key: serde_json::Value = serde_json::from_str(&server.cmd(&["--json", "key"]).expect_ok()).unwrap();
+    key["fingerprint"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn an_agent_pinned_with_the_coordinators_fingerprint_proves_every_report_it_delivered() {
+    let (pki, mut server, agent) = one_laptop("laptop-a");
+    let fp = fingerprint(&server);
+    let ca = pki.file_str("ca.pem");
+    let (cert, key) = (pki.file_str("laptop-a.pem"), pki.file_str("laptop-a.key"));
+    server.start(&pki, &[]);
+    let addr = server.addr().to_string();
+    agent
+        .cmd(&["link", "--server", &addr, "--ca", &ca, "--cert", &cert, "--key", &key, "--server-key", &fp])
+        .expect_ok();
+    let ids: Vec<String> = (0..3).map(|i| agent.record(&format!("proven {i}"))).collect();
+    agent.sync(None).expect_ok();
+    let s = agent_status(&agent);
+    assert_eq!(s["log"]["fingerprint"].as_str(), Some(fp.as_str()), "{s}");
+    assert_eq!(s["log"]["not_proven"], 0, "{s}");
+    // The checkpoint the laptop kept is the server's: enrolment + 3 reports.
+    assert_eq!(s["log"]["checkpoint"]["size"], 4, "{s}");
+    for id in &ids {
+        let shown: serde_json::Value = serde_json::from_str(&agent.cmd(&["--json", "show", id]).expect_ok()).unwrap();
+        assert_eq!(shown["proven"], true, "{shown}");
+    }
+}
+
+#[test]
+fn an_agent_linked_to_another_log_key_refuses_to_sync_and_marks_nothing() {
+    let (pki, mut server, agent) = one_laptop("laptop-a");
+    let other = TestServer::init();
+    let wrong = fingerprint(&other);
+    let ca = pki.file_str("ca.pem");
+    let (cert, key) = (pki.file_str("laptop-a.pem"), pki.file_str("laptop-a.key"));
+    server.start(&pki, &[]);
+    let addr = server.addr().to_string();
+    agent
+        .cmd(&["link", "--server", &addr, "--ca", &ca, "--cert", &cert, "--key", &key, "--server-key", &wrong])
+        .expect_ok();
+    let id = agent.record("to the wrong server?");
+    let err = agent.sync(None).expect_fail();
+    assert_eq!(err.trim().lines().count(), 1, "one loud line: {err}");
+    assert!(err.contains(&wrong), "it names the key it expected: {err}");
+    assert_eq!(agent.ids_in_state("pending"), vec![id]);
+    assert!(server.ids("all").is_empty(), "nothing was sent");
+}
+
+#[test]
+fn a_log_rewritten_and_re_signed_is_caught_by_the_agent_on_its_next_sync() {
+    let (pki, mut server, agent) = one_laptop("laptop-a");
+    server.start(&pki, &[]);
+    for i in 0..3 {
+        agent.record(&format!("before the rewrite {i}"));
+    }
+    agent.sync(None).expect_ok();
+    assert_eq!(agent_status(&agent)["log"]["checkpoint"]["size"], 4);
+    server.terminate();
+
+    // Whoever holds the server drops a report and rebuilds the log from
+    // what is left, signed with the real key.
+    let victim = server.ids("verified").remove(0);
+    let c = db(&server);
+    c.execute("DELETE FROM reports WHERE id = ?1", [hex::decode(&victim).unwrap()]).unwrap();
+    c.execute_batch("DELETE FROM log_entries; DELETE FROM log_hashes; DELETE FROM log_head;").unwrap();
+    drop(c);
+    server.start(&pki, &[]);
+
+    let id = agent.record("after the rewrite");
+    let err = agent.sync(None).expect_fail();
+    let alarms: Vec<&str> = err.lines().filter(|l| l.contains("ALARM:")).collect();
+    assert_eq!(alarms.len(), 1, "one loud line: {err}");
+    assert!(alarms[0].contains("does not prove"), "{err}");
+    let evidence = std::path::Path::new(agent.dir_str()).join("evidence");
+    let kept: Vec<_> = std::fs::read_dir(&evidence).expect("an evidence dir").collect();
+    assert_eq!(kept.len(), 1, "one alarm, one folder");
+    let folder = kept[0].as_ref().unwrap().path();
+    assert!(folder.join("kept.checkpoint").is_file() && folder.join("new.checkpoint").is_file());
+    // The new report reached the server, but its log did not prove it.
+    let shown: serde_json::Value = serde_json::from_str(&agent.cmd(&["--json", "show", &id]).expect_ok()).unwrap();
+    assert_eq!(shown["proven"], false, "{shown}");
+    assert_eq!(agent_status(&agent)["log"]["checkpoint"]["size"], 4, "the kept checkpoint stays the verified one");
+    // And the auditor, given the laptop's kept checkpoint, sees it too.
+    let (ok, out) = audit(&server, &["--checkpoint", folder.join("kept.checkpoint").to_str().unwrap()]);
+    assert!(!ok && out.contains("different history"), "{out}");
+}
