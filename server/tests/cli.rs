@@ -26,10 +26,21 @@ fn every_command_before_init_says_to_run_init() {
 #[test]
 fn init_makes_a_key_once_and_never_overwrites_it() {
     let data = tempfile::tempdir().unwrap();
-    let out = ok(cli(data.path(), &["--json", "init"]));
+    let err = fails(cli(data.path(), &["init", "--mission", "smm east"]));
+    assert!(one_line(&err).contains("--mission"), "{err}");
+    let out = ok(cli(data.path(), &["--json", "init", "--mission", "smm-east"]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let key = v["server_key"].as_str().unwrap().to_string();
     assert_eq!(key.len(), 64);
+    // The log key is another key; `key` prints the same one, and its origin
+    // names the mission and the fingerprint.
+    assert_ne!(v["log_key"], v["server_key"]);
+    let k: serde_json::Value = serde_json::from_str(ok(cli(data.path(), &["--json", "key"])).trim()).unwrap();
+    assert_eq!((&k["log_key"], &k["fingerprint"]), (&v["log_key"], &v["log_fingerprint"]));
+    assert_eq!(k["origin"].as_str().unwrap(), format!("smm-east/truce-log/{}", v["log_fingerprint"].as_str().unwrap()));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.path().join("log.key")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
     let err = fails(cli(data.path(), &["init"]));
     assert!(one_line(&err).contains("already exists"), "{err}");
     // Still the same key: the env var finds the same data dir as the flag.
