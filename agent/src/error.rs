@@ -75,6 +75,10 @@ pub enum AgentError {
     #[error("no report {0} in this queue: check the id with `truce-agent list`")]
     NotFound(String),
 
+    /// `checkpoint` before any sync's proofs verified.
+    #[error("no verified checkpoint yet: one is kept after the first sync whose proofs verify")]
+    NoCheckpoint,
+
     /// More than one report matches the prefix.
     #[error("the prefix {0} matches more than one report: give more hex digits of the id")]
     Ambiguous(String),

@@ -178,13 +178,16 @@ async fn protocol_violations_end_the_connection_and_a_wrong_version_is_refused()
     let r = tokio::time::timeout(PATIENCE, wire::read_message(&mut tls, 1024)).await.unwrap();
     assert!(matches!(r, Ok(None) | Err(_)), "{r:?}");
 
-    // A Hello of another protocol version gets a Refuse with the reason.
-    let mut tls = connect(server.addr, pki.client_tls("good")).await.unwrap();
-    let hello = Message::Hello { protocol: 2, agent_version: "future".into(), device: [0; 32] };
-    wire::write_message(&mut tls, &hello, 1024).await.unwrap();
-    match wire::read_message(&mut tls, 1024).await {
-        Ok(Some(Message::Refuse { reason })) => assert!(reason.contains("protocol 2"), "{reason}"),
-        other => panic!("expected Refuse, got {other:?}"),
+    // A Hello of another protocol version gets a Refuse with the reason:
+    // an older agent is told to upgrade.
+    for (protocol, says) in [(3u16, "protocol 3 is not supported"), (1, "upgrade truce-agent")] {
+        let mut tls = connect(server.addr, pki.client_tls("good")).await.unwrap();
+        let hello = Message::Hello { protocol, agent_version: "other".into(), device: [0; 32] };
+        wire::write_message(&mut tls, &hello, 1024).await.unwrap();
+        match wire::read_message(&mut tls, 1024).await {
+            Ok(Some(Message::Refuse { reason })) => assert!(reason.contains(says), "{reason}"),
+            other => panic!("expected Refuse, got {other:?}"),
+        }
     }
 
     // The server is still fine.

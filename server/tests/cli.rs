@@ -135,8 +135,11 @@ async fn stats_shows_outcomes_devices_gaps_and_forks() {
     assert_eq!(chain["name"], "laptop-3");
     assert_eq!(chain["gaps"], serde_json::json!([[2, 2]]));
     assert_eq!(chain["missing"], 1);
+    // The fork at seq 3: both versions there are disputed (and anything later).
+    assert_eq!(chain["disputed"], 2);
     let text = ok(server.cli(&["stats"]));
     assert!(text.contains("2 verified") && text.contains("missing (seq 2)") && text.contains("1 FORKED"), "{text}");
+    assert!(text.contains("2 report(s) DISPUTED"), "{text}");
     server.stop().await;
 }
 

@@ -126,6 +126,22 @@ async fn equivocation_is_rejected_and_both_versions_are_kept(db: Db) {
     assert_eq!(stats.forks, 1);
     assert_eq!(stats.chains[0].forks, 1);
     assert_eq!(stats.rejected_by_reason.get("equivocation"), Some(&1));
+    // Neither version wins silently: from the fork on, every report of the
+    // device is disputed in every export; the one before it is not.
+    let third = d.at(3, second.id(), "after the fork");
+    assert_eq!(c.submit(vec![third.clone()]).await.statuses(), vec![Status::Accepted]);
+    let out = ok(server.cli(&["export", "--format", "jsonl", "--status", "all", "--history"]));
+    let disputed: std::collections::BTreeMap<String, bool> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (v["id"].as_str().unwrap().to_string(), v["disputed"].as_bool().unwrap()))
+        .collect();
+    let want = [(&first, false), (&second, true), (&other_second, true), (&third, true)];
+    for (r, d) in want {
+        assert_eq!(disputed.get(&hex::encode(r.id())), Some(&d), "{out}");
+    }
+    let csv = ok(server.cli(&["export", "--format", "csv"]));
+    assert!(csv.lines().next().unwrap().ends_with(",disputed"), "{csv}");
     c.bye().await;
     server.stop().await;
 }

@@ -153,6 +153,25 @@ fn whatever_breaks(database: Option<&str>) {
         }
         let delivered: BTreeSet<String> = agents.iter().flat_map(|a| a.ids_in_state("delivered")).collect();
         assert_eq!(delivered, recorded, "{ctx}: not every report shows delivered after {fault:?}");
+
+        // The log and the store agree after the fault, and the checkpoint
+        // each laptop kept is one the log contains.
+        let kept = tempfile::tempdir().expect("a dir for checkpoints");
+        let mut files = Vec::new();
+        for (i, a) in agents.iter().enumerate() {
+            let note = a.cmd(&["checkpoint"]);
+            assert!(note.ok(), "{ctx}: agent {i} kept no checkpoint after {fault:?}: {}", note.describe("checkpoint"));
+            let note = note.stdout();
+            let file = kept.path().join(format!("agent-{i}.checkpoint"));
+            std::fs::write(&file, note).unwrap();
+            files.push(file.to_string_lossy().into_owned());
+        }
+        let mut args = vec!["audit"];
+        for f in &files {
+            args.extend(["--checkpoint", f.as_str()]);
+        }
+        let audit = server.cmd(&args);
+        assert!(audit.ok(), "{ctx}: audit after {fault:?}:\n{}", audit.describe("audit"));
     }
     println!("fault suite: {trials} trials passed, {} reports, faults {tally:?}, seed {seed}", recorded.len());
 }

@@ -154,7 +154,11 @@ fn an_agent_pinned_with_the_coordinators_fingerprint_proves_every_report_it_deli
         .cmd(&["link", "--server", &addr, "--ca", &ca, "--cert", &cert, "--key", &key, "--server-key", &fp])
         .expect_ok();
     let ids: Vec<String> = (0..3).map(|i| agent.record(&format!("proven {i}"))).collect();
+    let none = agent.cmd(&["checkpoint"]).expect_fail();
+    assert!(none.contains("no verified checkpoint yet"), "{none}");
     agent.sync(None).expect_ok();
+    // What the laptop kept is, byte for byte, the server's latest checkpoint.
+    assert_eq!(agent.cmd(&["checkpoint"]).expect_ok(), checkpoint(&server));
     let s = agent_status(&agent);
     assert_eq!(s["log"]["fingerprint"].as_str(), Some(fp.as_str()), "{s}");
     assert_eq!(s["log"]["not_proven"], 0, "{s}");

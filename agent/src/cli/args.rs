@@ -71,6 +71,12 @@ pub enum Command {
     },
     /// Counts by state, chain head, server, last sync.
     Status,
+    /// Print the server's log checkpoint this laptop last verified (a signed note).
+    ///
+    /// Hand it to the commission's auditors: `truce-server audit --checkpoint FILE` proves
+    /// the server's log still contains what this laptop saw. Example:
+    ///   truce-agent checkpoint > laptop-07.checkpoint
+    Checkpoint,
     /// Deliver pending reports to the linked server.
     Sync(SyncArgs),
     /// Sneaker-net bundles.

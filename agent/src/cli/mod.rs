@@ -94,6 +94,7 @@ fn dispatch(command: Command, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Re
         Command::List { state } => reports::list(state, dir, keys, out)?,
         Command::Show { id } => reports::show(&id, dir, keys, out)?,
         Command::Status => status::run(dir, keys, out)?,
+        Command::Checkpoint => status::checkpoint(dir, keys, out)?,
         Command::Sync(a) => return sync::run(&a, dir, keys, out),
         Command::Bundle(BundleCommand::Export { file, all }) => bundle::export(&file, all, dir, keys, out)?,
     }

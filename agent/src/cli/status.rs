@@ -26,6 +26,23 @@ pub(super) fn run(dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
+/// `checkpoint`: the kept checkpoint's signed note, exactly as the server
+/// signed it (as JSON: origin, size, root and the note).
+pub(super) fn checkpoint(dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<()> {
+    let agent = keys.open_locked(dir)?;
+    let Some(cp) = agent.kept_checkpoint()? else {
+        return Err(crate::error::AgentError::NoCheckpoint);
+    };
+    if out.json {
+        out.json_line(&serde_json::json!({
+            "origin": cp.origin, "size": cp.size, "root": cp.root.to_string(), "note": cp.note
+        }))?;
+    } else {
+        out.raw(cp.note.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// `status` as JSON.
 #[derive(Serialize)]
 pub struct StatusJson {

@@ -106,6 +106,33 @@ impl Queue {
         run(&mut self.conn).map_err(|e| db_err(&path, e))
     }
 
+    /// Up to `limit` reports answered under protocol 2 whose inclusion is
+    /// not proven yet (a sync cut between its Acks and its proofs), oldest
+    /// entry first: id and the entry its receipt named.
+    pub fn unproven(&self, limit: usize) -> Result<Vec<(Bytes32, u64)>> {
+        let run = || -> rusqlite::Result<Vec<(Bytes32, u64)>> {
+            let mut st = self.conn.prepare_cached(
+                "SELECT id, entry FROM reports WHERE entry IS NOT NULL AND proven_at IS NULL ORDER BY entry LIMIT ?1",
+            )?;
+            let rows = st.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                let id: Vec<u8> = r.get(0)?;
+                let entry: i64 = r.get(1)?;
+                Ok((id, entry))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, entry) = row?;
+                // A row whose id is not 32 bytes is not a report this
+                // queue wrote; it is left out rather than proven.
+                if let (Ok(id), Ok(entry)) = (<[u8; 32]>::try_from(id.as_slice()), u64::try_from(entry)) {
+                    out.push((id, entry));
+                }
+            }
+            Ok(out)
+        };
+        run().map_err(|e| self.err(e))
+    }
+
     /// Reports answered under protocol 2 whose inclusion is not proven yet.
     pub fn unproven_count(&self) -> Result<u64> {
         self.conn

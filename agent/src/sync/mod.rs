@@ -327,6 +327,10 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
     let mut next_batch_no: u64 = 1;
     let window = opts.window.max(1);
     let mut prover = prove::Prover::new(agent.device(), certificate);
+    // What an earlier session left unproven is proven with this one's.
+    for (id, entry) in agent.queue().unproven(limits::MAX_PROVE_ITEMS)? {
+        prover.add_earlier(id, entry);
+    }
     let outcome: Result<()> = async {
         loop {
             while in_flight.len() < window {

@@ -67,6 +67,13 @@ impl Prover {
         self.marked.push(Marked { id: o.id, seq, entry: o.entry, status: o.status.clone(), received_at });
     }
 
+    /// A report an earlier session marked but did not prove (cut between
+    /// its Acks and its proofs): its entry is asked for and must name it,
+    /// then proven with this session's.
+    pub(super) fn add_earlier(&mut self, id: Bytes32, entry: u64) {
+        self.marked.push(Marked { id, seq: 0, entry, status: Status::Duplicate, received_at: 0 });
+    }
+
     /// A verified checkpoint from an Ack: the largest becomes the target.
     /// Two of one size with different roots are two histories.
     pub(super) fn offer(&mut self, cp: Checkpoint) -> std::result::Result<(), Box<(Checkpoint, Checkpoint)>> {

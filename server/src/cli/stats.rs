@@ -53,7 +53,7 @@ pub(super) fn run(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()>
             line.push_str(&format!(", {} missing (seq {}{more})", c.missing, gaps.join(", ")));
         }
         if c.forks > 0 {
-            line.push_str(&format!(", {} FORKED seq(s)", c.forks));
+            line.push_str(&format!(", {} FORKED seq(s), {} report(s) DISPUTED", c.forks, c.disputed));
         }
         if c.broken_links > 0 {
             line.push_str(&format!(", {} broken link(s)", c.broken_links));

@@ -61,8 +61,9 @@ impl Serialize for ExportRow {
                 Cell::Word(v) => map.serialize_entry(name, &v)?,
                 Cell::Text(v) => map.serialize_entry(name, &v)?,
                 Cell::Unsigned(v) => map.serialize_entry(name, &v)?,
-                Cell::Signed(v) => map.serialize_entry(name, &v)?,
                 Cell::Float(v) => map.serialize_entry(name, &v)?,
+                Cell::Bool(v) => map.serialize_entry(name, &v)?,
+                Cell::Signed(v) => map.serialize_entry(name, &v)?,
                 Cell::Attachments(v) => map.serialize_entry(name, &attachments_out(v))?,
             }
         }
@@ -87,6 +88,8 @@ pub enum Cell<'a> {
     Signed(Option<i64>),
     /// Degrees of latitude or longitude.
     Float(Option<f64>),
+    /// Yes or no: `true`/`false` in CSV and JSON.
+    Bool(bool),
     /// The evidence files: a JSON array (in CSV one cell holding it, empty
     /// when there are none).
     Attachments(&'a [Attachment]),
@@ -126,7 +129,7 @@ struct Column {
 /// The columns, in CSV order. Field names and meanings are public
 /// (`server/INVESTIGATORS.md`); the known answers in `known_answers/` pin
 /// what each format writes.
-const COLUMNS: [Column; 33] = [
+const COLUMNS: [Column; 34] = [
     // Report id, 64 hex.
     Column { name: "id", value: |r| word(hex(&r.row.id)) },
     // Device public key, 64 hex.
@@ -189,6 +192,10 @@ const COLUMNS: [Column; 33] = [
     // when it was imported from a bundle.
     Column { name: "cert_serial", value: |r| maybe_word(r.row.cert.as_ref().map(|c| c.serial.as_str())) },
     Column { name: "cert_subject", value: |r| Cell::Text(r.row.cert.as_ref().map(|c| c.subject.as_str())) },
+    // Its device forked its chain at or before this report's seq (two
+    // different reports at one seq): which branch is the monitor's cannot
+    // be told from the reports alone, so neither wins silently.
+    Column { name: "disputed", value: |r| Cell::Bool(r.row.disputed) },
 ];
 
 /// The CSV header: the columns' names in order.

@@ -42,6 +42,7 @@ fn cell_text(cell: Cell<'_>) -> Result<String, ExportError> {
         Cell::Unsigned(v) => opt(v),
         Cell::Signed(v) => opt(v),
         Cell::Float(v) => opt(v),
+        Cell::Bool(v) => v.to_string(),
         Cell::Attachments([]) => String::new(),
         Cell::Attachments(v) => serde_json::to_string(&attachments_out(v))?,
     })

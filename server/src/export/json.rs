@@ -35,6 +35,7 @@ pub(super) fn write_row(row: &ExportRow, out: &mut Vec<u8>) -> Result<(), serde_
             Cell::Unsigned(v) => serde_json::to_writer(&mut *out, &v)?,
             Cell::Signed(v) => serde_json::to_writer(&mut *out, &v)?,
             Cell::Float(v) => serde_json::to_writer(&mut *out, &v)?,
+            Cell::Bool(v) => serde_json::to_writer(&mut *out, &v)?,
             Cell::Attachments(v) => serde_json::to_writer(&mut *out, &attachments_out(v))?,
         }
     }

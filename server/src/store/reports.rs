@@ -79,6 +79,9 @@ pub struct ReportRow {
     /// The client certificate it came through; `None` when it was imported
     /// from a bundle (or stored before certificates were recorded).
     pub cert: Option<CertId>,
+    /// Its device forked its chain at or before this seq: both branches and
+    /// everything after the fork are disputed.
+    pub disputed: bool,
 }
 
 /// The client certificate a report came through: how a stored report is
@@ -196,8 +199,11 @@ fn amended_by(backend: Backend) -> &'static str {
     }
 }
 
+/// `disputed`: the device forked its chain at or before this seq (the
+/// forks table is small and keyed by device and seq).
 const REPORT_COLUMNS: &str = "r.n, r.id, r.device, d.name, r.seq, r.prev, r.body, r.signature, r.status, r.reason,
-     r.received_at, r.incident, i.devices, r.cert_serial, r.cert_subject";
+     r.received_at, r.incident, i.devices, r.cert_serial, r.cert_subject,
+     CASE WHEN EXISTS (SELECT 1 FROM forks f WHERE f.device = r.device AND f.seq <= r.seq) THEN 1 ELSE 0 END";
 
 const REPORT_FROM: &str =
     "FROM reports r LEFT JOIN devices d ON d.key = r.device LEFT JOIN incidents i ON i.id = r.incident";
@@ -223,7 +229,8 @@ fn report_row(row: &dyn Row) -> Result<ReportRow, StoreError> {
             (Some(serial), Some(subject)) => Some(CertId { serial, subject }),
             _ => None,
         },
-        amended_by: row.opt_b32(15)?,
+        disputed: row.i64(15)? != 0,
+        amended_by: row.opt_b32(16)?,
     })
 }
 

@@ -101,6 +101,9 @@ pub struct Chain {
     pub missing: u64,
     /// Seqs with two or more different reports.
     pub forks: u64,
+    /// Reports at or after its first fork: disputed (both branches, and
+    /// everything the device sent after it).
+    pub disputed: u64,
     /// Reports whose `prev` is not the id held at the seq before.
     pub broken_links: u64,
 }
@@ -185,6 +188,10 @@ fn chains(tx: &Tx<'_>) -> Result<Vec<Chain>, StoreError> {
             gaps: Vec::new(),
             missing: 0,
             forks: tx.count("SELECT COUNT(DISTINCT seq) FROM forks WHERE device = ?1", args![&key])?,
+            disputed: tx.count(
+                "SELECT COUNT(*) FROM reports WHERE device = ?1 AND seq >= (SELECT MIN(seq) FROM forks WHERE device = ?1)",
+                args![&key],
+            )?,
             broken_links: tx.count(
                 "SELECT COUNT(*) FROM reports r JOIN reports p
                    ON p.device = r.device AND p.seq = r.seq - 1 AND p.status != 'rejected'

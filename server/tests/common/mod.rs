@@ -230,9 +230,9 @@ impl InProcessServer {
         DataDir::new(self.data.path()).with_database(self.db.database()).open_store().expect("open store")
     }
 
-    /// The server's receipt key.
+    /// The server's log key, which signs its receipts and checkpoints.
     pub fn server_key(&self) -> Bytes32 {
-        DataDir::new(self.data.path()).load_key().expect("key").verifying_key().to_bytes()
+        self.store().log_key().expect("the log key").public()
     }
 
     /// Runs a `truce-server` command against this data dir and database.

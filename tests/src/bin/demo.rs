@@ -207,6 +207,19 @@ fn demo() -> Result<()> {
     println!("\nGeoJSON written to {}", geojson.display());
     println!("{}", check(server.cmd(&["stats"]), "stats")?.trim());
 
+    step("the tamper-evident record: the log's latest checkpoint, and an audit with the one laptop-a kept");
+    print!("{}", check(server.cmd(&["log", "checkpoint"]), "log checkpoint")?);
+    let kept = check(a.cmd(&["--json", "status"]), "status")?;
+    let kept: serde_json::Value = serde_json::from_str(&kept).context("status --json")?;
+    println!(
+        "laptop-a verified the server's log up to {} entries (pinned log key {})",
+        kept["log"]["checkpoint"]["size"], kept["log"]["fingerprint"]
+    );
+    let note = check(a.cmd(&["checkpoint"]), "checkpoint")?;
+    let file = out_dir.join("laptop-a.checkpoint");
+    std::fs::write(&file, note)?;
+    println!("{}", check(server.cmd(&["audit", "--checkpoint", &file.to_string_lossy()]), "audit")?.trim());
+
     let status = server.terminate();
     if !status.success() {
         bail!("server exited with {status} after SIGTERM");

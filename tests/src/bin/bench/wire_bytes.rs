@@ -3,8 +3,10 @@
 use super::*;
 
 /// Bytes both ways through a relay for one `truce-agent sync` of
-/// `wire_reports` typical reports (handshake included), against the sum of
-/// their signed bytes (body + signature). Medians over runs.
+/// `wire_reports` typical reports (handshake, signed receipts with their
+/// checkpoints, and the log's range and consistency proofs included),
+/// against the sum of their signed bytes (body + signature). Medians over
+/// runs.
 pub(super) fn wire_bytes(pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
     let mut server = TestServer::init();
     server.start(pki, &[]);
@@ -34,6 +36,9 @@ pub(super) fn wire_bytes(pki: &Pki, plan: &Plan) -> Result<(f64, f64)> {
         wire.push((relay.forwarded() - before) as f64);
         signed.push(sum as f64);
         ensure!(agent.ids_in_state("delivered").len() == plan.wire_reports, "not every report was delivered");
+        // The bytes counted include the log's proofs: every report proven.
+        let status: serde_json::Value = serde_json::from_str(&agent.cmd(&["--json", "status"]).expect_ok())?;
+        ensure!(status["log"]["not_proven"] == 0, "not every report was proven: {status}");
     }
     Ok((median(wire), median(signed)))
 }
