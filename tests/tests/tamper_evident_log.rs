@@ -228,3 +228,31 @@ fn a_log_rewritten_and_re_signed_is_caught_by_the_agent_on_its_next_sync() {
     let (ok, out) = audit(&server, &["--checkpoint", folder.join("kept.checkpoint").to_str().unwrap()]);
     assert!(!ok && out.contains("different history"), "{out}");
 }
+
+#[test]
+fn a_store_from_before_the_log_gets_a_log_key_and_its_history_logged() {
+    let server = populated();
+    // As a data dir made before the log: no log.key, no log tables' rows,
+    // no entry indexes.
+    std::fs::remove_file(server.dir().join("log.key")).unwrap();
+    let c = db(&server);
+    c.execute_batch(
+        "DELETE FROM log_entries; DELETE FROM log_hashes; DELETE FROM log_head;
+         UPDATE reports SET entry = NULL;",
+    )
+    .unwrap();
+    drop(c);
+    let key = server.cmd(&["--json", "key"]).expect_ok();
+    let key: serde_json::Value = serde_json::from_str(&key).unwrap();
+    assert_eq!(key["log_key"].as_str().unwrap().len(), 64);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(server.dir().join("log.key")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the new log key is private");
+    let (ok, out) = audit(&server, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("7 log entries"), "the enrolment and six reports are logged: {out}");
+    let entries = server.dir().join("entries.jsonl");
+    server.cmd(&["log", "entries", "--out", entries.to_str().unwrap()]).expect_ok();
+    assert_eq!(std::fs::read_to_string(&entries).unwrap().lines().count(), 7);
+}

@@ -222,29 +222,37 @@ impl Store {
     /// the one its checkpoints are signed with. From then on every write
     /// that changes the record appends to the log and signs a checkpoint.
     pub fn open_log(&mut self, seed: &[u8; 32], mission: &str) -> Result<Head, StoreError> {
-        let head = self.write(|tx| {
-            let public = LogKey::new(seed, mission).public();
-            match read_head(tx)? {
-                Some((key, mission, head)) if key == public => Ok((mission, head)),
-                Some((key, _, _)) => Err(StoreError::Config(format!(
-                    "this database's log is signed by log key {}, but this server's log.key is {}: every server \
-                     on one database must hold the same log.key (copy it from the first server's data dir)",
-                    truce_shared::signing::fingerprint(&key),
-                    truce_shared::signing::fingerprint(&public)
-                ))),
-                None => {
-                    let key = LogKey::new(seed, mission);
-                    let empty = key.checkpoint(0, &tlog::EMPTY_HASH);
-                    tx.execute(
-                        "INSERT INTO log_head (one, log_key, mission, size, root, checkpoint)
+        let public = LogKey::new(seed, mission).public();
+        let check = |found: Option<(Bytes32, String, Head)>| match found {
+            Some((key, mission, head)) if key == public => Ok(Some((mission, head))),
+            Some((key, _, _)) => Err(StoreError::Config(format!(
+                "this database's log is signed by log key {}, but this server's log.key is {}: every server \
+                 on one database must hold the same log.key (copy it from the first server's data dir)",
+                truce_shared::signing::fingerprint(&key),
+                truce_shared::signing::fingerprint(&public)
+            ))),
+            None => Ok(None),
+        };
+        // Usually the log is there: a read, so a command opening the store
+        // beside a running server does not queue for the write lock.
+        if let Some((mission, head)) = check(self.read(read_head)?)? {
+            self.log_key = Some(std::sync::Arc::new(LogKey::new(seed, &mission)));
+            return Ok(head);
+        }
+        let head = self.write(|tx| match check(read_head(tx)?)? {
+            Some(found) => Ok(found),
+            None => {
+                let key = LogKey::new(seed, mission);
+                let empty = key.checkpoint(0, &tlog::EMPTY_HASH);
+                tx.execute(
+                    "INSERT INTO log_head (one, log_key, mission, size, root, checkpoint)
                          VALUES (1, ?1, ?2, 0, ?3, ?4)",
-                        args![&public[..], mission, &tlog::EMPTY_HASH.0[..], &empty],
-                    )?;
-                    backfill(tx)?;
-                    let head =
-                        finish(tx, Some(&key))?.unwrap_or(Head { size: 0, root: tlog::EMPTY_HASH, checkpoint: empty });
-                    Ok((mission.to_string(), head))
-                }
+                    args![&public[..], mission, &tlog::EMPTY_HASH.0[..], &empty],
+                )?;
+                backfill(tx)?;
+                let head =
+                    finish(tx, Some(&key))?.unwrap_or(Head { size: 0, root: tlog::EMPTY_HASH, checkpoint: empty });
+                Ok((mission.to_string(), head))
             }
         })?;
         self.log_key = Some(std::sync::Arc::new(LogKey::new(seed, &head.0)));
