@@ -275,9 +275,8 @@ impl<R: Read> ItemReader<R> {
         self.offset
     }
 
-    /// The next item, with the byte offset of its frame and the frame's
-    /// bytes as read; `None` at the end.
-    pub fn next_frame(&mut self) -> Option<(u64, Result<(Item, Vec<u8>), BundleError>)> {
+    /// The next item, with the byte offset of its frame; `None` at the end.
+    pub fn next_at(&mut self) -> Option<(u64, Result<Item, BundleError>)> {
         if self.done {
             return None;
         }
@@ -320,7 +319,7 @@ impl<R: Read> ItemReader<R> {
         if matches!(item, Item::Report(_)) {
             self.reports += 1;
         }
-        Some((at, Ok((item, bytes))))
+        Some((at, Ok(item)))
     }
 }
 
@@ -328,7 +327,7 @@ impl<R: Read> Iterator for ItemReader<R> {
     type Item = Result<Item, BundleError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_frame().map(|(_, r)| r.map(|(item, _)| item))
+        self.next_at().map(|(_, r)| r)
     }
 }
 
