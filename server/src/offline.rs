@@ -697,4 +697,71 @@ mod tests {
         assert_eq!((t.ok, t.failed), (1, 1));
         assert_eq!(seen[1].index, 2);
     }
+
+    /// The frames of a version-1 bundle after the magic.
+    fn split(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = 8;
+        while at < bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            out.push(bytes[at..at + 4 + len].to_vec());
+            at += 4 + len;
+        }
+        out
+    }
+
+    fn all_seen(bytes: &[u8], pin: Option<&LogPin>) -> (Totals, Vec<String>) {
+        let mut seen = Vec::new();
+        let t = verify_bundle(bytes, None, pin, |s| {
+            seen.push(serde_json::to_string(&s).unwrap());
+            Ok(())
+        })
+        .unwrap();
+        (t, seen)
+    }
+
+    #[test]
+    fn seqs_left_out_of_a_chain_are_noted_without_failing() {
+        let (bytes, _, _) = bundle(7);
+        let f = split(&bytes);
+        let mut gappy = bytes[..8].to_vec();
+        for (i, frame) in f.iter().enumerate() {
+            if ![2, 4, 5].contains(&i) {
+                gappy.extend_from_slice(frame);
+            }
+        }
+        let (t, seen) = all_seen(&gappy, None);
+        assert_eq!((t.ok, t.missing_seqs), (4, 3));
+        assert!(t.clean());
+        let note = seen.iter().find(|s| s.starts_with("{\"note\"")).unwrap();
+        assert!(note.contains("3 seq(s) between 1 and 7") && note.contains("(3, 5–6)"), "{note}");
+    }
+
+    #[test]
+    fn a_version_2_bundle_without_a_checkpoint_or_with_stray_items_fails() {
+        use truce_shared::bundle::ItemWriter;
+        let (bytes, _, _) = bundle(1);
+        let report: SignedReport = truce_shared::encoding::decode(&split(&bytes)[0][4..]).unwrap();
+        let mut w = ItemWriter::new(Vec::new()).unwrap();
+        w.write(&Item::Entry { index: 0, entry: vec![1] }).unwrap();
+        w.write(&Item::Report(report)).unwrap();
+        let v2 = w.finish().unwrap();
+        let (t, seen) = all_seen(&v2, None);
+        assert_eq!((t.version, t.ok, t.not_proven, t.problems), (2, 1, 1, 1));
+        assert!(!t.clean());
+        assert!(seen[0].contains("follows no report"), "{seen:?}");
+        assert!(seen[1].contains("the bundle has no checkpoint"), "{seen:?}");
+    }
+
+    #[test]
+    fn a_log_key_is_a_fingerprint_or_a_key() {
+        let key = [5u8; 32];
+        let fp = fingerprint(&key);
+        assert!(LogPin::parse(&fp).unwrap().matches(&key));
+        assert!(LogPin::parse(&fp.to_uppercase().replace('-', "")).unwrap().matches(&key));
+        assert!(LogPin::parse(&hex::encode(key)).unwrap().matches(&key));
+        assert!(!LogPin::parse(&hex::encode([6u8; 32])).unwrap().matches(&key));
+        assert!(LogPin::parse("abcd").is_err());
+        assert!(LogPin::parse(&"zz".repeat(32)).is_err());
+    }
 }
