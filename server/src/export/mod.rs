@@ -273,6 +273,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_bundle_proves_every_report_against_its_checkpoint() {
+        // Enough reports for audit paths of several lengths, in a tree
+        // (an enrolment and 300 reports) that is not a power of two.
+        let (store, reports) = store_with(300);
+        let mut out = Vec::new();
+        assert_eq!(export(&store, &ReportQuery::default(), Format::Bundle, &mut out).unwrap(), 300);
+        let key = store.log_key().unwrap().public();
+        let pin = crate::offline::LogPin::Key(key);
+        let mut ids = Vec::new();
+        let totals = crate::offline::verify_bundle(&out[..], None, Some(&pin), |s| {
+            if let crate::offline::Seen::Report(c) = s {
+                assert_eq!(c.proven, Some(true), "{c:?}");
+                ids.push(c.id.clone().unwrap());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(totals.clean() && totals.proven == 300 && totals.checkpoint_ok, "{totals:?}");
+        assert_eq!(ids, reports.iter().map(|r| hex::encode(r.id())).collect::<Vec<_>>());
+        // A filtered export proves what it holds, against the same head.
+        let one = ReportQuery { after: Some(290), ..ReportQuery::default() };
+        let mut out = Vec::new();
+        assert_eq!(export(&store, &one, Format::Bundle, &mut out).unwrap(), 10);
+        let totals = crate::offline::verify_bundle(&out[..], None, Some(&pin), |_| Ok(())).unwrap();
+        assert_eq!((totals.proven, totals.not_proven), (10, 0));
+    }
+
     /// Takes `left` bytes, then fails like a full disk.
     struct FullAfter {
         left: usize,

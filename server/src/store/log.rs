@@ -428,7 +428,11 @@ pub struct Proved {
 
 /// Stored hashes most recently read, so consecutive audit paths (which
 /// share their upper levels) read each hash once.
+#[cfg(not(test))]
 const PROOF_CACHE: usize = 1 << 14;
+/// Small in tests, so a test export fills it and starts again.
+#[cfg(test)]
+const PROOF_CACHE: usize = 64;
 
 /// Reads stored hashes inside a read transaction, those it lacks in one
 /// query, keeping the most recent in memory (bounded).
@@ -441,9 +445,6 @@ struct CachedHashes<'a, 'b> {
 impl CachedHashes<'_, '_> {
     fn fetch(&self, missing: &[u64]) -> Result<(), StoreError> {
         let mut cache = self.cache.borrow_mut();
-        if cache.len() + missing.len() > PROOF_CACHE {
-            cache.clear();
-        }
         for chunk in missing.chunks(ROWS_PER_INSERT) {
             let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
             let sql = format!("SELECT idx, hash FROM log_hashes WHERE idx IN ({})", marks.join(", "));
@@ -461,8 +462,15 @@ impl CachedHashes<'_, '_> {
 impl HashReader for CachedHashes<'_, '_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::TreeError> {
         let missing: Vec<u64> = {
-            let cache = self.cache.borrow();
-            indexes.iter().copied().filter(|i| !cache.contains_key(i)).collect()
+            let mut cache = self.cache.borrow_mut();
+            let missing: Vec<u64> = indexes.iter().copied().filter(|i| !cache.contains_key(i)).collect();
+            if cache.len() + missing.len() > PROOF_CACHE {
+                // Full: start again, with every hash this call needs.
+                cache.clear();
+                indexes.to_vec()
+            } else {
+                missing
+            }
         };
         if !missing.is_empty() {
             if let Err(e) = self.fetch(&missing) {
