@@ -72,7 +72,9 @@ pub enum Command {
     Device(DeviceCmd),
     /// Ingest bundles (sneaker-net) exactly as if they had come over the wire.
     Import {
-        /// Bundle files (TRUCEB01), from `truce-agent bundle export`.
+        /// Bundle files: TRUCEB01 from `truce-agent bundle export`, or TRUCEB02 from a server's
+        /// `export --format bundle` (its log items are passed over: this server logs each report
+        /// in its own log).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
