@@ -1,5 +1,5 @@
-//! `verify BUNDLE [--devices FILE]`: re-verifies a bundle offline, with no
-//! database and no trust in the server that wrote it.
+//! `verify BUNDLE [--devices FILE] [--log-key KEY]`: re-verifies a bundle
+//! offline, with no database and no trust in the server that wrote it.
 //!
 //! Each report goes through the one verification function the server uses
 //! ([`truce_shared::signing::verify`]: `verify_strict`, canonical decoding,
@@ -9,20 +9,33 @@
 //! is still shown as valid, with the revocation noted, because reports the
 //! server verified before the revocation stay verified.
 //!
+//! A version-2 bundle (DESIGN §9) also carries the server's signed
+//! checkpoint and, per report, its log entry and inclusion proof. The
+//! checkpoint is opened with the pinned log key (`--log-key`, the
+//! fingerprint the coordinator reads out, or the whole key); one signed by
+//! any other key fails. Unpinned, it is opened with the key the bundle
+//! names, and said to be unpinned. A report is "proven in the log" when
+//! its entry decodes, names this report's id (the id of the bytes as
+//! read), and the entry's leaf hash and audit path lead to the
+//! checkpoint's root. Per device, seqs missing between the first and the
+//! last exported report are named in a note: the bundle does not carry
+//! them (filtered out by the export, amended, or never received).
+//!
 //! The bundle streams: a file of any size is checked in the memory of one
-//! report. A damaged frame stops the reading (the position of whatever
-//! follows is unknown), and the report it broke is named by its position.
+//! report (and the seqs of each device, for the gap notes). A damaged
+//! frame stops the reading (the position of whatever follows is unknown),
+//! and the report it broke is named by its position.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde::Serialize;
-use truce_shared::bundle::{MAGIC, MAX_BUNDLE_FRAME};
-use truce_shared::frame::{read_frame_sync, HEADER_LEN};
+use truce_shared::bundle::{BundleError, Item, ItemReader, Version};
+use truce_shared::log::{check_inclusion, open_checkpoint, Checkpoint, Entry, Event, Stored};
 use truce_shared::signing::{claimed_device, fingerprint, report_id, verify};
 use truce_shared::time::format_ms;
-use truce_shared::{encoding, Bytes32, SignedReport};
+use truce_shared::{Bytes32, SignedReport};
 
 use crate::export::DeviceEntry;
 
@@ -85,7 +98,78 @@ impl DeviceList {
     }
 }
 
-/// One frame of a bundle and what offline verification found in it.
+/// The log key `verify --log-key` pins: a fingerprint
+/// (`abcd-ef01-2345-6789`) or the whole public key (64 hex), in either case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogPin {
+    /// A fingerprint, normalised to lower case with dashes.
+    Fingerprint(String),
+    /// The public key itself.
+    Key(Bytes32),
+}
+
+impl LogPin {
+    /// Reads a fingerprint or a hex public key.
+    pub fn parse(text: &str) -> Result<LogPin, String> {
+        let t = text.trim().to_ascii_lowercase();
+        let bad = || {
+            format!(
+                "{text:?} is not a log key: give its fingerprint (abcd-ef01-2345-6789, as `truce-server key` \
+                 prints it) or the 64-hex public key"
+            )
+        };
+        if t.len() == 64 {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(&t, &mut key).map_err(|_| bad())?;
+            return Ok(LogPin::Key(key));
+        }
+        let digits: String = t.chars().filter(|c| *c != '-' && *c != ' ').collect();
+        if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(LogPin::Fingerprint(format!("{}-{}-{}-{}", &digits[0..4], &digits[4..8], &digits[8..12], &digits[12..16])))
+    }
+
+    /// Whether `key` is the key this names.
+    pub fn matches(&self, key: &Bytes32) -> bool {
+        match self {
+            LogPin::Fingerprint(fp) => *fp == fingerprint(key),
+            LogPin::Key(k) => k == key,
+        }
+    }
+
+    /// As given: the fingerprint, or the key's.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            LogPin::Fingerprint(fp) => fp.clone(),
+            LogPin::Key(k) => fingerprint(k),
+        }
+    }
+}
+
+/// What a bundle's checkpoint turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointCheck {
+    /// Byte offset of its frame.
+    pub offset: u64,
+    /// True if it opened: a well-formed signed note, signed by the key
+    /// (the pinned key, or unpinned the one the bundle names).
+    pub ok: bool,
+    /// Why it did not.
+    pub error: Option<String>,
+    /// Its origin line (`<mission>/truce-log/<fingerprint>`).
+    pub origin: Option<String>,
+    /// Entries in the tree it signs.
+    pub size: Option<u64>,
+    /// The log key the bundle names, hex.
+    pub log_key: String,
+    /// That key's fingerprint.
+    pub fingerprint: String,
+    /// True if `--log-key` pinned the key it was checked with.
+    pub pinned: bool,
+}
+
+/// One report of a bundle and what offline verification found in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BundleEntry {
     /// 1-based position in the bundle.
@@ -109,104 +193,372 @@ pub struct BundleEntry {
     pub observed_at: Option<String>,
     /// A note that does not fail the report (a device revoked since).
     pub note: Option<String>,
+    /// Whether it is proven in the log (`None` in a version-1 bundle,
+    /// which carries no proofs).
+    pub proven: Option<bool>,
+    /// The index of its log entry, as the bundle says.
+    pub log_entry: Option<u64>,
+    /// Why it is not proven.
+    pub proof_error: Option<String>,
+}
+
+/// What verification reports, in bundle order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seen<'a> {
+    /// The checkpoint (first in a version-2 bundle).
+    Checkpoint(&'a CheckpointCheck),
+    /// A report.
+    Report(&'a BundleEntry),
+    /// Something that fails the bundle but is no report (a log item that
+    /// follows no report, a second checkpoint).
+    Problem(&'a str),
+    /// Something to know that fails nothing (seqs not in the bundle, an
+    /// item of a kind this build does not know).
+    Note(&'a str),
 }
 
 /// The totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Totals {
+    /// The bundle's version (1 or 2).
+    pub version: u8,
     /// Reports read (including the one a damaged frame broke).
     pub reports: u64,
     /// Reports that verified.
     pub ok: u64,
     /// Reports that failed.
     pub failed: u64,
+    /// Reports proven in the log (version 2).
+    pub proven: u64,
+    /// Reports not proven in the log (version 2).
+    pub not_proven: u64,
+    /// True if the bundle's checkpoint opened (version 2).
+    pub checkpoint_ok: bool,
+    /// Problems that are no report's ([`Seen::Problem`]).
+    pub problems: u64,
+    /// Seqs missing between the first and last report of each device.
+    pub missing_seqs: u64,
     /// True if a damaged frame stopped the reading early.
     pub truncated: bool,
+}
+
+impl Totals {
+    /// True if nothing failed: every report verified and, in a version-2
+    /// bundle, the checkpoint opened and every report is proven.
+    pub fn clean(&self) -> bool {
+        self.failed == 0 && self.problems == 0 && (self.version < 2 || (self.checkpoint_ok && self.not_proven == 0))
+    }
 }
 
 /// Why a bundle could not be checked at all.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyBundleError {
     /// Not a bundle.
-    #[error("not a Truce bundle (the file does not start with TRUCEB01)")]
+    #[error("not a Truce bundle (the file does not start with TRUCEB01 or TRUCEB02)")]
     BadMagic,
     /// The file could not be read.
     #[error("cannot read the bundle: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Checks every report of the bundle read from `input`, calling `each` with
-/// each outcome in order, and returns the totals.
-pub fn verify_bundle(
-    input: impl Read,
-    devices: Option<&DeviceList>,
-    mut each: impl FnMut(&BundleEntry) -> std::io::Result<()>,
-) -> Result<Totals, VerifyBundleError> {
-    let mut r = BufReader::new(input);
-    let mut magic = [0u8; 8];
-    match r.read_exact(&mut magic) {
-        Ok(()) if &magic == MAGIC => {}
-        Ok(()) => return Err(VerifyBundleError::BadMagic),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(VerifyBundleError::BadMagic),
-        Err(e) => return Err(e.into()),
+/// A report read, waiting for the log items that follow it.
+struct Pending {
+    c: BundleEntry,
+    report: SignedReport,
+    entry: Option<(u64, Vec<u8>)>,
+    inclusion: Option<(u64, u64, Vec<Bytes32>)>,
+}
+
+struct State<'a, F> {
+    devices: Option<&'a DeviceList>,
+    version: u8,
+    checkpoint: Option<Checkpoint>,
+    /// Why there is no checkpoint to prove against.
+    no_checkpoint: String,
+    totals: Totals,
+    chains: HashMap<Bytes32, Vec<u64>>,
+    each: F,
+}
+
+impl<F: FnMut(Seen<'_>) -> std::io::Result<()>> State<'_, F> {
+    fn report_done(&mut self, c: &BundleEntry) -> std::io::Result<()> {
+        if c.ok {
+            self.totals.ok += 1;
+        } else {
+            self.totals.failed += 1;
+        }
+        match c.proven {
+            Some(true) => self.totals.proven += 1,
+            Some(false) => self.totals.not_proven += 1,
+            None => {}
+        }
+        (self.each)(Seen::Report(c))
     }
-    let mut totals = Totals::default();
-    let mut offset = MAGIC.len() as u64;
-    loop {
-        let index = totals.reports + 1;
-        let mut c = BundleEntry {
-            index,
+
+    fn finish(&mut self, p: Option<Pending>) -> std::io::Result<()> {
+        let Some(mut p) = p else { return Ok(()) };
+        let claimed = check(&p.report, self.devices, &mut p.c);
+        if let (true, Some((device, seq))) = (p.c.ok, claimed) {
+            self.chains.entry(device).or_default().push(seq);
+        }
+        if self.version >= 2 {
+            match self.prove(&p) {
+                Ok(note) => {
+                    p.c.proven = Some(true);
+                    if let Some(n) = note {
+                        p.c.note = Some(match p.c.note.take() {
+                            Some(before) => format!("{before}; {n}"),
+                            None => n,
+                        });
+                    }
+                }
+                Err(why) => {
+                    p.c.proven = Some(false);
+                    p.c.proof_error = Some(why);
+                }
+            }
+            p.c.log_entry = p.entry.as_ref().map(|(i, _)| *i);
+        }
+        self.report_done(&p.c)
+    }
+
+    /// Whether `p` is proven in the log: `Ok` with a note on how the log
+    /// recorded it, or why not.
+    fn prove(&self, p: &Pending) -> Result<Option<String>, String> {
+        let Some(cp) = &self.checkpoint else { return Err(self.no_checkpoint.clone()) };
+        let Some((index, bytes)) = &p.entry else { return Err("the bundle carries no log entry for it".into()) };
+        let entry = Entry::decode(bytes).map_err(|e| format!("its log entry {index}: {e}"))?;
+        let id = report_id(&p.report.body);
+        let status = match &entry.event {
+            Event::Report { id: logged, status, .. } if *logged == id => status,
+            Event::Report { id: logged, .. } => {
+                return Err(format!(
+                    "log entry {index} records report {}…, not this one",
+                    hex::encode(logged).get(..16).unwrap_or_default()
+                ))
+            }
+            _ => return Err(format!("log entry {index} records no report")),
+        };
+        let Some((at, size, proof)) = &p.inclusion else {
+            return Err(format!("the bundle carries no inclusion proof for log entry {index}"));
+        };
+        if at != index {
+            return Err(format!("the inclusion proof is for entry {at}, not {index}"));
+        }
+        if *size != cp.size {
+            return Err(format!("the inclusion proof leads to a tree of {size}, the checkpoint's has {}", cp.size));
+        }
+        check_inclusion(cp, *index, bytes, proof).map_err(|e| e.to_string())?;
+        Ok(match status {
+            Stored::Verified => None,
+            Stored::Quarantined(r) => Some(format!("the log recorded it as quarantined: {r}")),
+            Stored::Rejected(r) => Some(format!("the log recorded it as rejected: {r}")),
+        })
+    }
+
+    fn checkpoint(&mut self, offset: u64, log_key: Bytes32, note: &str, pin: Option<&LogPin>) -> std::io::Result<()> {
+        let mut c = CheckpointCheck {
             offset,
             ok: false,
             error: None,
-            id: None,
-            device: None,
-            device_name: None,
-            seq: None,
-            observed_at: None,
-            note: None,
+            origin: None,
+            size: None,
+            log_key: hex::encode(log_key),
+            fingerprint: fingerprint(&log_key),
+            pinned: pin.is_some(),
         };
-        let frame = match read_frame_sync(&mut r, MAX_BUNDLE_FRAME) {
-            Ok(None) => break,
-            Ok(Some(f)) => f,
-            Err(e) => {
-                c.error = Some(format!("damaged frame: {e}; the rest of the bundle cannot be read"));
-                totals.reports += 1;
-                totals.failed += 1;
-                totals.truncated = true;
-                each(&c)?;
-                break;
+        let opened = match pin {
+            Some(pin) if !pin.matches(&log_key) => Err(format!(
+                "the checkpoint is signed by log key {}, not the pinned {}: this bundle is not from the log you \
+                 expect",
+                fingerprint(&log_key),
+                pin.fingerprint()
+            )),
+            _ => open_checkpoint(note, &log_key).map_err(|e| e.to_string()),
+        };
+        match opened {
+            Ok(cp) => {
+                c.ok = true;
+                c.origin = Some(cp.origin.clone());
+                c.size = Some(cp.size);
+                self.checkpoint = Some(cp);
+                self.totals.checkpoint_ok = true;
             }
-        };
-        offset += (HEADER_LEN + frame.len()) as u64;
-        totals.reports += 1;
-        check(&frame, devices, &mut c);
-        if c.ok {
-            totals.ok += 1;
-        } else {
-            totals.failed += 1;
+            Err(e) => {
+                self.no_checkpoint = format!("the checkpoint failed: {e}");
+                c.error = Some(e);
+            }
         }
-        each(&c)?;
+        (self.each)(Seen::Checkpoint(&c))
     }
-    Ok(totals)
+
+    fn problem(&mut self, what: &str) -> std::io::Result<()> {
+        self.totals.problems += 1;
+        (self.each)(Seen::Problem(what))
+    }
+
+    /// Notes each device's seqs missing between its first and last report.
+    fn gaps(&mut self) -> std::io::Result<()> {
+        let mut chains: Vec<(Bytes32, Vec<u64>)> = std::mem::take(&mut self.chains).into_iter().collect();
+        chains.sort();
+        for (device, mut seqs) in chains {
+            seqs.sort_unstable();
+            seqs.dedup();
+            let mut ranges = Vec::new();
+            let mut missing = 0u64;
+            for w in seqs.windows(2) {
+                if w[1] > w[0] + 1 {
+                    missing += w[1] - w[0] - 1;
+                    ranges.push(if w[1] == w[0] + 2 {
+                        format!("{}", w[0] + 1)
+                    } else {
+                        format!("{}–{}", w[0] + 1, w[1] - 1)
+                    });
+                }
+            }
+            if missing == 0 {
+                continue;
+            }
+            self.totals.missing_seqs += missing;
+            let who = self
+                .devices
+                .and_then(|d| d.by_key.get(&device))
+                .and_then(|e| e.name.clone())
+                .unwrap_or_else(|| fingerprint(&device));
+            let shown = if ranges.len() > 10 {
+                format!("{} and {} more range(s)", ranges[..10].join(", "), ranges.len() - 10)
+            } else {
+                ranges.join(", ")
+            };
+            let (first, last) = (seqs.first().copied().unwrap_or(0), seqs.last().copied().unwrap_or(0));
+            let note = format!(
+                "device {who}: {missing} seq(s) between {first} and {last} are not in this bundle ({shown}): \
+                 filtered out by the export, amended, or never received"
+            );
+            (self.each)(Seen::Note(&note))?;
+        }
+        Ok(())
+    }
 }
 
-/// Fills in `c` for one frame.
-fn check(frame: &[u8], devices: Option<&DeviceList>, c: &mut BundleEntry) {
-    let report: SignedReport = match encoding::decode(frame) {
+fn blank(index: u64, offset: u64) -> BundleEntry {
+    BundleEntry {
+        index,
+        offset,
+        ok: false,
+        error: None,
+        id: None,
+        device: None,
+        device_name: None,
+        seq: None,
+        observed_at: None,
+        note: None,
+        proven: None,
+        log_entry: None,
+        proof_error: None,
+    }
+}
+
+/// Checks every report of the bundle read from `input` (and, in a
+/// version-2 bundle, the checkpoint and each report's proof, against the
+/// key `pin` names if given), calling `each` with what it finds in order,
+/// and returns the totals.
+pub fn verify_bundle(
+    input: impl Read,
+    devices: Option<&DeviceList>,
+    pin: Option<&LogPin>,
+    each: impl FnMut(Seen<'_>) -> std::io::Result<()>,
+) -> Result<Totals, VerifyBundleError> {
+    let mut items = match ItemReader::new(BufReader::new(input)) {
         Ok(r) => r,
-        Err(e) => {
-            c.error = Some(format!("not a signed report: {e}"));
-            return;
-        }
+        Err(BundleError::Io(e)) => return Err(e.into()),
+        Err(_) => return Err(VerifyBundleError::BadMagic),
     };
+    let version = match items.version() {
+        Version::V1 => 1,
+        Version::V2 => 2,
+    };
+    let mut st = State {
+        devices,
+        version,
+        checkpoint: None,
+        no_checkpoint: "the bundle has no checkpoint".into(),
+        totals: Totals { version, ..Totals::default() },
+        chains: HashMap::new(),
+        each,
+    };
+    let mut pending: Option<Pending> = None;
+    let mut seen_checkpoint = false;
+    while let Some((offset, item)) = items.next_at() {
+        let index = items.reports();
+        match item {
+            Ok(Item::Report(report)) => {
+                st.finish(pending.take())?;
+                st.totals.reports += 1;
+                pending = Some(Pending { c: blank(index, offset), report, entry: None, inclusion: None });
+            }
+            Ok(Item::Checkpoint { log_key, note }) => {
+                st.finish(pending.take())?;
+                if seen_checkpoint {
+                    st.problem(&format!("a second checkpoint at byte {offset}: a bundle carries one"))?;
+                } else {
+                    seen_checkpoint = true;
+                    st.checkpoint(offset, log_key, &note, pin)?;
+                }
+            }
+            Ok(Item::Entry { index: at, entry }) => match pending.as_mut() {
+                Some(p) if p.entry.is_none() => p.entry = Some((at, entry)),
+                _ => st.problem(&format!("log entry {at} at byte {offset} follows no report"))?,
+            },
+            Ok(Item::Inclusion { index: at, size, proof }) => match pending.as_mut() {
+                Some(p) if p.inclusion.is_none() => p.inclusion = Some((at, size, proof)),
+                _ => st.problem(&format!("the inclusion proof of entry {at} at byte {offset} follows no report"))?,
+            },
+            Err(BundleError::UnknownItem { kind, .. }) => {
+                (st.each)(Seen::Note(&format!(
+                    "an item of kind {kind} at byte {offset}, which this build does not read: passed over"
+                )))?;
+            }
+            Err(e) => {
+                st.finish(pending.take())?;
+                st.totals.reports += 1;
+                let mut c = blank(index, offset);
+                c.error = Some(match e {
+                    BundleError::Frame { source, .. } => {
+                        st.totals.truncated = true;
+                        format!("damaged frame: {source}; the rest of the bundle cannot be read")
+                    }
+                    BundleError::Decode { source, .. } if version == 1 => format!("not a signed report: {source}"),
+                    BundleError::Decode { source, .. } => format!("not a bundle item: {source}"),
+                    other => other.to_string(),
+                });
+                if version >= 2 {
+                    c.proven = Some(false);
+                    c.proof_error = Some("unreadable".into());
+                }
+                st.report_done(&c)?;
+            }
+        }
+    }
+    st.finish(pending.take())?;
+    st.gaps()?;
+    Ok(st.totals)
+}
+
+/// Fills in `c` for one report; returns the device and seq it claims when
+/// its body decodes.
+fn check(report: &SignedReport, devices: Option<&DeviceList>, c: &mut BundleEntry) -> Option<(Bytes32, u64)> {
     c.id = Some(hex::encode(report_id(&report.body)));
     let claimed = claimed_device(&report.body).ok();
     c.device = claimed.map(hex::encode);
     let entry = claimed.and_then(|k| devices.and_then(|d| d.by_key.get(&k)));
     c.device_name = entry.and_then(|e| e.name.clone());
-    match verify(&report) {
-        Err(e) => c.error = Some(e.reason()),
+    match verify(report) {
+        Err(e) => {
+            c.error = Some(e.reason());
+            None
+        }
         Ok(v) => {
             c.seq = Some(v.envelope.seq);
             c.observed_at = Some(format_ms(v.envelope.observation.observed_at));
@@ -221,6 +573,7 @@ fn check(frame: &[u8], devices: Option<&DeviceList>, c: &mut BundleEntry) {
                 }
                 _ => c.ok = true,
             }
+            Some((v.envelope.device, v.envelope.seq))
         }
     }
 }
@@ -270,8 +623,10 @@ mod tests {
 
     fn run(bytes: &[u8], devices: Option<&DeviceList>) -> (Totals, Vec<BundleEntry>) {
         let mut seen = Vec::new();
-        let t = verify_bundle(bytes, devices, |c| {
-            seen.push(c.clone());
+        let t = verify_bundle(bytes, devices, None, |s| {
+            if let Seen::Report(c) = s {
+                seen.push(c.clone());
+            }
             Ok(())
         })
         .unwrap();
@@ -307,8 +662,8 @@ mod tests {
     fn the_magic_is_checked() {
         let (mut bytes, _, _) = bundle(1);
         bytes[0] = b'X';
-        assert!(matches!(verify_bundle(&bytes[..], None, |_| Ok(())), Err(VerifyBundleError::BadMagic)));
-        assert!(matches!(verify_bundle(&b"TRUCE"[..], None, |_| Ok(())), Err(VerifyBundleError::BadMagic)));
+        assert!(matches!(verify_bundle(&bytes[..], None, None, |_| Ok(())), Err(VerifyBundleError::BadMagic)));
+        assert!(matches!(verify_bundle(&b"TRUCE"[..], None, None, |_| Ok(())), Err(VerifyBundleError::BadMagic)));
     }
 
     #[test]
@@ -341,5 +696,72 @@ mod tests {
         assert!(t.truncated);
         assert_eq!((t.ok, t.failed), (1, 1));
         assert_eq!(seen[1].index, 2);
+    }
+
+    /// The frames of a version-1 bundle after the magic.
+    fn split(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = 8;
+        while at < bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            out.push(bytes[at..at + 4 + len].to_vec());
+            at += 4 + len;
+        }
+        out
+    }
+
+    fn all_seen(bytes: &[u8], pin: Option<&LogPin>) -> (Totals, Vec<String>) {
+        let mut seen = Vec::new();
+        let t = verify_bundle(bytes, None, pin, |s| {
+            seen.push(serde_json::to_string(&s).unwrap());
+            Ok(())
+        })
+        .unwrap();
+        (t, seen)
+    }
+
+    #[test]
+    fn seqs_left_out_of_a_chain_are_noted_without_failing() {
+        let (bytes, _, _) = bundle(7);
+        let f = split(&bytes);
+        let mut gappy = bytes[..8].to_vec();
+        for (i, frame) in f.iter().enumerate() {
+            if ![2, 4, 5].contains(&i) {
+                gappy.extend_from_slice(frame);
+            }
+        }
+        let (t, seen) = all_seen(&gappy, None);
+        assert_eq!((t.ok, t.missing_seqs), (4, 3));
+        assert!(t.clean());
+        let note = seen.iter().find(|s| s.starts_with("{\"note\"")).unwrap();
+        assert!(note.contains("3 seq(s) between 1 and 7") && note.contains("(3, 5–6)"), "{note}");
+    }
+
+    #[test]
+    fn a_version_2_bundle_without_a_checkpoint_or_with_stray_items_fails() {
+        use truce_shared::bundle::ItemWriter;
+        let (bytes, _, _) = bundle(1);
+        let report: SignedReport = truce_shared::encoding::decode(&split(&bytes)[0][4..]).unwrap();
+        let mut w = ItemWriter::new(Vec::new()).unwrap();
+        w.write(&Item::Entry { index: 0, entry: vec![1] }).unwrap();
+        w.write(&Item::Report(report)).unwrap();
+        let v2 = w.finish().unwrap();
+        let (t, seen) = all_seen(&v2, None);
+        assert_eq!((t.version, t.ok, t.not_proven, t.problems), (2, 1, 1, 1));
+        assert!(!t.clean());
+        assert!(seen[0].contains("follows no report"), "{seen:?}");
+        assert!(seen[1].contains("the bundle has no checkpoint"), "{seen:?}");
+    }
+
+    #[test]
+    fn a_log_key_is_a_fingerprint_or_a_key() {
+        let key = [5u8; 32];
+        let fp = fingerprint(&key);
+        assert!(LogPin::parse(&fp).unwrap().matches(&key));
+        assert!(LogPin::parse(&fp.to_uppercase().replace('-', "")).unwrap().matches(&key));
+        assert!(LogPin::parse(&hex::encode(key)).unwrap().matches(&key));
+        assert!(!LogPin::parse(&hex::encode([6u8; 32])).unwrap().matches(&key));
+        assert!(LogPin::parse("abcd").is_err());
+        assert!(LogPin::parse(&"zz".repeat(32)).is_err());
     }
 }

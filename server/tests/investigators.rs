@@ -320,10 +320,24 @@ fn an_exported_bundle_verifies_offline_and_a_flipped_byte_names_its_report() {
         .collect();
     assert_eq!(read, reports);
 
-    // Flip one byte inside the second report's body.
+    // Every report is proven in the log the server signed.
+    assert!(out.contains("log: 3 proven in the log, 0 not proven"), "{out}");
+
+    // Flip one byte inside the second report's body (a version-2 bundle:
+    // the checkpoint, then report, entry and proof items; a report item
+    // starts with its kind, 0).
     let bytes = std::fs::read(&bundle).unwrap();
-    let first_len = u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
-    let second = 8 + 4 + first_len;
+    assert_eq!(&bytes[..8], b"TRUCEB02");
+    let mut reports_at = Vec::new();
+    let mut at = 8;
+    while at < bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if bytes[at + 4] == 0 {
+            reports_at.push(at);
+        }
+        at += 4 + len;
+    }
+    let second = reports_at[1];
     let mut bad = bytes.clone();
     bad[second + 4 + 40] ^= 0x04;
     let tampered = m.file("tampered.truceb");
@@ -333,6 +347,7 @@ fn an_exported_bundle_verifies_offline_and_a_flipped_byte_names_its_report() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("FAIL  #2      at byte {second}")), "{text}");
     assert!(text.contains("3 report(s): 2 verified, 1 failed"), "{text}");
+    assert!(text.contains("2 proven in the log, 1 not proven"), "{text}");
 
     // A device missing from the list fails as unknown.
     let only_a = m.file("only-a.jsonl");
@@ -342,13 +357,16 @@ fn an_exported_bundle_verifies_offline_and_a_flipped_byte_names_its_report() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("#2") && text.contains("unknown device") && !text.contains("#1 "), "{text}");
 
-    // JSON: one line per report, then the totals.
+    // JSON: the checkpoint, one line per report, then the totals.
     let out = verify(&tampered, &["--json"]);
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 4);
-    assert_eq!((lines[1]["index"].as_u64(), lines[1]["ok"].as_bool()), (Some(2), Some(false)));
-    assert_eq!(lines[3]["totals"]["failed"], 1);
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["checkpoint"]["ok"], true);
+    assert_eq!((lines[2]["index"].as_u64(), lines[2]["ok"].as_bool()), (Some(2), Some(false)));
+    assert_eq!((lines[1]["proven"].as_bool(), lines[2]["proven"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(lines[4]["totals"]["failed"], 1);
+    assert_eq!(lines[4]["totals"]["not_proven"], 1);
 
     // Not a bundle at all.
     let err = fails(verify(&devices, &[]));

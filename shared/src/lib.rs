@@ -10,7 +10,7 @@
 //!   (`verify_strict`, decode, re-encode, validate); server receipts.
 //! - [`wire`]: the protocol messages of DESIGN §4.
 //! - [`frame`]: 4-byte big-endian length framing, async and blocking.
-//! - [`bundle`]: streaming writer and reader for `TRUCEB01` bundle files.
+//! - [`bundle`]: streaming writers and readers for bundle files (`TRUCEB01` reports, `TRUCEB02` items with log proofs).
 //! - [`limits`]: every limit, named once, with its default.
 //! - [`log`]: the transparency log of DESIGN §9: entries, the Merkle tree,
 //!   range proofs, signed checkpoints and protocol-2 receipts.

@@ -362,6 +362,25 @@ pub fn open_checkpoint(note: &str, log_key: &Bytes32) -> Result<Checkpoint, LogE
     Ok(Checkpoint { origin: cp.origin().to_string(), size: cp.size(), root: *cp.hash(), note: note.to_string() })
 }
 
+/// The longest audit path a tree of up to 2^64 entries has.
+pub const MAX_AUDIT_PATH: usize = 64;
+
+/// Checks that `entry` (a log entry's bytes) is the entry at `index` of the
+/// tree `checkpoint` signs, by its RFC 9162 audit path `proof` (as
+/// [`prove_record`] makes it for the checkpoint's size).
+pub fn check_inclusion(checkpoint: &Checkpoint, index: u64, entry: &[u8], proof: &[Bytes32]) -> Result<(), LogError> {
+    if index >= checkpoint.size {
+        return Err(LogError::Proof(format!("entry {index} is not within the tree of {}", checkpoint.size)));
+    }
+    if proof.len() > MAX_AUDIT_PATH {
+        return Err(LogError::Proof(format!("an audit path of {} hashes is too long", proof.len())));
+    }
+    let path: Vec<Hash> = proof.iter().map(|h| Hash(*h)).collect();
+    check_record(&path, checkpoint.size, checkpoint.root, index, record_hash(entry)).map_err(|e| {
+        LogError::Proof(format!("entry {index} does not lead to the root of the tree of {}: {e}", checkpoint.size))
+    })
+}
+
 /// What a protocol-2 receipt signs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReceiptBody<'a> {

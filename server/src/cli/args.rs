@@ -72,7 +72,9 @@ pub enum Command {
     Device(DeviceCmd),
     /// Ingest bundles (sneaker-net) exactly as if they had come over the wire.
     Import {
-        /// Bundle files (TRUCEB01), from `truce-agent bundle export`.
+        /// Bundle files: TRUCEB01 from `truce-agent bundle export`, or TRUCEB02 from a server's
+        /// `export --format bundle` (its log items are passed over: this server logs each report
+        /// in its own log).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -86,16 +88,23 @@ pub enum Command {
     Export(ExportArgs),
     /// Re-verify a bundle offline, with no database: each report's outcome, then the totals.
     ///
-    /// Exits 1 if any report fails. Example:
-    ///   truce-server verify evidence.truceb --devices evidence.devices.jsonl
+    /// A bundle from `export --format bundle` also carries the log's signed checkpoint and each
+    /// report's inclusion proof: each report is said to be proven in the log, or not and why.
+    /// Exits 1 if any report fails or is not proven. Example:
+    ///   truce-server verify evidence.truceb --devices evidence.devices.jsonl --log-key abcd-ef01-2345-6789
     Verify {
-        /// The bundle (TRUCEB01) to check.
+        /// The bundle (TRUCEB01 or TRUCEB02) to check.
         #[arg(value_name = "BUNDLE")]
         bundle: PathBuf,
         /// The enrolled devices (from `export --devices-out` or `device list --json`): a report of
         /// any other key fails as "unknown device".
         #[arg(long, value_name = "FILE")]
         devices: Option<PathBuf>,
+        /// The server's log key (its fingerprint, as `truce-server key` prints it, or the 64-hex
+        /// public key): a version-2 bundle's checkpoint must be signed by it. Without it the
+        /// checkpoint is checked with the key the bundle names, and said to be unpinned.
+        #[arg(long, value_name = "FINGERPRINT|HEX")]
+        log_key: Option<String>,
         /// Print only failures and the totals.
         #[arg(long, short)]
         quiet: bool,

@@ -99,8 +99,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     // `verify` needs no data directory: anyone can run it anywhere.
-    if let Command::Verify { bundle, devices, quiet } = &cli.command {
-        return verify::run(bundle, devices.as_deref(), *quiet, json, &mut std::io::stdout().lock());
+    if let Command::Verify { bundle, devices, log_key, quiet } = &cli.command {
+        return verify::run(
+            bundle,
+            devices.as_deref(),
+            log_key.as_deref(),
+            *quiet,
+            json,
+            &mut std::io::stdout().lock(),
+        );
     }
     if let Command::Migrate { from, to } = &cli.command {
         migrate::run(from, to, json, &mut std::io::stdout().lock())?;

@@ -7,8 +7,10 @@
 //! - GeoJSON: an RFC 7946 FeatureCollection, one Point feature per report
 //!   at the monitor's position, [lon, lat], the same fields as properties
 //!   (the estimated event position rides along as `est_lon`/`est_lat`);
-//! - bundle: the exact signed bytes (DESIGN §4), which anyone can check
-//!   with `truce-server verify`, and beside it the device list.
+//! - bundle: the exact signed bytes (DESIGN §4) in a version-2 bundle
+//!   with the log's signed checkpoint and, per report, its log entry and
+//!   inclusion proof (DESIGN §9), which anyone can check offline with
+//!   `truce-server verify`; and beside it the device list.
 //!
 //! Every row is decoded from the exact bytes the device signed, so an
 //! export shows what the monitor signed, never a copy that could drift.
@@ -16,7 +18,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use truce_shared::bundle::BundleWriter;
+use truce_shared::bundle::{Item, ItemWriter};
 use truce_shared::time::format_ms;
 
 use crate::store::{ReportOrder, ReportQuery, ReportStatus, Store, StoreError};
@@ -131,12 +133,28 @@ pub fn export(
             Ok(n)
         }
         Format::Bundle => {
-            let mut w = BundleWriter::new(&mut *out)?;
-            let n = store.for_each_report(&query, |row| {
-                w.write(&row.signed())?;
-                Ok::<_, ExportError>(())
-            })?;
-            w.finish()?;
+            // Version 2: the checkpoint, then each report with its entry
+            // and audit path, all from one snapshot of the store.
+            let w = std::cell::RefCell::new(ItemWriter::new(&mut *out)?);
+            let n = store.for_each_report_proved(
+                &query,
+                |head| {
+                    if let Some((head, key)) = head {
+                        w.borrow_mut().write(&Item::Checkpoint { log_key: *key, note: head.checkpoint.clone() })?;
+                    }
+                    Ok::<_, ExportError>(())
+                },
+                |row, proved| {
+                    let mut w = w.borrow_mut();
+                    w.write(&Item::Report(row.signed()))?;
+                    if let Some(p) = proved {
+                        w.write(&Item::Entry { index: p.index, entry: p.entry })?;
+                        w.write(&Item::Inclusion { index: p.index, size: p.size, proof: p.proof })?;
+                    }
+                    Ok(())
+                },
+            )?;
+            w.into_inner().finish()?;
             Ok(n)
         }
     }
@@ -253,6 +271,34 @@ mod tests {
             json::write_row(&row, &mut direct).unwrap();
             assert_eq!(String::from_utf8(direct).unwrap(), serde_json::to_string(&row).unwrap());
         }
+    }
+
+    #[test]
+    fn a_bundle_proves_every_report_against_its_checkpoint() {
+        // Enough reports for audit paths of several lengths, in a tree
+        // (an enrolment and 300 reports) that is not a power of two.
+        let (store, reports) = store_with(300);
+        let mut out = Vec::new();
+        assert_eq!(export(&store, &ReportQuery::default(), Format::Bundle, &mut out).unwrap(), 300);
+        let key = store.log_key().unwrap().public();
+        let pin = crate::offline::LogPin::Key(key);
+        let mut ids = Vec::new();
+        let totals = crate::offline::verify_bundle(&out[..], None, Some(&pin), |s| {
+            if let crate::offline::Seen::Report(c) = s {
+                assert_eq!(c.proven, Some(true), "{c:?}");
+                ids.push(c.id.clone().unwrap());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(totals.clean() && totals.proven == 300 && totals.checkpoint_ok, "{totals:?}");
+        assert_eq!(ids, reports.iter().map(|r| hex::encode(r.id())).collect::<Vec<_>>());
+        // A filtered export proves what it holds, against the same head.
+        let one = ReportQuery { after: Some(290), ..ReportQuery::default() };
+        let mut out = Vec::new();
+        assert_eq!(export(&store, &one, Format::Bundle, &mut out).unwrap(), 10);
+        let totals = crate::offline::verify_bundle(&out[..], None, Some(&pin), |_| Ok(())).unwrap();
+        assert_eq!((totals.proven, totals.not_proven), (10, 0));
     }
 
     /// Takes `left` bytes, then fails like a full disk.

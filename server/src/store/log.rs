@@ -419,3 +419,121 @@ impl Store {
         })
     }
 }
+
+/// A report's place in the log, as a bundle carries it: its entry and the
+/// audit path of that entry to the checkpoint the stream started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proved {
+    /// The entry's index.
+    pub index: u64,
+    /// The entry's bytes.
+    pub entry: Vec<u8>,
+    /// The size of the tree the path leads to (the head's).
+    pub size: u64,
+    /// The RFC 9162 audit path to the head's tree.
+    pub proof: Vec<Bytes32>,
+}
+
+/// Stored hashes most recently read, so consecutive audit paths (which
+/// share their upper levels) read each hash once.
+#[cfg(not(test))]
+const PROOF_CACHE: usize = 1 << 14;
+/// Small in tests, so a test export fills it and starts again.
+#[cfg(test)]
+const PROOF_CACHE: usize = 64;
+
+/// Reads stored hashes inside a read transaction, those it lacks in one
+/// query, keeping the most recent in memory (bounded).
+struct CachedHashes<'a, 'b> {
+    tx: &'a Tx<'b>,
+    cache: std::cell::RefCell<HashMap<u64, Hash>>,
+    failed: std::cell::RefCell<Option<StoreError>>,
+}
+
+impl CachedHashes<'_, '_> {
+    fn fetch(&self, missing: &[u64]) -> Result<(), StoreError> {
+        let mut cache = self.cache.borrow_mut();
+        for chunk in missing.chunks(ROWS_PER_INSERT) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+            let sql = format!("SELECT idx, hash FROM log_hashes WHERE idx IN ({})", marks.join(", "));
+            let values: Vec<i64> = chunk.iter().map(|&i| int(i)).collect::<Result<_, _>>()?;
+            let bound: Vec<Arg<'_>> = values.iter().map(|&v| Arg::Int(v)).collect();
+            self.tx.each(&sql, &bound, &mut |r| {
+                cache.insert(r.i64(0)? as u64, Hash(r.b32(1)?));
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl HashReader for CachedHashes<'_, '_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::TreeError> {
+        let missing: Vec<u64> = {
+            let mut cache = self.cache.borrow_mut();
+            let missing: Vec<u64> = indexes.iter().copied().filter(|i| !cache.contains_key(i)).collect();
+            if cache.len() + missing.len() > PROOF_CACHE {
+                // Full: start again, with every hash this call needs.
+                cache.clear();
+                indexes.to_vec()
+            } else {
+                missing
+            }
+        };
+        if !missing.is_empty() {
+            if let Err(e) = self.fetch(&missing) {
+                *self.failed.borrow_mut() = Some(e);
+                return Err(tlog::TreeError::IndexesNotInTree);
+            }
+        }
+        let cache = self.cache.borrow();
+        indexes.iter().map(|i| cache.get(i).copied().ok_or(tlog::TreeError::IndexesNotInTree)).collect()
+    }
+}
+
+impl Store {
+    /// Streams the reports that match `query`, each with its entry and the
+    /// entry's audit path to the log's head, all read in one read
+    /// transaction (one snapshot: every report streamed is in the head's
+    /// tree). `head` is called first, with the head and the log key; a
+    /// report without an entry in that tree (a store whose log is not set
+    /// up) comes with `None`. Returns how many reports it passed.
+    pub fn for_each_report_proved<E: From<StoreError>>(
+        &self,
+        query: &super::ReportQuery,
+        head: impl FnOnce(Option<(&Head, &Bytes32)>) -> Result<(), E>,
+        mut f: impl FnMut(super::ReportRow, Option<Proved>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        use super::reports::{carried, finish, stream_reports};
+        let mut failed: Option<E> = None;
+        let mut n = 0;
+        let r = self.read(|tx| {
+            let found = read_head(tx)?;
+            head(found.as_ref().map(|(key, _, h)| (h, key))).map_err(|e| carried(&mut failed, e))?;
+            let size = found.as_ref().map_or(0, |(_, _, h)| h.size);
+            let reader = CachedHashes { tx, cache: Default::default(), failed: Default::default() };
+            stream_reports(tx, query, &mut |tx, row| {
+                let proved = match row.entry {
+                    Some(index) if index < size => {
+                        let entry = tx
+                            .one("SELECT entry FROM log_entries WHERE idx = ?1", args![int(index)?], |r| {
+                                Ok(r.bytes(0)?.to_vec())
+                            })?
+                            .ok_or_else(|| StoreError::Log(format!("log entry {index} is missing")))?;
+                        let proof = tlog::prove_record(size, index, &reader).map_err(|e| {
+                            reader.failed.borrow_mut().take().unwrap_or_else(|| {
+                                StoreError::Log(format!("cannot prove log entry {index} in the tree of {size}: {e}"))
+                            })
+                        })?;
+                        Some(Proved { index, entry, size, proof: proof.into_iter().map(|h| h.0).collect() })
+                    }
+                    _ => None,
+                };
+                f(row, proved).map_err(|e| carried(&mut failed, e))?;
+                n += 1;
+                Ok(())
+            })
+        });
+        finish(r, failed, n)
+    }
+}

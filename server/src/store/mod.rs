@@ -59,7 +59,7 @@ pub use contacts::{Activity, Contact};
 pub use copy::Moved;
 pub use devices::{Device, Enrolled, Revoked};
 pub use error::{DeviceError, StoreError};
-pub use log::{Head, Proofs};
+pub use log::{Head, Proofs, Proved};
 pub use outcome::{Arrival, REASON_EQUIVOCATION, REASON_REVOKED, REASON_UNKNOWN_DEVICE};
 pub use postgres::redact;
 pub use reports::{CertId, RejectionRow, ReportOrder, ReportQuery, ReportRow, ReportStatus};

@@ -4,7 +4,7 @@
 use truce_shared::{Bytes32, Category, Envelope, Signature64, SignedReport};
 
 use super::sql::{args, fixed, Arg, Backend, Row};
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 
 /// A stored report's status: the `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -82,6 +82,9 @@ pub struct ReportRow {
     /// Its device forked its chain at or before this seq: both branches and
     /// everything after the fork are disputed.
     pub disputed: bool,
+    /// The index of the log entry that records it (`None` in a store
+    /// whose log is not set up).
+    pub entry: Option<u64>,
 }
 
 /// The client certificate a report came through: how a stored report is
@@ -203,7 +206,8 @@ fn amended_by(backend: Backend) -> &'static str {
 /// forks table is small and keyed by device and seq).
 const REPORT_COLUMNS: &str = "r.n, r.id, r.device, d.name, r.seq, r.prev, r.body, r.signature, r.status, r.reason,
      r.received_at, r.incident, i.devices, r.cert_serial, r.cert_subject,
-     CASE WHEN EXISTS (SELECT 1 FROM forks f WHERE f.device = r.device AND f.seq <= r.seq) THEN 1 ELSE 0 END";
+     CASE WHEN EXISTS (SELECT 1 FROM forks f WHERE f.device = r.device AND f.seq <= r.seq) THEN 1 ELSE 0 END,
+     r.entry";
 
 const REPORT_FROM: &str =
     "FROM reports r LEFT JOIN devices d ON d.key = r.device LEFT JOIN incidents i ON i.id = r.incident";
@@ -230,20 +234,85 @@ fn report_row(row: &dyn Row) -> Result<ReportRow, StoreError> {
             _ => None,
         },
         disputed: row.i64(15)? != 0,
-        amended_by: row.opt_b32(16)?,
+        entry: row.opt_i64(16)?.map(|e| e.max(0) as u64),
+        amended_by: row.opt_b32(17)?,
     })
+}
+
+/// Streams the reports that match `query` to `f` inside `tx`, with the
+/// transaction (so `f` may read more in the same snapshot).
+pub(super) fn stream_reports(
+    tx: &Tx<'_>,
+    query: &ReportQuery,
+    f: &mut dyn FnMut(&Tx<'_>, ReportRow) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let amended = amended_by(tx.backend());
+    // With latest_only every row streamed has no amendment, so the
+    // column is NULL and the subquery runs once, in the filter; SQLite
+    // would otherwise run it twice a row (column and filter).
+    let mut sql = if query.latest_only {
+        format!("SELECT {REPORT_COLUMNS}, NULL AS amended_by {REPORT_FROM} WHERE {amended} IS NULL")
+    } else {
+        format!("SELECT {REPORT_COLUMNS}, {amended} AS amended_by {REPORT_FROM} WHERE 1 = 1")
+    };
+    let status = query.status.map(|s| s.as_str());
+    let category = query.category.map(|c| c.name());
+    let mut args: Vec<Arg<'_>> = Vec::new();
+    // Each condition takes its value as the next numbered parameter.
+    fn filter<'a>(sql: &mut String, args: &mut Vec<Arg<'a>>, cond: &str, v: Arg<'a>) {
+        args.push(v);
+        sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+    }
+    if let Some(s) = status {
+        filter(&mut sql, &mut args, "r.status =", Arg::Text(s));
+    }
+    if let Some(d) = &query.device {
+        filter(&mut sql, &mut args, "r.device =", Arg::Blob(d));
+    }
+    if let Some(c) = category {
+        filter(&mut sql, &mut args, "r.category =", Arg::Text(c));
+    }
+    if let Some(t) = query.observed_since {
+        filter(&mut sql, &mut args, "r.observed_at >=", Arg::Int(t));
+    }
+    if let Some(t) = query.observed_until {
+        filter(&mut sql, &mut args, "r.observed_at <=", Arg::Int(t));
+    }
+    if let Some(n) = query.after {
+        filter(&mut sql, &mut args, "r.n >", Arg::Int(n));
+    }
+    if let Some(c) = query.min_corroboration {
+        filter(&mut sql, &mut args, "i.devices >=", Arg::Int(c.min(i64::MAX as u64) as i64));
+    }
+    if let Some([w, s, e, n]) = query.bbox {
+        filter(&mut sql, &mut args, "r.lat >=", Arg::Real(s));
+        filter(&mut sql, &mut args, "r.lat <=", Arg::Real(n));
+        if w <= e {
+            filter(&mut sql, &mut args, "r.lon >=", Arg::Real(w));
+            filter(&mut sql, &mut args, "r.lon <=", Arg::Real(e));
+        } else {
+            args.push(Arg::Real(w));
+            args.push(Arg::Real(e));
+            sql.push_str(&format!(" AND (r.lon >= ?{} OR r.lon <= ?{})", args.len() - 1, args.len()));
+        }
+    }
+    sql.push_str(match query.order {
+        ReportOrder::Arrival => " ORDER BY r.n",
+        ReportOrder::Observed => " ORDER BY r.observed_at, r.n",
+    });
+    tx.stream(&sql, &args, &mut |row| f(tx, report_row(row)?))
 }
 
 /// An error of the caller's, carried out of a row callback (which can only
 /// return a [`StoreError`]).
-fn carried<E>(slot: &mut Option<E>, e: E) -> StoreError {
+pub(super) fn carried<E>(slot: &mut Option<E>, e: E) -> StoreError {
     *slot = Some(e);
     StoreError::Stopped
 }
 
 /// The outcome of a stream whose callback may have stopped it: the
 /// callback's own error first, else the store's, else the rows passed.
-fn finish<E: From<StoreError>>(r: Result<(), StoreError>, failed: Option<E>, n: u64) -> Result<u64, E> {
+pub(super) fn finish<E: From<StoreError>>(r: Result<(), StoreError>, failed: Option<E>, n: u64) -> Result<u64, E> {
     match (r, failed) {
         (_, Some(e)) => Err(e),
         (Err(e), None) => Err(e.into()),
@@ -271,62 +340,8 @@ impl Store {
         let mut failed: Option<E> = None;
         let mut n = 0;
         let r = self.read(|tx| {
-            let amended = amended_by(tx.backend());
-            // With latest_only every row streamed has no amendment, so the
-            // column is NULL and the subquery runs once, in the filter; SQLite
-            // would otherwise run it twice a row (column and filter).
-            let mut sql = if query.latest_only {
-                format!("SELECT {REPORT_COLUMNS}, NULL AS amended_by {REPORT_FROM} WHERE {amended} IS NULL")
-            } else {
-                format!("SELECT {REPORT_COLUMNS}, {amended} AS amended_by {REPORT_FROM} WHERE 1 = 1")
-            };
-            let status = query.status.map(|s| s.as_str());
-            let category = query.category.map(|c| c.name());
-            let mut args: Vec<Arg<'_>> = Vec::new();
-            // Each condition takes its value as the next numbered parameter.
-            fn filter<'a>(sql: &mut String, args: &mut Vec<Arg<'a>>, cond: &str, v: Arg<'a>) {
-                args.push(v);
-                sql.push_str(&format!(" AND {cond} ?{}", args.len()));
-            }
-            if let Some(s) = status {
-                filter(&mut sql, &mut args, "r.status =", Arg::Text(s));
-            }
-            if let Some(d) = &query.device {
-                filter(&mut sql, &mut args, "r.device =", Arg::Blob(d));
-            }
-            if let Some(c) = category {
-                filter(&mut sql, &mut args, "r.category =", Arg::Text(c));
-            }
-            if let Some(t) = query.observed_since {
-                filter(&mut sql, &mut args, "r.observed_at >=", Arg::Int(t));
-            }
-            if let Some(t) = query.observed_until {
-                filter(&mut sql, &mut args, "r.observed_at <=", Arg::Int(t));
-            }
-            if let Some(n) = query.after {
-                filter(&mut sql, &mut args, "r.n >", Arg::Int(n));
-            }
-            if let Some(c) = query.min_corroboration {
-                filter(&mut sql, &mut args, "i.devices >=", Arg::Int(c.min(i64::MAX as u64) as i64));
-            }
-            if let Some([w, s, e, n]) = query.bbox {
-                filter(&mut sql, &mut args, "r.lat >=", Arg::Real(s));
-                filter(&mut sql, &mut args, "r.lat <=", Arg::Real(n));
-                if w <= e {
-                    filter(&mut sql, &mut args, "r.lon >=", Arg::Real(w));
-                    filter(&mut sql, &mut args, "r.lon <=", Arg::Real(e));
-                } else {
-                    args.push(Arg::Real(w));
-                    args.push(Arg::Real(e));
-                    sql.push_str(&format!(" AND (r.lon >= ?{} OR r.lon <= ?{})", args.len() - 1, args.len()));
-                }
-            }
-            sql.push_str(match query.order {
-                ReportOrder::Arrival => " ORDER BY r.n",
-                ReportOrder::Observed => " ORDER BY r.observed_at, r.n",
-            });
-            tx.stream(&sql, &args, &mut |row| {
-                f(report_row(row)?).map_err(|e| carried(&mut failed, e))?;
+            stream_reports(tx, query, &mut |_, row| {
+                f(row).map_err(|e| carried(&mut failed, e))?;
                 n += 1;
                 Ok(())
             })
