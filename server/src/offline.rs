@@ -98,53 +98,17 @@ impl DeviceList {
     }
 }
 
-/// The log key `verify --log-key` pins: a fingerprint
-/// (`abcd-ef01-2345-6789`) or the whole public key (64 hex), in either case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogPin {
-    /// A fingerprint, normalised to lower case with dashes.
-    Fingerprint(String),
-    /// The public key itself.
-    Key(Bytes32),
-}
+/// The log key `verify --log-key` pins ([`KeyPin`]).
+pub use truce_shared::log::KeyPin as LogPin;
 
-impl LogPin {
-    /// Reads a fingerprint or a hex public key.
-    pub fn parse(text: &str) -> Result<LogPin, String> {
-        let t = text.trim().to_ascii_lowercase();
-        let bad = || {
-            format!(
-                "{text:?} is not a log key: give its fingerprint (abcd-ef01-2345-6789, as `truce-server key` \
-                 prints it) or the 64-hex public key"
-            )
-        };
-        if t.len() == 64 {
-            let mut key = [0u8; 32];
-            hex::decode_to_slice(&t, &mut key).map_err(|_| bad())?;
-            return Ok(LogPin::Key(key));
-        }
-        let digits: String = t.chars().filter(|c| *c != '-' && *c != ' ').collect();
-        if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        Ok(LogPin::Fingerprint(format!("{}-{}-{}-{}", &digits[0..4], &digits[4..8], &digits[8..12], &digits[12..16])))
-    }
-
-    /// Whether `key` is the key this names.
-    pub fn matches(&self, key: &Bytes32) -> bool {
-        match self {
-            LogPin::Fingerprint(fp) => *fp == fingerprint(key),
-            LogPin::Key(k) => k == key,
-        }
-    }
-
-    /// As given: the fingerprint, or the key's.
-    pub fn fingerprint(&self) -> String {
-        match self {
-            LogPin::Fingerprint(fp) => fp.clone(),
-            LogPin::Key(k) => fingerprint(k),
-        }
-    }
+/// Reads `--log-key`.
+pub fn parse_log_pin(text: &str) -> Result<LogPin, String> {
+    LogPin::parse(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not a log key: give its fingerprint (abcd-ef01-2345-6789, as `truce-server key` \
+             prints it) or the 64-hex public key"
+        )
+    })
 }
 
 /// What a bundle's checkpoint turned out to be.
@@ -757,11 +721,11 @@ mod tests {
     fn a_log_key_is_a_fingerprint_or_a_key() {
         let key = [5u8; 32];
         let fp = fingerprint(&key);
-        assert!(LogPin::parse(&fp).unwrap().matches(&key));
-        assert!(LogPin::parse(&fp.to_uppercase().replace('-', "")).unwrap().matches(&key));
-        assert!(LogPin::parse(&hex::encode(key)).unwrap().matches(&key));
-        assert!(!LogPin::parse(&hex::encode([6u8; 32])).unwrap().matches(&key));
-        assert!(LogPin::parse("abcd").is_err());
-        assert!(LogPin::parse(&"zz".repeat(32)).is_err());
+        assert!(parse_log_pin(&fp).unwrap().matches(&key));
+        assert!(parse_log_pin(&fp.to_uppercase().replace('-', "")).unwrap().matches(&key));
+        assert!(parse_log_pin(&hex::encode(key)).unwrap().matches(&key));
+        assert!(!parse_log_pin(&hex::encode([6u8; 32])).unwrap().matches(&key));
+        assert!(parse_log_pin("abcd").is_err());
+        assert!(parse_log_pin(&"zz".repeat(32)).is_err());
     }
 }

@@ -312,6 +312,58 @@ impl LogKey {
     }
 }
 
+/// A log key as a person gives it (`link --server-key`, `verify
+/// --log-key`): its fingerprint (`abcd-ef01-2345-6789`, dashes optional) or
+/// the whole public key (64 hex digits), in either case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPin {
+    /// A fingerprint, normalised to lower case with dashes.
+    Fingerprint(String),
+    /// The public key itself.
+    Key(Bytes32),
+}
+
+impl KeyPin {
+    /// Reads a fingerprint or a hex public key; `None` if it is neither.
+    pub fn parse(text: &str) -> Option<KeyPin> {
+        let t = text.trim().to_ascii_lowercase();
+        if t.len() == 64 {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(&t, &mut key).ok()?;
+            return Some(KeyPin::Key(key));
+        }
+        let digits: String = t.chars().filter(|c| *c != '-' && *c != ' ').collect();
+        if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(KeyPin::Fingerprint(format!("{}-{}-{}-{}", &digits[0..4], &digits[4..8], &digits[8..12], &digits[12..16])))
+    }
+
+    /// Whether `key` is the key this names.
+    pub fn matches(&self, key: &Bytes32) -> bool {
+        match self {
+            KeyPin::Fingerprint(fp) => *fp == crate::signing::fingerprint(key),
+            KeyPin::Key(k) => k == key,
+        }
+    }
+
+    /// As stored and shown: the fingerprint, or the key in hex.
+    pub fn text(&self) -> String {
+        match self {
+            KeyPin::Fingerprint(fp) => fp.clone(),
+            KeyPin::Key(k) => hex::encode(k),
+        }
+    }
+
+    /// The fingerprint it names.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            KeyPin::Fingerprint(fp) => fp.clone(),
+            KeyPin::Key(k) => crate::signing::fingerprint(k),
+        }
+    }
+}
+
 /// A checkpoint whose signature checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {

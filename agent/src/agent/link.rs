@@ -45,7 +45,7 @@ impl Agent {
     /// Validates and stores the server address and certificates.
     pub fn link(&mut self, input: &LinkInput) -> Result<()> {
         let (host, _port) = tls::split_host_port(&input.server)?;
-        let server_key = input.server_key.as_deref().map(super::log::ServerKey::parse).transpose()?;
+        let server_key = input.server_key.as_deref().map(super::log::parse_server_key).transpose()?;
         tls::server_name(&host)?;
         let ca = read(&input.ca)?;
         let cert = read(&input.cert)?;

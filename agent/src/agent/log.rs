@@ -15,63 +15,21 @@ const PINNED: &str = "log_key";
 const EXPECTED: &str = "log_key_expected";
 const KEPT: &str = "log_checkpoint";
 
-/// What `link --server-key` accepts: the log key's fingerprint
-/// (`abcd-ef01-2345-6789`) or the whole public key (64 hex digits), in
-/// either case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerKey {
-    /// A fingerprint, normalised to lower case with dashes.
-    Fingerprint(String),
-    /// The public key itself.
-    Key(Bytes32),
-}
+/// What `link --server-key` accepts: the log key's fingerprint or the
+/// whole public key ([`KeyPin`]).
+pub use truce_shared::log::KeyPin as ServerKey;
 
-impl ServerKey {
-    /// Reads a fingerprint or a hex public key.
-    pub fn parse(text: &str) -> Result<ServerKey> {
-        let t = text.trim().to_ascii_lowercase();
-        let bad = || {
-            AgentError::input(
-                "--server-key",
-                format!(
-                    "{text:?} is not a log key fingerprint: give the 16 hex digits the coordinator read out \
-                     (abcd-ef01-2345-6789), or the 64-hex public key"
-                ),
-            )
-        };
-        if t.len() == 64 {
-            let mut key = [0u8; 32];
-            hex::decode_to_slice(&t, &mut key).map_err(|_| bad())?;
-            return Ok(ServerKey::Key(key));
-        }
-        let digits: String = t.chars().filter(|c| *c != '-' && *c != ' ').collect();
-        if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(bad());
-        }
-        Ok(ServerKey::Fingerprint(format!(
-            "{}-{}-{}-{}",
-            &digits[0..4],
-            &digits[4..8],
-            &digits[8..12],
-            &digits[12..16]
-        )))
-    }
-
-    /// Whether `key` is the key this names.
-    pub fn matches(&self, key: &Bytes32) -> bool {
-        match self {
-            ServerKey::Fingerprint(fp) => *fp == fingerprint(key),
-            ServerKey::Key(k) => k == key,
-        }
-    }
-
-    /// As stored and shown: the fingerprint, or the key in hex.
-    pub fn text(&self) -> String {
-        match self {
-            ServerKey::Fingerprint(fp) => fp.clone(),
-            ServerKey::Key(k) => hex::encode(k),
-        }
-    }
+/// Reads `--server-key`.
+pub fn parse_server_key(text: &str) -> Result<ServerKey> {
+    ServerKey::parse(text).ok_or_else(|| {
+        AgentError::input(
+            "--server-key",
+            format!(
+                "{text:?} is not a log key fingerprint: give the 16 hex digits the coordinator read out \
+                 (abcd-ef01-2345-6789), or the 64-hex public key"
+            ),
+        )
+    })
 }
 
 /// How the log key of a session relates to the pin.
@@ -98,7 +56,7 @@ impl Agent {
 
     /// What `link --server-key` said to expect, if it was given.
     pub fn expected_log_key(&self) -> Result<Option<ServerKey>> {
-        self.queue.meta(EXPECTED)?.map(|t| ServerKey::parse(&t)).transpose()
+        self.queue.meta(EXPECTED)?.map(|t| parse_server_key(&t)).transpose()
     }
 
     /// Records what `link --server-key` gave. A pin that does not match it
@@ -167,15 +125,15 @@ mod tests {
         let key = [7u8; 32];
         let fp = fingerprint(&key);
         for given in [fp.clone(), fp.to_uppercase(), fp.replace('-', ""), format!(" {fp}\n")] {
-            let k = ServerKey::parse(&given).unwrap();
+            let k = parse_server_key(&given).unwrap();
             assert!(k.matches(&key), "{given}");
             assert_eq!(k.text(), fp);
         }
-        let k = ServerKey::parse(&hex::encode(key).to_uppercase()).unwrap();
+        let k = parse_server_key(&hex::encode(key).to_uppercase()).unwrap();
         assert_eq!(k, ServerKey::Key(key));
         assert!(!k.matches(&[8; 32]));
         for bad in ["", "abcd", "abcd-ef01-2345-678g", &"a".repeat(63)] {
-            assert!(ServerKey::parse(bad).is_err(), "{bad}");
+            assert!(parse_server_key(bad).is_err(), "{bad}");
         }
     }
 }

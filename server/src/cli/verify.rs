@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use truce_shared::text::printable;
 
-use crate::offline::{verify_bundle, BundleEntry, CheckpointCheck, DeviceList, LogPin, Seen};
+use crate::offline::{parse_log_pin, verify_bundle, BundleEntry, CheckpointCheck, DeviceList, Seen};
 
 pub(super) fn run(
     bundle: &std::path::Path,
@@ -18,7 +18,7 @@ pub(super) fn run(
     json: bool,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
-    let pin = log_key.map(LogPin::parse).transpose().map_err(|e| anyhow::anyhow!("--log-key: {e}"))?;
+    let pin = log_key.map(parse_log_pin).transpose().map_err(|e| anyhow::anyhow!("--log-key: {e}"))?;
     let list = devices.map(|p| DeviceList::open(p).with_context(|| format!("{}", p.display()))).transpose()?;
     let file = std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
     let totals = verify_bundle(file, list.as_ref(), pin.as_ref(), |seen| {
