@@ -75,6 +75,10 @@ pub const MAX_REASON: usize = 256;
 /// `Proofs` frame per request.
 pub const MAX_PROVE_ITEMS: usize = 4096;
 
+/// Most bytes of evidence in one `Chunk` message (DESIGN §10): a server
+/// refuses more; an agent sends smaller chunks on slow links.
+pub const MAX_EVIDENCE_CHUNK: usize = 1024 * 1024;
+
 /// Largest body of one signed report. The largest valid observation
 /// (description, weapon and 32 attachments at their limits) is well under
 /// this; anything bigger is rejected before it is decoded.

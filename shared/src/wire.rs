@@ -8,12 +8,17 @@
 //! server: Ack      { batch, received_at, results: [Outcome], checkpoint, signature }
 //! client: Prove    { size, from, ranges, entries }
 //! server: Proofs   { consistency, ranges, entries }
+//! client: Offer    { sha256, size }          (evidence, DESIGN §10)
+//! server: Upload   { sha256, state: Held | From(offset) | Refused(reason) | Mismatch }
+//! client: Chunk    { sha256, offset, data }  (several may be in flight)
+//! server: Upload   { sha256, state }          (one per Chunk, after its fsync)
 //! client: Bye
 //! ```
 //!
 //! Variant order is the wire format: Hello is 0, Welcome 1, Refuse 2,
-//! Submit 3, Ack 4, Bye 5, Prove 6, Proofs 7. Status: Accepted 0,
-//! Duplicate 1, Quarantined 2, Rejected 3. Hello and Refuse keep the layout
+//! Submit 3, Ack 4, Bye 5, Prove 6, Proofs 7, Offer 8, Upload 9, Chunk 10.
+//! Status: Accepted 0, Duplicate 1, Quarantined 2, Rejected 3.
+//! [`UploadState`]: Held 0, From 1, Refused 2, Mismatch 3. Hello and Refuse keep the layout
 //! they had in version 1, so a peer of either version can read the other's
 //! Hello and be refused in words; the ALPN id (`truce/1`) names the framing
 //! and stays.
@@ -28,6 +33,25 @@
 //! half-open range of entry indexes, and the bytes of the entries listed
 //! (those the agent cannot rebuild, such as a duplicate's earlier entry).
 //! `Proofs` answers in the same order.
+//!
+//! **Evidence** (DESIGN §10, added to version 2: an agent that never
+//! offers a file never sees these). After its reports, an agent offers each
+//! attachment the server may lack by the SHA-256 and size its report
+//! signed. The server answers `Upload` with the offset it holds durably
+//! (`From`), `Held` if it already has the whole file (then nothing is
+//! sent), or `Refused` with a reason (no stored report names the file, it
+//! is over the size limit, the evidence quota is full, another session is
+//! uploading it). The agent then sends `Chunk`s from that offset, several
+//! in flight; the server writes each one only if its offset is the end of
+//! what it holds, syncs it to disk, and answers each in order with the new
+//! durable offset. The answer to the chunk that completes the file is
+//! `Held` once the whole file's SHA-256 matched, or `Mismatch` (the bytes
+//! were discarded: start again from 0). A chunk at any other offset is not
+//! written and is answered `From(durable offset)`, so after a cut the
+//! agent simply offers again and resumes there. Frames are answered in
+//! the order they arrive, so a `Submit` sent between chunks is answered
+//! after the chunks before it: the agent keeps what is in flight near the
+//! link's bandwidth-delay product, so a new report never waits long.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -62,6 +86,20 @@ impl Status {
     pub fn is_held(&self) -> bool {
         !matches!(self, Status::Rejected(_))
     }
+}
+
+/// Where an upload of one evidence file stands, as the server says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UploadState {
+    /// The server holds the whole file, checked against its hash.
+    Held,
+    /// The server holds this many bytes durably: send from there.
+    From(u64),
+    /// The server will not take this file now; the reason says why.
+    Refused(String),
+    /// The bytes received did not hash to the signed SHA-256: they were
+    /// discarded, and an upload must start again from 0.
+    Mismatch,
 }
 
 /// Every frame on the wire.
@@ -137,7 +175,35 @@ pub enum Message {
         /// The bytes of each entry asked, in order.
         entries: Vec<serde_bytes::ByteBuf>,
     },
+    /// Offers an evidence file a stored report names.
+    Offer {
+        /// The file's SHA-256, as its report signed it.
+        sha256: Bytes32,
+        /// Its size, as its report signed it.
+        size: u64,
+    },
+    /// The answer to an Offer or a Chunk.
+    Upload {
+        /// The file it is about.
+        sha256: Bytes32,
+        /// Where its upload stands.
+        state: UploadState,
+    },
+    /// Bytes of an evidence file, from `offset`.
+    Chunk {
+        /// The file's SHA-256.
+        sha256: Bytes32,
+        /// Where `data` starts in the file.
+        offset: u64,
+        /// The bytes.
+        data: serde_bytes::ByteBuf,
+    },
 }
+
+/// The frame overhead of a [`Message::Chunk`] beyond its data: variant,
+/// hash, two varints. A chunk of `n` bytes fits a frame of
+/// `n + CHUNK_OVERHEAD`.
+pub const CHUNK_OVERHEAD: usize = 1 + 32 + 10 + 10;
 
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +262,9 @@ mod tests {
             (Message::Bye, 5),
             (Message::Prove { size: 0, from: 0, ranges: vec![], entries: vec![] }, 6),
             (Message::Proofs { consistency: vec![], ranges: vec![], entries: vec![] }, 7),
+            (Message::Offer { sha256: [0; 32], size: 0 }, 8),
+            (Message::Upload { sha256: [0; 32], state: UploadState::Held }, 9),
+            (Message::Chunk { sha256: [0; 32], offset: 0, data: Default::default() }, 10),
         ];
         for (m, idx) in cases {
             assert_eq!(encoding::encode(&m)[0], idx, "{m:?}");
@@ -204,6 +273,36 @@ mod tests {
         for (i, s) in st.iter().enumerate() {
             assert_eq!(encoding::encode(s)[0], i as u8);
         }
+    }
+
+    /// The evidence messages, byte for byte: a change here breaks every
+    /// agent in the field.
+    #[test]
+    fn evidence_messages_have_known_bytes() {
+        let sha = [0xab; 32];
+        let cases = [
+            (Message::Offer { sha256: sha, size: 300 }, format!("08{}ac02", "ab".repeat(32))),
+            (Message::Upload { sha256: sha, state: UploadState::Held }, format!("09{}00", "ab".repeat(32))),
+            (
+                Message::Upload { sha256: sha, state: UploadState::From(65536) },
+                format!("09{}01808004", "ab".repeat(32)),
+            ),
+            (
+                Message::Upload { sha256: sha, state: UploadState::Refused("full".into()) },
+                format!("09{}020466756c6c", "ab".repeat(32)),
+            ),
+            (Message::Upload { sha256: sha, state: UploadState::Mismatch }, format!("09{}03", "ab".repeat(32))),
+            (
+                Message::Chunk { sha256: sha, offset: 128, data: serde_bytes::ByteBuf::from(vec![1, 2, 3]) },
+                format!("0a{}800103010203", "ab".repeat(32)),
+            ),
+        ];
+        for (m, hex) in cases {
+            assert_eq!(hex::encode(encoding::encode(&m)), hex, "{m:?}");
+            assert_eq!(encoding::decode::<Message>(&hex::decode(&hex).unwrap()).unwrap(), m);
+        }
+        let big = Message::Chunk { sha256: sha, offset: u64::MAX, data: serde_bytes::ByteBuf::from(vec![0; 1000]) };
+        assert!(encoding::encode(&big).len() <= 1000 + CHUNK_OVERHEAD);
     }
 
     #[tokio::test]
