@@ -155,6 +155,10 @@ pub struct Config {
     pub limits: Limits,
     /// Batches verified at once (one per core by default).
     pub verify_threads: usize,
+    /// Where evidence files go (`DIR/evidence`).
+    pub evidence_dir: std::path::PathBuf,
+    /// The limits on evidence.
+    pub evidence: crate::evidence::EvidenceLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -164,6 +168,8 @@ impl std::fmt::Debug for Config {
             .field("log_seed", &"<redacted>")
             .field("db", &self.db)
             .field("limits", &self.limits)
+            .field("evidence_dir", &self.evidence_dir)
+            .field("evidence", &self.evidence)
             .field("verify_threads", &self.verify_threads)
             .finish_non_exhaustive()
     }
@@ -179,6 +185,8 @@ impl Config {
             db: dir.database(),
             limits,
             verify_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            evidence_dir: dir.evidence_dir(),
+            evidence: crate::evidence::EvidenceLimits::default(),
         })
     }
 }

@@ -91,7 +91,7 @@ fn check_server_output(mut sent: &[u8], server_key: &[u8; 32]) -> usize {
         match msg {
             Message::Welcome { .. } => assert!(first, "Welcome after the first message"),
             // A Refuse answers a Hello, or a Prove the log cannot answer.
-            Message::Refuse { .. } | Message::Proofs { .. } => {}
+            Message::Refuse { .. } | Message::Proofs { .. } | Message::Upload { .. } => {}
             Message::Ack { batch, received_at, results, checkpoint, signature } => {
                 assert!(!first, "an Ack before Welcome");
                 let body = ReceiptBody {

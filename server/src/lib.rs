@@ -64,6 +64,7 @@ pub mod admission;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod evidence;
 pub mod export;
 pub mod fuzzing;
 pub mod import;

@@ -103,6 +103,12 @@ impl DataDir {
     }
 
     /// The database file.
+    /// Where evidence files are kept ([`crate::evidence`]).
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.root.join("evidence")
+    }
+
+    /// The SQLite database file (when no `--database` is given).
     pub fn db_file(&self) -> PathBuf {
         self.root.join("truce.sqlite")
     }

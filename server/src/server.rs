@@ -57,6 +57,9 @@ pub enum ServeError {
     /// The store's log could not be set up.
     #[error("the store's log is not set up")]
     NoLog,
+    /// The evidence directory could not be opened.
+    #[error("{0}")]
+    Evidence(String),
 }
 
 /// Everything the accept loop shares with the connection tasks.
@@ -85,6 +88,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     tracing::info!(origin = log_key.origin(), size = head.size, "the log");
     // Proofs are read on a connection of their own, beside the writer's.
     let prover = Store::open(&config.db)?;
+    let evidence = Arc::new(
+        crate::evidence::Evidence::open(&config.evidence_dir, config.evidence.clone())
+            .map_err(|e| ServeError::Evidence(e.to_string()))?,
+    );
+    if let Err(e) = evidence.sweep() {
+        tracing::warn!(error = %e, "cannot remove abandoned partial evidence files");
+    }
     let (writer, mut writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
     let limits = config.limits.clone();
     let me = Arc::new(Listener {
@@ -97,7 +107,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
             log_key,
             prover,
             config.limits,
-        ),
+        )
+        .with_evidence(evidence.clone()),
         gate: Gate::new(limits.max_unauthenticated, limits.max_unauthenticated_per_ip),
         sessions: Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS))),
         certs: CertSlots::new(limits.max_connections_per_cert),

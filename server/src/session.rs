@@ -26,10 +26,11 @@ use tokio::time::{timeout, timeout_at, Instant};
 use truce_shared::frame::{self, HEADER_LEN};
 use truce_shared::log::{LogKey, ReceiptBody};
 use truce_shared::text::printable;
-use truce_shared::wire::{self, Message, Status, WireError, PROTOCOL_VERSION};
+use truce_shared::wire::{self, Message, Status, UploadState, WireError, PROTOCOL_VERSION};
 use truce_shared::{encoding, limits, signing};
 
 use crate::config::Limits;
+use crate::evidence::{Evidence, Uploads};
 use crate::shutdown::Shutdown;
 use crate::store::{Arrival, CertId, Contact, Store};
 use crate::verify::{Verifier, VerifyTaskFailed};
@@ -56,6 +57,8 @@ pub struct Context {
     /// One permit per byte of frame that sessions may hold in memory at
     /// once ([`Limits::max_frame_bytes_in_flight`]).
     pub frame_bytes: Arc<Semaphore>,
+    /// Where uploaded evidence goes (`None`: this server takes none).
+    pub evidence: Option<Arc<Evidence>>,
 }
 
 impl Context {
@@ -72,7 +75,14 @@ impl Context {
             prover: Arc::new(std::sync::Mutex::new(prover)),
             limits,
             frame_bytes: Arc::new(Semaphore::new(budget)),
+            evidence: None,
         }
+    }
+
+    /// The same context, taking evidence uploads into `evidence`.
+    pub fn with_evidence(mut self, evidence: Arc<Evidence>) -> Context {
+        self.evidence = Some(evidence);
+        self
     }
 }
 
@@ -108,6 +118,9 @@ pub enum SessionError {
     /// The store failed reading proofs.
     #[error("cannot read proofs: {0}")]
     Proofs(String),
+    /// The server could not write evidence (its disk, not the client).
+    #[error("{0}")]
+    Evidence(String),
     /// Writing to the client failed.
     #[error("write failed: {0}")]
     Io(#[from] std::io::Error),
@@ -139,6 +152,8 @@ pub struct Summary {
     pub batches: u64,
     /// Reports in them.
     pub reports: u64,
+    /// Evidence bytes written.
+    pub evidence_bytes: u64,
 }
 
 /// Runs one session on `io` until Bye, end of stream, shutdown or error.
@@ -189,6 +204,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     send(io, &welcome, limits).await?;
     ctx.writer.note_contact(Contact { device, cert: cert.as_deref().cloned(), peer: peer.to_string() });
     tracing::info!(%peer, device = %signing::fingerprint(&device), agent = %agent, "session open");
+    let mut uploads = ctx.evidence.clone().map(Uploads::new);
 
     loop {
         let next = tokio::select! {
@@ -278,13 +294,61 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             }
+            Message::Offer { sha256, size } => {
+                let state = upload(ctx, &mut uploads, move |ev, ups, store| {
+                    let named = store
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .attachment_sizes(&sha256)
+                        .map_err(|e| SessionError::Evidence(e.to_string()))?;
+                    ev.offer(ups, &sha256, size, &named).map_err(|e| SessionError::Evidence(e.to_string()))
+                })
+                .await?;
+                send(io, &Message::Upload { sha256, state }, limits).await?;
+            }
+            Message::Chunk { sha256, offset, data } => {
+                let n = data.len() as u64;
+                let state = upload(ctx, &mut uploads, move |ev, ups, _| {
+                    ev.chunk(ups, &sha256, offset, &data).map_err(|e| SessionError::Evidence(e.to_string()))
+                })
+                .await?;
+                if matches!(state, UploadState::Held | UploadState::From(_)) {
+                    summary.evidence_bytes += n;
+                }
+                send(io, &Message::Upload { sha256, state }, limits).await?;
+            }
             Message::Bye => return Ok(End::Bye),
             Message::Hello { .. } => return Err(SessionError::Protocol("a second Hello")),
-            Message::Welcome { .. } | Message::Refuse { .. } | Message::Ack { .. } | Message::Proofs { .. } => {
-                return Err(SessionError::Protocol("a server message from the client"))
-            }
+            Message::Welcome { .. }
+            | Message::Refuse { .. }
+            | Message::Ack { .. }
+            | Message::Proofs { .. }
+            | Message::Upload { .. } => return Err(SessionError::Protocol("a server message from the client")),
         }
     }
+}
+
+/// Runs one evidence operation off the async threads, with this session's
+/// claims and the read connection (for the reports that name files).
+async fn upload(
+    ctx: &Context,
+    uploads: &mut Option<Uploads>,
+    op: impl FnOnce(&Arc<Evidence>, &mut Uploads, &std::sync::Mutex<Store>) -> Result<UploadState, SessionError>
+        + Send
+        + 'static,
+) -> Result<UploadState, SessionError> {
+    let (Some(ev), Some(mut ups)) = (ctx.evidence.clone(), uploads.take()) else {
+        return Ok(UploadState::Refused("this server takes no evidence files".into()));
+    };
+    let prover = ctx.prover.clone();
+    let (ups, result) = tokio::task::spawn_blocking(move || {
+        let result = op(&ev, &mut ups, &prover);
+        (ups, result)
+    })
+    .await
+    .map_err(|e| SessionError::Evidence(e.to_string()))?;
+    *uploads = Some(ups);
+    result
 }
 
 /// Waits until `len` bytes of frame (and its length prefix) fit the

@@ -164,6 +164,14 @@ const LOG_HEAD: Table = Table {
                checkpoint = excluded.checkpoint WHERE log_head.size < excluded.size",
 };
 
+/// The evidence files reports name, as the writer indexed them.
+const ATTACHMENTS: Table = Table {
+    name: "attachments",
+    columns: &[("sha256", Blob), ("report", Blob), ("size", Int)],
+    order: "sha256, report",
+    conflict: "ON CONFLICT (sha256, report) DO NOTHING",
+};
+
 /// The incident window travels with the store; the regroup flag does not.
 const SETTINGS: Table = Table {
     name: "settings",
@@ -271,7 +279,8 @@ impl Store {
                     contacts: copy_table(src, dst, &CONTACTS, "")?,
                     incidents: 0,
                 };
-                copy_table(src, dst, &SETTINGS, "WHERE name != 'regroup'")?;
+                copy_table(src, dst, &SETTINGS, "WHERE name NOT IN ('regroup', 'index_attachments')")?;
+                copy_table(src, dst, &ATTACHMENTS, "")?;
                 copy_table(src, dst, &LOG_ENTRIES, "")?;
                 copy_table(src, dst, &LOG_HASHES, "")?;
                 copy_table(src, dst, &LOG_HEAD, "")?;

@@ -43,6 +43,7 @@ mod contacts;
 mod copy;
 mod devices;
 mod error;
+mod evidence;
 mod incidents;
 mod log;
 mod outcome;
@@ -161,6 +162,7 @@ impl Store {
                 Ok(())
             })?;
         }
+        evidence::index_stored(&mut store)?;
         Ok(store)
     }
 

@@ -255,6 +255,7 @@ fn apply_one(
             entry as i64,
         ],
     )?;
+    super::evidence::index(tx, &id, &obs.attachments)?;
     if status == ReportStatus::Verified {
         incidents::stored_verified(tx, incident, &member, env.amends.as_ref().map(|a| &a[..]), window)?;
     }

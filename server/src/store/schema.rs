@@ -225,6 +225,20 @@ ALTER TABLE reports ADD COLUMN entry INTEGER;
 ALTER TABLE rejections ADD COLUMN entry INTEGER;
 ";
 
+/// Version 9: the evidence files each stored report names (DESIGN §10),
+/// so the server takes an upload only for a file some report signed, and
+/// exports say which files it holds. Reports stored before it are indexed
+/// on the first open (`Store::setup`).
+const V9: &str = "
+CREATE TABLE attachments (
+    sha256 BLOB NOT NULL CHECK (length(sha256) = 32),
+    report BLOB NOT NULL,
+    size   INTEGER NOT NULL,
+    PRIMARY KEY (sha256, report)
+) WITHOUT ROWID;
+INSERT INTO settings (name, value) VALUES ('index_attachments', 1);
+";
+
 /// The PostgreSQL schema, as migrations of its own (version in the
 /// `truce_schema` table). Its first version is SQLite's seventh, spelled
 /// for PostgreSQL: 64-bit integers everywhere (a seq is a u64's bit
@@ -345,13 +359,24 @@ ALTER TABLE reports ADD COLUMN entry BIGINT;
 ALTER TABLE rejections ADD COLUMN entry BIGINT;
 ";
 
+/// PostgreSQL version 3: SQLite's ninth.
+const PG_V3: &str = "
+CREATE TABLE attachments (
+    sha256 BYTEA NOT NULL CHECK (length(sha256) = 32),
+    report BYTEA NOT NULL,
+    size   BIGINT NOT NULL,
+    PRIMARY KEY (sha256, report)
+);
+INSERT INTO settings (name, value) VALUES ('index_attachments', 1);
+";
+
 /// SQLite's migrations, in order; the file's `user_version` counts those
 /// applied.
-pub(super) const SQLITE: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+pub(super) const SQLITE: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// PostgreSQL's migrations, in order; `truce_schema.version` counts those
 /// applied.
-pub(super) const POSTGRES: &[&str] = &[PG_V1, PG_V2];
+pub(super) const POSTGRES: &[&str] = &[PG_V1, PG_V2, PG_V3];
 
 /// The migration that follows `version` in `steps`, if any; a version
 /// newer than this build knows is refused (a newer truce-server wrote it).
