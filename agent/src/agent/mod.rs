@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use truce_shared::time::now_ms;
-use truce_shared::Bytes32;
+use truce_shared::{Attachment, Bytes32, Envelope};
 
 use crate::error::{AgentError, Result};
 use crate::keys::DeviceKey;
@@ -119,6 +119,8 @@ pub struct AgentStatus {
     pub checkpoint: Option<truce_shared::log::Checkpoint>,
     /// Reports answered under protocol 2 and not yet proven in the log.
     pub unproven: u64,
+    /// Evidence files: held by the server, partly sent, not yet sent.
+    pub evidence: (u64, u64, u64),
 }
 
 /// The result of walking the whole chain: see [`Agent::check_chain`].
@@ -175,6 +177,16 @@ impl Agent {
     /// The data key, for sealing and opening files (`link`, evidence).
     pub fn data_key(&self) -> Result<&DataKey> {
         self.keys().map(|(_, d)| d)
+    }
+
+    /// Where the upload of each evidence file `env` names stands.
+    pub fn evidence_states(&self, env: &Envelope) -> Result<Vec<(Attachment, crate::queue::FileState)>> {
+        let key = self.data_key()?;
+        env.observation
+            .attachments
+            .iter()
+            .map(|a| Ok((a.clone(), self.queue.file_state(&key.file_name(&a.sha256))?)))
+            .collect()
     }
 
     /// Writes the clear bytes of this laptop's copy of an evidence file to
@@ -269,6 +281,7 @@ impl Agent {
             log_key_expected: self.expected_log_key()?.map(|k| k.text()),
             checkpoint: self.kept_checkpoint()?,
             unproven: self.queue.unproven_count()?,
+            evidence: self.queue.file_counts()?,
         })
     }
 

@@ -9,7 +9,7 @@ use super::out::Out;
 use super::unlock::Unlock;
 use crate::error::{AgentError, Result};
 use crate::paths::DataDir;
-use crate::queue::{QueuedReport, State};
+use crate::queue::{FileState, QueuedReport, State};
 
 /// Runs `list`, optionally of one state only.
 pub(super) fn list(state: Option<String>, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<()> {
@@ -29,10 +29,19 @@ pub(super) fn list(state: Option<String>, dir: &DataDir, keys: &Unlock, out: &mu
     agent.queue().for_each(state, |r| {
         any = true;
         let env = r.envelope()?;
+        let evidence = match &env {
+            Some(e) if !e.observation.attachments.is_empty() => agent.evidence_states(e)?,
+            _ => Vec::new(),
+        };
         if out.json {
-            out.json_line(&ReportJson::new(&r, env.as_ref(), &device, false))
+            out.json_line(&with_evidence(ReportJson::new(&r, env.as_ref(), &device, false), &evidence)?)
         } else {
-            out.line(&report_line(&r, env.as_ref()))
+            let mut line = report_line(&r, env.as_ref());
+            if !evidence.is_empty() {
+                let held = evidence.iter().filter(|(_, s)| *s == FileState::Held).count();
+                line.push_str(&format!("  [evidence {held}/{} held by the server]", evidence.len()));
+            }
+            out.line(&line)
         }
     })?;
     if !any && !out.json {
@@ -46,14 +55,41 @@ pub(super) fn show(id: &str, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Res
     let agent = keys.open(dir)?;
     let r = agent.queue().find(id)?;
     let env = r.envelope()?;
+    let evidence = match &env {
+        Some(e) => agent.evidence_states(e)?,
+        None => Vec::new(),
+    };
     if out.json {
-        out.json_line(&ReportJson::new(&r, env.as_ref(), &agent.device(), true))?;
+        out.json_line(&with_evidence(ReportJson::new(&r, env.as_ref(), &agent.device(), true), &evidence)?)?;
     } else {
         for l in report_text(&r, env.as_ref()) {
             out.line(&l)?;
         }
+        for (a, state) in &evidence {
+            out.line(&format!("evidence:     {}: {}", a.name, state.text()))?;
+        }
     }
     Ok(())
+}
+
+/// A report's JSON with, per attachment, where its upload stands
+/// (`evidence`: sha256 and state).
+fn with_evidence(report: ReportJson, evidence: &[(Attachment, FileState)]) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(report).map_err(|e| AgentError::Corrupt(e.to_string()))?;
+    if let Some(m) = v.as_object_mut() {
+        let list: Vec<serde_json::Value> = evidence
+            .iter()
+            .map(|(a, s)| {
+                let mut e = serde_json::to_value(s).unwrap_or_default();
+                if let Some(o) = e.as_object_mut() {
+                    o.insert("sha256".into(), hex::encode(a.sha256).into());
+                }
+                e
+            })
+            .collect();
+        m.insert("evidence".into(), list.into());
+    }
+    Ok(v)
 }
 
 /// An attachment as shown.

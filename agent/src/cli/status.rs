@@ -61,6 +61,15 @@ pub struct StatusJson {
     last_sync: Option<LastSyncJson>,
     /// The server's transparency log as this laptop knows it.
     log: LogJson,
+    /// Evidence files by where their upload stands.
+    evidence: EvidenceJson,
+}
+
+#[derive(Serialize)]
+struct EvidenceJson {
+    held: u64,
+    partial: u64,
+    not_sent: u64,
 }
 
 #[derive(Serialize)]
@@ -126,6 +135,7 @@ impl StatusJson {
                 }),
                 not_proven: s.unproven,
             },
+            evidence: EvidenceJson { held: s.evidence.0, partial: s.evidence.1, not_sent: s.evidence.2 },
         }
     }
 }
@@ -161,6 +171,12 @@ pub fn status_text(s: &AgentStatus, data_dir: &str) -> Vec<String> {
         Some(c) => format!("checkpoint: {} size {} root {}", c.origin, c.size, c.root),
         None => "checkpoint: none verified yet".to_string(),
     });
+    let (held, partial, not_sent) = s.evidence;
+    if held + partial + not_sent > 0 {
+        l.push(format!(
+            "evidence:   {held} file(s) held by the server, {partial} partly sent, {not_sent} not yet sent"
+        ));
+    }
     if s.unproven > 0 {
         l.push(format!("not proven: {} report(s) answered but not yet proven in the server's log", s.unproven));
     }

@@ -36,9 +36,12 @@
 //!   log_receipt INTEGER → log_receipts.rowid, -- a protocol-2 receipt
 //!   entry INTEGER,                  -- the server's log entry that records it
 //!   proven_at INTEGER)              -- when its inclusion was proven (NULL: not yet)
-//! attachments(seq → reports.seq, name TEXT, held INTEGER)
+//! attachments(seq → reports.seq, name TEXT, held INTEGER,
+//!             sent INTEGER, note TEXT)
 //!                                   -- the sealed evidence files a report names
-//!                                   -- (keyed names), and whether the server holds them
+//!                                   -- (keyed names), whether the server holds them,
+//!                                   -- the bytes it holds of a partial upload, and
+//!                                   -- why it last refused one
 //! receipts(rowid, server_key BLOB, server_time INTEGER, signature BLOB,
 //!          ids BLOB)                -- the held ids the signature covers
 //! log_receipts(rowid, log_key BLOB, batch INTEGER, received_at INTEGER,
@@ -67,12 +70,14 @@ use crate::vault::DataKey;
 
 mod acks;
 mod chain;
+mod evidence;
 mod prune;
 mod reads;
 mod rows;
 mod schema;
 
 pub use acks::LogAck;
+pub use evidence::{FileState, FileUpload};
 pub use prune::Pruned;
 pub use reads::PendingIter;
 use rows::{

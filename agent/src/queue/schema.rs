@@ -1,7 +1,8 @@
 //! The queue's schema, its per-connection settings, and its migrations:
 //! version 1 (bodies in clear, before sealing) to version 2 (sealed), and
 //! version 2 to 3 (protocol 2: signed log receipts, each report's log entry
-//! and whether its inclusion was proven).
+//! and whether its inclusion was proven), and version 3 to 4 (evidence
+//! upload: per file, the bytes the server holds and why it refused).
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
@@ -10,7 +11,7 @@ use crate::error::{AgentError, Result};
 use crate::vault::DataKey;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i32 = 3;
+pub(super) const SCHEMA_VERSION: i32 = 4;
 
 /// What version 3 adds to version 2: protocol-2 receipts (kept whole, so
 /// they can be checked again offline) and, per report, the log entry that
@@ -29,6 +30,14 @@ CREATE TABLE log_receipts (
 ALTER TABLE reports ADD COLUMN log_receipt INTEGER REFERENCES log_receipts(rowid);
 ALTER TABLE reports ADD COLUMN entry INTEGER;
 ALTER TABLE reports ADD COLUMN proven_at INTEGER;
+";
+
+/// What version 4 adds: per evidence file, how many bytes the server said
+/// it holds durably (an upload resumes there) and the reason it last gave
+/// for not taking the file. Same for every row of one file.
+const EVIDENCE_V4: &str = "
+ALTER TABLE attachments ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attachments ADD COLUMN note TEXT;
 ";
 
 const META_AND_RECEIPTS: &str = "
@@ -142,23 +151,27 @@ impl Queue {
             tx.execute_batch(&reports_v2("reports"))?;
             tx.execute_batch(INDEXES_V2)?;
             tx.execute_batch(LOG_V3)?;
+            tx.execute_batch(EVIDENCE_V4)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         tx.commit()
     }
 }
 
-/// Version 2 to 3 in one transaction: the protocol-2 receipts table and
-/// three new columns of reports (NULL for every report answered before).
+/// Version 2 to 3 (the protocol-2 receipts table and three new columns of
+/// reports, NULL for every report answered before) and 3 to 4 (two columns
+/// of attachments), in one transaction.
 fn migrate_v2(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let v: i32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if v != 2 {
-        // Another process converted it while this one waited.
-        return tx.commit();
+    if v == 2 {
+        tx.execute_batch(LOG_V3)?;
     }
-    tx.execute_batch(LOG_V3)?;
-    tx.pragma_update(None, "user_version", 3)?;
+    if v == 2 || v == 3 {
+        tx.execute_batch(EVIDENCE_V4)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    // Otherwise another process converted it while this one waited.
     tx.commit()
 }
 

@@ -37,6 +37,12 @@ impl Batcher {
         Batcher { after: 0, buf: VecDeque::new(), exhausted: false }
     }
 
+    /// Asks the queue again next time, though it was found empty: for
+    /// reports recorded while evidence uploads.
+    pub(super) fn look_again(&mut self) {
+        self.exhausted = false;
+    }
+
     /// The next batch, each report with its seq (empty when nothing is
     /// pending). Reports recorded
     /// while the session runs are picked up too: the cursor only moves

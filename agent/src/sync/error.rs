@@ -251,6 +251,9 @@ pub(super) fn message_name(m: &Message) -> &'static str {
         Message::Bye => "Bye",
         Message::Prove { .. } => "Prove",
         Message::Proofs { .. } => "Proofs",
+        Message::Offer { .. } => "Offer",
+        Message::Upload { .. } => "Upload",
+        Message::Chunk { .. } => "Chunk",
     }
 }
 

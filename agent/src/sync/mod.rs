@@ -63,6 +63,7 @@ use crate::tls;
 
 mod batch;
 pub mod error;
+mod evidence;
 mod progress;
 mod prove;
 mod watch;
@@ -155,6 +156,13 @@ pub struct SyncSummary {
     pub proven: u64,
     /// Server clock minus this laptop's, ms, when Welcome arrived.
     pub clock_skew_ms: i64,
+    /// Evidence files the server now holds (sent or already there).
+    pub evidence_held: u64,
+    /// Evidence bytes the server acknowledged this session.
+    pub evidence_bytes: u64,
+    /// Evidence files the server would not take (each with its reason in
+    /// `show`).
+    pub evidence_refused: u64,
 }
 
 impl SyncSummary {
@@ -173,6 +181,15 @@ impl SyncSummary {
         if self.pending > 0 {
             s.push_str(&format!(", {} still pending", self.pending));
         }
+        if self.evidence_held > 0 {
+            s.push_str(&format!(
+                ", evidence held by the server {} ({} bytes sent)",
+                self.evidence_held, self.evidence_bytes
+            ));
+        }
+        if self.evidence_refused > 0 {
+            s.push_str(&format!(", evidence refused {} (see `show`)", self.evidence_refused));
+        }
         s
     }
 }
@@ -182,6 +199,122 @@ struct InFlight {
     batch: u64,
     /// Each report's id and seq.
     ids: Vec<(Bytes32, u64)>,
+}
+
+/// Reports on their way: the pending queue cut into Submits, those not
+/// yet answered, and what their Acks left to prove.
+struct Delivery {
+    batcher: Batcher,
+    in_flight: VecDeque<InFlight>,
+    next_batch_no: u64,
+    /// Most Submits in flight.
+    window: usize,
+    max_batch: usize,
+    frame_limit: u32,
+    /// The log key (from Welcome, checked against the pin).
+    server_key: Bytes32,
+    prover: prove::Prover,
+    addr: String,
+    host: String,
+}
+
+impl Delivery {
+    /// Sends Submits while the window has room and reports are pending
+    /// (including any recorded since the last look).
+    async fn fill<W: AsyncWrite + Unpin>(&mut self, agent: &Agent, wr: &mut W) -> Result<()> {
+        while self.in_flight.len() < self.window {
+            let reports = self.batcher.next_batch(agent.queue(), self.max_batch, self.frame_limit as usize)?;
+            if reports.is_empty() {
+                break;
+            }
+            let ids = reports.iter().map(|(seq, r)| (r.id(), *seq)).collect();
+            let reports: Vec<SignedReport> = reports.into_iter().map(|(_, r)| r).collect();
+            let batch = self.next_batch_no;
+            self.next_batch_no += 1;
+            send(wr, &Message::Submit { batch, reports }, self.frame_limit, &self.addr, &self.host).await?;
+            self.in_flight.push_back(InFlight { batch, ids });
+        }
+        Ok(())
+    }
+
+    /// Looks for reports recorded since the queue was last found empty.
+    fn look_again(&mut self) {
+        self.batcher.look_again();
+    }
+
+    /// Handles a message that should answer a Submit: an Ack is checked
+    /// (receipt, checkpoint, entries) and recorded; anything else ends
+    /// the session.
+    fn answer(&mut self, agent: &mut Agent, msg: Message, summary: &mut SyncSummary, ui: &mut Ui) -> Result<()> {
+        let addr = &self.addr;
+        let server_key = self.server_key;
+        match msg {
+            Message::Ack { batch, received_at, results, checkpoint, signature } => {
+                let Some(pos) = self.in_flight.iter().position(|f| f.batch == batch) else {
+                    return Err(
+                        SyncError::protocol(addr, format!("an Ack for batch {batch}, which is not in flight")).into()
+                    );
+                };
+                let sent = self.in_flight.remove(pos).map(|f| f.ids).unwrap_or_default();
+                if results.len() != sent.len() || results.iter().zip(&sent).any(|(o, (id, _))| o.id != *id) {
+                    return Err(SyncError::protocol(
+                        addr,
+                        format!("the Ack for batch {batch} does not list the reports sent"),
+                    )
+                    .into());
+                }
+                let body = ReceiptBody {
+                    batch,
+                    received_at,
+                    results: results.as_slice().into(),
+                    checkpoint: checkpoint.as_str().into(),
+                };
+                if !verify_receipt(&server_key, &body, &signature) {
+                    return Err(SyncError::BadReceipt { batch, why: "bad signature".into() }.into());
+                }
+                let cp = open_checkpoint(&checkpoint, &server_key)
+                    .map_err(|e| SyncError::BadReceipt { batch, why: format!("its checkpoint: {e}") })?;
+                if let Some(o) = results.iter().find(|o| o.entry >= cp.size) {
+                    return Err(SyncError::BadReceipt {
+                        batch,
+                        why: format!("it names entry {} of a checkpoint of {} entries", o.entry, cp.size),
+                    }
+                    .into());
+                }
+                let ack = LogAck {
+                    log_key: server_key,
+                    batch,
+                    received_at,
+                    results: &results,
+                    checkpoint: &checkpoint,
+                    signature,
+                };
+                let o = agent.record_ack(&ack)?;
+                for &i in &o.marked {
+                    if let (Some(r), Some((_, seq))) = (results.get(i), sent.get(i)) {
+                        self.prover.add(r, *seq, received_at);
+                    }
+                }
+                if let Err(pair) = self.prover.offer(cp) {
+                    let (a, b) = *pair;
+                    return Err(prove::alarm(
+                        agent,
+                        Some(&a),
+                        &b,
+                        &format!("two checkpoints of {} entries with different roots in one session", a.size),
+                    ));
+                }
+                summary.delivered += o.delivered;
+                summary.quarantined += o.quarantined;
+                summary.rejected += o.rejected;
+                summary.batches += 1;
+                ui.answered(results.len() as u64);
+                Ok(())
+            }
+            Message::Refuse { reason } => Err(SyncError::Ended { addr: addr.clone(), reason }.into()),
+            other => Err(SyncError::protocol(addr, format!("expected Ack, got {}", message_name(&other))).into()),
+        }
+    }
 }
 
 /// Connects, handshakes TLS and checks ALPN.
@@ -322,104 +455,41 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
 
     let total = agent.queue().counts()?.iter().find(|(s, _)| *s == State::Pending).map_or(0, |c| c.1);
     let mut ui = Ui::new(opts.progress, total, &addr);
-    let mut batcher = Batcher::new();
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut next_batch_no: u64 = 1;
-    let window = opts.window.max(1);
     let mut prover = prove::Prover::new(agent.device(), certificate);
     // What an earlier session left unproven is proven with this one's.
     for (id, entry) in agent.queue().unproven(limits::MAX_PROVE_ITEMS)? {
         prover.add_earlier(id, entry);
     }
+    let mut delivery = Delivery {
+        batcher: Batcher::new(),
+        in_flight: VecDeque::new(),
+        next_batch_no: 1,
+        window: opts.window.max(1),
+        max_batch,
+        frame_limit,
+        server_key,
+        prover,
+        addr: addr.clone(),
+        host: host.clone(),
+    };
     let outcome: Result<()> = async {
         loop {
-            while in_flight.len() < window {
-                let reports = batcher.next_batch(agent.queue(), max_batch, frame_limit as usize)?;
-                if reports.is_empty() {
-                    break;
-                }
-                let ids = reports.iter().map(|(seq, r)| (r.id(), *seq)).collect();
-                let reports: Vec<SignedReport> = reports.into_iter().map(|(_, r)| r).collect();
-                let batch = next_batch_no;
-                next_batch_no += 1;
-                send(&mut wr, &Message::Submit { batch, reports }, frame_limit, &addr, &host).await?;
-                in_flight.push_back(InFlight { batch, ids });
-            }
-            if in_flight.is_empty() {
+            delivery.fill(agent, &mut wr).await?;
+            if delivery.in_flight.is_empty() {
                 return Ok(());
             }
-            match receive(&mut rd, ACK_TIMEOUT, &addr, &host, "Ack").await? {
-                Message::Ack { batch, received_at, results, checkpoint, signature } => {
-                    let Some(pos) = in_flight.iter().position(|f| f.batch == batch) else {
-                        return Err(SyncError::protocol(
-                            &addr,
-                            format!("an Ack for batch {batch}, which is not in flight"),
-                        )
-                        .into());
-                    };
-                    let sent = in_flight.remove(pos).map(|f| f.ids).unwrap_or_default();
-                    if results.len() != sent.len() || results.iter().zip(&sent).any(|(o, (id, _))| o.id != *id) {
-                        return Err(SyncError::protocol(
-                            &addr,
-                            format!("the Ack for batch {batch} does not list the reports sent"),
-                        )
-                        .into());
-                    }
-                    let body = ReceiptBody {
-                        batch,
-                        received_at,
-                        results: results.as_slice().into(),
-                        checkpoint: checkpoint.as_str().into(),
-                    };
-                    if !verify_receipt(&server_key, &body, &signature) {
-                        return Err(SyncError::BadReceipt { batch, why: "bad signature".into() }.into());
-                    }
-                    let cp = open_checkpoint(&checkpoint, &server_key)
-                        .map_err(|e| SyncError::BadReceipt { batch, why: format!("its checkpoint: {e}") })?;
-                    if let Some(o) = results.iter().find(|o| o.entry >= cp.size) {
-                        return Err(SyncError::BadReceipt {
-                            batch,
-                            why: format!("it names entry {} of a checkpoint of {} entries", o.entry, cp.size),
-                        }
-                        .into());
-                    }
-                    let ack = LogAck {
-                        log_key: server_key,
-                        batch,
-                        received_at,
-                        results: &results,
-                        checkpoint: &checkpoint,
-                        signature,
-                    };
-                    let o = agent.record_ack(&ack)?;
-                    for &i in &o.marked {
-                        if let (Some(r), Some((_, seq))) = (results.get(i), sent.get(i)) {
-                            prover.add(r, *seq, received_at);
-                        }
-                    }
-                    if let Err(pair) = prover.offer(cp) {
-                        let (a, b) = *pair;
-                        return Err(prove::alarm(
-                            agent,
-                            Some(&a),
-                            &b,
-                            &format!("two checkpoints of {} entries with different roots in one session", a.size),
-                        ));
-                    }
-                    summary.delivered += o.delivered;
-                    summary.quarantined += o.quarantined;
-                    summary.rejected += o.rejected;
-                    summary.batches += 1;
-                    ui.answered(results.len() as u64);
-                }
-                Message::Refuse { reason } => return Err(SyncError::Ended { addr: addr.clone(), reason }.into()),
-                other => {
-                    return Err(SyncError::protocol(&addr, format!("expected Ack, got {}", message_name(&other))).into())
-                }
-            }
+            let msg = receive(&mut rd, ACK_TIMEOUT, &addr, &host, "Ack").await?;
+            delivery.answer(agent, msg, &mut summary, &mut ui)?;
         }
     }
     .await;
+    // Reports first, then evidence: a report recorded meanwhile overtakes
+    // the rest of the upload.
+    let outcome = match outcome {
+        Ok(()) => evidence::upload(agent, &mut delivery, &mut summary, &mut ui, &mut rd, &mut wr, opts.progress).await,
+        Err(e) => Err(e),
+    };
+    let prover = delivery.prover;
     ui.finish();
     outcome?;
     summary.proven = prove::prove(agent, prover, &mut rd, &mut wr, frame_limit, &addr, &host).await?;

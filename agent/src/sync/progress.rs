@@ -52,6 +52,67 @@ impl Ui {
     }
 }
 
+/// One evidence file's upload: a bar with bytes, rate and time left on a
+/// terminal, a line when it ends in a log.
+pub(super) struct Bytes {
+    bar: Option<ProgressBar>,
+    log: bool,
+    size: u64,
+    start: std::time::Instant,
+    from: u64,
+    at: std::cell::Cell<u64>,
+}
+
+impl Bytes {
+    pub(super) fn new(progress: Progress, size: u64, from: u64) -> Bytes {
+        let bar = (progress == Progress::Bar).then(|| {
+            let bar = ProgressBar::new(size);
+            if let Ok(style) = ProgressStyle::with_template(
+                "evidence [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta} left",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_position(from);
+            bar
+        });
+        if progress == Progress::Log {
+            eprintln!("sync: uploading an evidence file of {size} bytes from byte {from}");
+        }
+        Bytes {
+            bar,
+            log: progress == Progress::Log,
+            size,
+            start: std::time::Instant::now(),
+            from,
+            at: std::cell::Cell::new(from),
+        }
+    }
+
+    /// The server holds `at` bytes.
+    pub(super) fn set(&self, at: u64) {
+        self.at.set(at);
+        if let Some(b) = &self.bar {
+            b.set_position(at);
+        }
+    }
+
+    pub(super) fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        if self.log {
+            let secs = self.start.elapsed().as_secs_f64().max(0.001);
+            let sent = self.at.get().saturating_sub(self.from);
+            eprintln!(
+                "sync: evidence {}/{} bytes held by the server, {:.0} bytes/s",
+                self.at.get(),
+                self.size,
+                sent as f64 / secs
+            );
+        }
+    }
+}
+
 /// Warns on stderr (one line), unless quiet.
 pub(super) fn warn(progress: Progress, msg: &str) {
     if progress != Progress::Quiet {

@@ -79,62 +79,143 @@ impl DataKey {
     /// Decrypts a sealed file into `dst`, returning the plaintext's SHA-256
     /// and length. A damaged, truncated or foreign file is an error.
     pub fn open_file(&self, src: &mut dyn Read, dst: &mut dyn Write, path: &Path) -> Result<(Bytes32, u64)> {
-        let damaged =
-            || AgentError::Corrupt(format!("the sealed file {} is damaged or not this laptop's", path.display()));
+        let mut reader = self.file_reader(src, path)?;
+        let mut hasher = Sha256::new();
+        let mut written = 0u64;
+        while let Some(data) = reader.next_chunk()? {
+            hasher.update(data);
+            dst.write_all(data).map_err(|e| AgentError::io("cannot write what was read from", path, e))?;
+            written += data.len() as u64;
+        }
+        Ok((hasher.finalize().into(), written))
+    }
+
+    /// Opens a sealed file for reading in order, a chunk at a time
+    /// ([`FileReader`]): how evidence is uploaded without its clear bytes
+    /// ever touching the disk.
+    pub fn file_reader<'a>(&self, src: &'a mut dyn Read, path: &Path) -> Result<FileReader<'a>> {
+        let damaged = damaged(path);
         let mut head = [0u8; 8 + STREAM_NONCE];
         src.read_exact(&mut head).map_err(|_| damaged())?;
         if &head[..8] != FILE_MAGIC {
             return Err(damaged());
         }
         let prefix: [u8; STREAM_NONCE] = head[8..].try_into().map_err(|_| damaged())?;
-        let mut dec = Some(DecryptorBE32::from_aead(XChaCha20Poly1305::new((&self.file).into()), (&prefix).into()));
-        let mut hasher = Sha256::new();
-        let (mut len, mut written) = (None::<u64>, 0u64);
-        let mut buf = vec![0u8; FILE_CHUNK + TAG];
-        let mut filled = read_full(src, &mut buf).map_err(|e| AgentError::io("cannot read", path, e))?;
-        loop {
-            let mut next = vec![0u8; FILE_CHUNK + TAG];
-            let next_filled = if filled == FILE_CHUNK + TAG {
-                read_full(src, &mut next).map_err(|e| AgentError::io("cannot read", path, e))?
-            } else {
-                0
-            };
-            let last = next_filled == 0;
-            let plain = Zeroizing::new(
-                if last {
-                    dec.take().ok_or_else(damaged)?.decrypt_last(&buf[..filled])
-                } else {
-                    dec.as_mut().ok_or_else(damaged)?.decrypt_next(&buf[..filled])
-                }
-                .map_err(|_| damaged())?,
-            );
-            let mut data = &plain[..];
-            let total = match len {
-                Some(l) => l,
-                None => {
-                    let l = u64::from_le_bytes(data.get(..8).ok_or_else(damaged)?.try_into().map_err(|_| damaged())?);
-                    data = &data[8..];
-                    len = Some(l);
-                    l
-                }
-            };
-            let take = (total - written).min(data.len() as u64) as usize;
-            hasher.update(&data[..take]);
-            dst.write_all(&data[..take]).map_err(|e| AgentError::io("cannot write what was read from", path, e))?;
-            written += take as u64;
-            if data[take..].iter().any(|&b| b != 0) {
-                return Err(damaged());
-            }
-            if last {
-                break;
-            }
-            buf = next;
-            filled = next_filled;
+        let dec = DecryptorBE32::from_aead(XChaCha20Poly1305::new((&self.file).into()), (&prefix).into());
+        let mut next = vec![0u8; FILE_CHUNK + TAG];
+        let next_filled = read_full(src, &mut next).map_err(|e| AgentError::io("cannot read", path, e))?;
+        Ok(FileReader {
+            src,
+            path: path.to_path_buf(),
+            dec: Some(dec),
+            next,
+            next_filled,
+            plain: Zeroizing::new(Vec::new()),
+            out: Zeroizing::new(Vec::new()),
+            len: None,
+            given: 0,
+        })
+    }
+}
+
+fn damaged(path: &Path) -> impl Fn() -> AgentError + '_ {
+    move || AgentError::Corrupt(format!("the sealed file {} is damaged or not this laptop's", path.display()))
+}
+
+/// A sealed file being read in order: each chunk is authenticated before
+/// any of its bytes are given out, and the end is checked (a truncated or
+/// extended file is an error, never a shorter file).
+pub struct FileReader<'a> {
+    src: &'a mut dyn Read,
+    path: std::path::PathBuf,
+    dec: Option<DecryptorBE32<XChaCha20Poly1305>>,
+    /// The next ciphertext chunk, read ahead to know which is the last.
+    next: Vec<u8>,
+    next_filled: usize,
+    plain: Zeroizing<Vec<u8>>,
+    /// The bytes last handed out.
+    out: Zeroizing<Vec<u8>>,
+    /// The file's length, from the first chunk's header.
+    len: Option<u64>,
+    given: u64,
+}
+
+impl FileReader<'_> {
+    /// The clear file's length.
+    pub fn file_len(&mut self) -> Result<u64> {
+        if self.len.is_none() && self.dec.is_some() {
+            // The first chunk carries the length: decrypt it now and keep
+            // its bytes for the first `next_chunk`.
+            self.decrypt_next()?;
         }
-        if len != Some(written) {
+        self.len.ok_or_else(damaged(&self.path))
+    }
+
+    /// Skips the first `n` bytes (an upload resuming at an offset).
+    pub fn skip(&mut self, mut n: u64) -> Result<()> {
+        while n > 0 {
+            let Some(data) = self.next_chunk()? else { return Err(damaged(&self.path)()) };
+            let take = (data.len() as u64).min(n) as usize;
+            n -= take as u64;
+            if take < data.len() {
+                self.plain = Zeroizing::new(data[take..].to_vec());
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The next bytes of the file (at most [`FILE_CHUNK`]), `None` at its
+    /// end.
+    pub fn next_chunk(&mut self) -> Result<Option<&[u8]>> {
+        // Chunks of padding alone give nothing: read on to the next bytes.
+        while self.plain.is_empty() && self.dec.is_some() {
+            self.decrypt_next()?;
+        }
+        // Handed out from a buffer kept here, so it is wiped on drop.
+        self.out = std::mem::replace(&mut self.plain, Zeroizing::new(Vec::new()));
+        Ok(if self.out.is_empty() { None } else { Some(&self.out[..]) })
+    }
+
+    fn decrypt_next(&mut self) -> Result<()> {
+        let damaged = damaged(&self.path);
+        let filled = self.next_filled;
+        let mut cur = std::mem::replace(&mut self.next, vec![0u8; FILE_CHUNK + TAG]);
+        self.next_filled = if filled == FILE_CHUNK + TAG {
+            read_full(self.src, &mut self.next).map_err(|e| AgentError::io("cannot read", &self.path, e))?
+        } else {
+            0
+        };
+        let last = self.next_filled == 0;
+        let plain = Zeroizing::new(
+            if last {
+                self.dec.take().ok_or_else(&damaged)?.decrypt_last(&cur[..filled])
+            } else {
+                self.dec.as_mut().ok_or_else(&damaged)?.decrypt_next(&cur[..filled])
+            }
+            .map_err(|_| damaged())?,
+        );
+        cur.zeroize();
+        let mut data = &plain[..];
+        let total = match self.len {
+            Some(l) => l,
+            None => {
+                let l = u64::from_le_bytes(data.get(..8).ok_or_else(&damaged)?.try_into().map_err(|_| damaged())?);
+                data = &data[8..];
+                self.len = Some(l);
+                l
+            }
+        };
+        let take = (total - self.given).min(data.len() as u64) as usize;
+        if data[take..].iter().any(|&b| b != 0) {
             return Err(damaged());
         }
-        Ok((hasher.finalize().into(), written))
+        self.given += take as u64;
+        if last && self.given != total {
+            return Err(damaged());
+        }
+        self.plain = Zeroizing::new(data[..take].to_vec());
+        Ok(())
     }
 }
 

@@ -89,7 +89,7 @@ mod passphrase;
 mod tests;
 
 pub use data_key::DataKey;
-pub use file::{padded_len, FILE_CHUNK, FILE_MAGIC};
+pub use file::{padded_len, FileReader, FILE_CHUNK, FILE_MAGIC};
 pub use keyring::{
     Keyring, KDF_LANES, KDF_LANES_MAX, KDF_MEMORY_KIB, KDF_MEMORY_KIB_MAX, KDF_PASSES, KDF_PASSES_MAX, KEYRING_FORMAT,
 };
