@@ -155,6 +155,8 @@ pub struct Config {
     pub limits: Limits,
     /// Batches verified at once (one per core by default).
     pub verify_threads: usize,
+    /// What the server counts, for `run --metrics` (a fresh set by default).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Config {
@@ -179,6 +181,7 @@ impl Config {
             db: dir.database(),
             limits,
             verify_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            metrics: Arc::default(),
         })
     }
 }
