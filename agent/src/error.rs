@@ -150,6 +150,16 @@ pub enum AgentError {
     /// The TLS client configuration could not be built.
     #[error("TLS setup failed: {0}")]
     TlsSetup(String),
+
+    /// The config file (`truce-agent.toml`, or `--config FILE`) could not
+    /// be read, or holds an unknown key or a bad value.
+    #[error("config file {}: {message}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The line and key at fault, and what is wrong.
+        message: String,
+    },
 }
 
 impl AgentError {

@@ -66,11 +66,20 @@ struct GateInner {
     /// Ticket number of the next arrival.
     next: u64,
     /// Waiting connections by arrival: their address, and how to drop them.
-    waiting: BTreeMap<u64, (IpAddr, oneshot::Sender<()>)>,
+    waiting: BTreeMap<u64, (IpAddr, oneshot::Sender<Eviction>)>,
     /// Waiting connections per address.
     per_ip: HashMap<IpAddr, usize>,
     /// Connections dropped to make room, since start.
     evicted: u64,
+}
+
+/// Which budget a dropped unauthenticated connection made room in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// The budget of all unauthenticated connections was full.
+    Budget,
+    /// Its address held its cap of them.
+    PerIp,
 }
 
 /// An unauthenticated connection's place at the gate. Dropping it (the
@@ -98,16 +107,16 @@ impl Gate {
     /// same address if that address is at its cap, else the oldest of all
     /// if the budget is full. The receiver fires if this connection is
     /// itself dropped later to make room.
-    pub fn admit(self: &Arc<Gate>, ip: IpAddr) -> (Ticket, oneshot::Receiver<()>) {
+    pub fn admit(self: &Arc<Gate>, ip: IpAddr) -> (Ticket, oneshot::Receiver<Eviction>) {
         let mut g = self.lock();
         if g.per_ip.get(&ip).copied().unwrap_or(0) >= self.per_ip {
             let oldest = g.waiting.iter().find(|(_, (from, _))| *from == ip).map(|(id, _)| *id);
             if let Some(id) = oldest {
-                g.evict(id);
+                g.evict(id, Eviction::PerIp);
             }
         } else if g.waiting.len() >= self.budget {
             if let Some(id) = g.waiting.keys().next().copied() {
-                g.evict(id);
+                g.evict(id, Eviction::Budget);
             }
         }
         let id = g.next;
@@ -131,7 +140,7 @@ impl Gate {
 
 impl GateInner {
     /// Removes `id`; returns whether it was there.
-    fn remove(&mut self, id: u64) -> Option<oneshot::Sender<()>> {
+    fn remove(&mut self, id: u64) -> Option<oneshot::Sender<Eviction>> {
         let (ip, tx) = self.waiting.remove(&id)?;
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
@@ -142,11 +151,11 @@ impl GateInner {
         Some(tx)
     }
 
-    fn evict(&mut self, id: u64) {
+    fn evict(&mut self, id: u64, why: Eviction) {
         if let Some(tx) = self.remove(id) {
             self.evicted += 1;
             // The connection may have just finished on its own.
-            let _ = tx.send(());
+            let _ = tx.send(why);
         }
     }
 }
@@ -227,7 +236,7 @@ mod tests {
         assert_eq!(gate.waiting(), 3);
         let (_t4, _r4) = gate.admit(ip(4));
         assert_eq!(gate.waiting(), 3, "the budget holds");
-        assert_eq!(held[0].1.try_recv(), Ok(()), "the oldest was told to go");
+        assert_eq!(held[0].1.try_recv(), Ok(Eviction::Budget), "the oldest was told to go");
         assert!(held[1].1.try_recv().is_err() && held[2].1.try_recv().is_err());
         assert_eq!(gate.evicted(), 1);
         // Its ticket, dropped by the connection task, frees nothing twice.
@@ -242,7 +251,7 @@ mod tests {
         let mut a1 = gate.admit(ip(1));
         let mut a2 = gate.admit(ip(1));
         let _a3 = gate.admit(ip(1));
-        assert_eq!(a1.1.try_recv(), Ok(()), "the address's oldest went");
+        assert_eq!(a1.1.try_recv(), Ok(Eviction::PerIp), "the address's oldest went");
         assert!(a2.1.try_recv().is_err());
         assert!(other.1.try_recv().is_err(), "another address's older connection stays");
         assert_eq!(gate.waiting(), 3);

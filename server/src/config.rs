@@ -159,6 +159,8 @@ pub struct Config {
     pub evidence_dir: std::path::PathBuf,
     /// The limits on evidence.
     pub evidence: crate::evidence::EvidenceLimits,
+    /// What the server counts, for `run --metrics` (a fresh set by default).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Config {
@@ -187,6 +189,7 @@ impl Config {
             verify_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             evidence_dir: dir.evidence_dir(),
             evidence: crate::evidence::EvidenceLimits::default(),
+            metrics: Arc::default(),
         })
     }
 }

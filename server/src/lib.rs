@@ -33,6 +33,9 @@
 //!   one file per concept).
 //! - [`incidents`]: the rule that groups reports of one event (window,
 //!   event positions, distances).
+//! - [`metrics`]: what `run --metrics` serves: counters, gauges and
+//!   histograms as plain atomics in one struct, the Prometheus text format,
+//!   and its small bounded HTTP listener.
 //! - [`stats`]: counts, devices, gaps and forks, incidents.
 //! - [`import`]: bundles in, through the same verifier and writer.
 //! - [`export`]: reports out (CSV, JSON Lines, GeoJSON, bundles), streamed;
@@ -69,6 +72,7 @@ pub mod export;
 pub mod fuzzing;
 pub mod import;
 pub mod incidents;
+pub mod metrics;
 pub mod offline;
 pub mod paths;
 pub mod server;
@@ -80,6 +84,6 @@ pub mod verify;
 pub mod writer;
 
 pub use config::{Config, Limits};
-pub use server::{run, spawn, Handle, ServeError};
+pub use server::{run, run_with_metrics, spawn, Handle, ServeError};
 pub use store::{ReportQuery, ReportRow, ReportStatus, Store, StoreError};
 pub use verify::Checked;

@@ -5,6 +5,8 @@
 //!   server.key     0600   the Ed25519 receipt key (its 32-byte seed)
 //!   truce.sqlite          the store (with -wal and -shm beside it), unless
 //!                         --database (TRUCE_DATABASE_URL) names a PostgreSQL database
+//!   truce-server.toml     the config file, if the operator wrote one (read by
+//!                         `cli/config_file.rs`, never written)
 //! ```
 //!
 //! `init` makes both and never overwrites a key: receipts that agents hold

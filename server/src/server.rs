@@ -26,9 +26,10 @@ use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Duration, Instant};
 use tokio_rustls::TlsAcceptor;
 
-use crate::admission::{CertSlots, ClientCert, Gate};
+use crate::admission::{CertSlots, ClientCert, Eviction, Gate};
 use crate::config::{Config, LimitsError};
-use crate::session::{self, Context, End, Summary};
+use crate::metrics::{Limit, Metrics, Refusal};
+use crate::session::{self, Context, End, SessionError, Summary};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::verify::Verifier;
@@ -74,6 +75,18 @@ struct Listener {
     sessions: Arc<Semaphore>,
     /// Sessions per client certificate.
     certs: Arc<CertSlots>,
+    /// What is counted for `run --metrics`.
+    metrics: Arc<Metrics>,
+}
+
+/// Aborts a background task when dropped (the metrics listener, which
+/// lives as long as [`run_with_metrics`]).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight
@@ -81,6 +94,17 @@ struct Listener {
 /// dies while it runs ([`ServeError::WriterDied`]: it stops accepting, ends
 /// every session without an Ack for what was not stored, and returns).
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    run_with_metrics(listener, None, config, shutdown).await
+}
+
+/// [`run`], also serving `config.metrics` in the Prometheus text format on
+/// `metrics` (`GET /metrics`, see [`crate::metrics::serve`]) while it runs.
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     config.limits.check()?;
     let mut store = Store::open(&config.db)?;
     let head = store.open_log(&config.log_seed, truce_shared::log::DEFAULT_MISSION)?;
@@ -95,7 +119,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     if let Err(e) = evidence.sweep() {
         tracing::warn!(error = %e, "cannot remove abandoned partial evidence files");
     }
-    let (writer, mut writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
+    let (writer, mut writer_thread) =
+        Writer::spawn_measured(store, config.metrics.clone()).map_err(ServeError::Writer)?;
     let limits = config.limits.clone();
     let me = Arc::new(Listener {
         acceptor: TlsAcceptor::from(config.tls),
@@ -108,13 +133,21 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
             prover,
             config.limits,
         )
-        .with_evidence(evidence.clone()),
+        .with_evidence(evidence.clone())
+        .with_metrics(config.metrics.clone()),
         gate: Gate::new(limits.max_unauthenticated, limits.max_unauthenticated_per_ip),
         sessions: Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS))),
         certs: CertSlots::new(limits.max_connections_per_cert),
+        metrics: config.metrics.clone(),
     });
+    // The metrics address is on the same line as the main one, after it.
+    let metrics_addr = metrics.as_ref().and_then(|m| m.local_addr().ok());
+    let _metrics_task = metrics.map(|m| AbortOnDrop(tokio::spawn(crate::metrics::serve(m, config.metrics.clone()))));
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "listening");
+        match metrics_addr {
+            Some(metrics) => tracing::info!(%addr, %metrics, "listening"),
+            None => tracing::info!(%addr, "listening"),
+        }
     }
     let (stop, stop_rx) = Shutdown::channel();
     let mut tasks = JoinSet::new();
@@ -191,6 +224,9 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
 /// session, and one log line for how it ended.
 async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop: Shutdown) {
     let ctx = &me.ctx;
+    let metrics = &me.metrics;
+    metrics.accepted();
+    let unauthenticated = metrics.unauthenticated();
     let (ticket, mut evicted) = me.gate.admit(peer.ip());
     let peer = peer.to_string();
     let _ = stream.set_nodelay(true);
@@ -198,28 +234,38 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
     let deadline = Instant::now() + ctx.limits.handshake_timeout;
     let handshake = tokio::select! {
         _ = stop.recv() => return,
-        _ = &mut evicted => {
+        why = &mut evicted => {
             tracing::info!(%peer, "dropped before its handshake finished: too many unauthenticated connections");
+            metrics.refused(Refusal::Evicted);
+            metrics.limit(match why {
+                Ok(Eviction::PerIp) => Limit::MaxUnauthenticatedPerIp,
+                _ => Limit::MaxUnauthenticated,
+            });
             return;
         }
         r = timeout_at(deadline, me.acceptor.accept(stream)) => r,
     };
     // Finished, one way or the other: its place at the gate is free.
     drop(ticket);
+    drop(unauthenticated);
     let mut tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "handshake refused");
+            metrics.refused(Refusal::HandshakeFailed);
             return;
         }
         Err(_) => {
             tracing::info!(%peer, "handshake timed out");
+            metrics.refused(Refusal::HandshakeTimeout);
+            metrics.limit(Limit::HandshakeTimeout);
             return;
         }
     };
     if !crate::tls::alpn_ok(tls.get_ref().1) {
         // rustls lets a client that offers no ALPN at all through.
         tracing::info!(%peer, "refused: the client did not negotiate ALPN truce/1");
+        metrics.refused(Refusal::NoAlpn);
         return;
     }
     let _session = tokio::select! {
@@ -228,6 +274,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
             Ok(Ok(p)) => p,
             _ => {
                 tracing::warn!(%peer, max = ctx.limits.max_connections, "refused: every session slot is taken");
+                metrics.refused(Refusal::SessionsFull);
+                metrics.limit(Limit::MaxConnections);
                 return;
             }
         }
@@ -244,6 +292,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
     let Some(_slot) = me.certs.take(cert.hash) else {
         let cap = me.certs.cap();
         tracing::warn!(%peer, cap, cert_serial = %cert.id.serial, "refused: this certificate already holds its cap of sessions");
+        metrics.refused(Refusal::CertCap);
+        metrics.limit(Limit::MaxConnectionsPerCert);
         let reason = format!(
             "this laptop's certificate already has {cap} connections open to the server; close the others and try again"
         );
@@ -253,6 +303,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
         let _ = timeout(CLOSE_TIMEOUT, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
         return;
     };
+    let _authenticated = metrics.authenticated();
     let mut summary = Summary::default();
     let end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, Some(Arc::new(cert.id)), &mut summary).await;
     match end {
@@ -264,7 +315,23 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
         }
         Err(e) => {
             tracing::info!(%peer, error = %e, batches = summary.batches, reports = summary.reports, "session cut off");
+            if let Some(limit) = limit_of(&e) {
+                metrics.limit(limit);
+            }
         }
+    }
+}
+
+/// The limit that ended a session, if a limit did.
+fn limit_of(e: &SessionError) -> Option<Limit> {
+    use truce_shared::frame::FrameError;
+    use truce_shared::wire::WireError;
+    match e {
+        SessionError::HelloTimeout => Some(Limit::HandshakeTimeout),
+        SessionError::Idle(_) | SessionError::WriteTimeout(_) => Some(Limit::IdleTimeout),
+        SessionError::BatchTooLarge { .. } => Some(Limit::MaxBatch),
+        SessionError::Frame(WireError::Frame(FrameError::TooLarge { .. })) => Some(Limit::MaxFrame),
+        _ => None,
     }
 }
 

@@ -31,6 +31,7 @@ use truce_shared::{encoding, limits, signing};
 
 use crate::config::Limits;
 use crate::evidence::{Evidence, Uploads};
+use crate::metrics::{Limit, Metrics};
 use crate::shutdown::Shutdown;
 use crate::store::{Arrival, CertId, Contact, Store};
 use crate::verify::{Verifier, VerifyTaskFailed};
@@ -59,6 +60,8 @@ pub struct Context {
     pub frame_bytes: Arc<Semaphore>,
     /// Where uploaded evidence goes (`None`: this server takes none).
     pub evidence: Option<Arc<Evidence>>,
+    /// What the server counts ([`crate::metrics`]).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -76,6 +79,7 @@ impl Context {
             limits,
             frame_bytes: Arc::new(Semaphore::new(budget)),
             evidence: None,
+            metrics: Arc::default(),
         }
     }
 
@@ -83,6 +87,11 @@ impl Context {
     pub fn with_evidence(mut self, evidence: Arc<Evidence>) -> Context {
         self.evidence = Some(evidence);
         self
+    }
+
+    /// The same context, counting into `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Context {
+        Context { metrics, ..self }
     }
 }
 
@@ -222,7 +231,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         // than the budget, however many send large frames at once.
         let _bytes: OwnedSemaphorePermit = tokio::select! {
             _ = shutdown.recv() => return Ok(End::Shutdown),
-            p = reserve(&ctx.frame_bytes, len) => p,
+            p = reserve(&ctx.frame_bytes, len, &ctx.metrics) => p,
         };
         let body = timeout(limits.idle_timeout, frame::read_frame_body(io, len))
             .await
@@ -352,9 +361,13 @@ async fn upload(
 }
 
 /// Waits until `len` bytes of frame (and its length prefix) fit the
-/// budget shared by every session.
-async fn reserve(budget: &Arc<Semaphore>, len: usize) -> OwnedSemaphorePermit {
+/// budget shared by every session; a frame that has to wait is counted.
+async fn reserve(budget: &Arc<Semaphore>, len: usize, metrics: &Metrics) -> OwnedSemaphorePermit {
     let n = u32::try_from(len.saturating_add(HEADER_LEN)).unwrap_or(u32::MAX);
+    if let Ok(p) = budget.clone().try_acquire_many_owned(n) {
+        return p;
+    }
+    metrics.limit(Limit::MaxFrameBytesInFlight);
     match budget.clone().acquire_many_owned(n).await {
         Ok(p) => p,
         // The budget is never closed; Limits::check made it hold one frame.

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 use truce_shared::log::Outcome;
 
+use crate::metrics::Metrics;
 use crate::store::{Arrival, Contact, Head, Store, StoreError};
 use crate::verify::Checked;
 
@@ -113,6 +114,12 @@ impl WriterThread {
 impl Writer {
     /// Starts the writer thread, which takes ownership of `store`.
     pub fn spawn(store: Store) -> std::io::Result<(Writer, WriterThread)> {
+        Writer::spawn_measured(store, Arc::default())
+    }
+
+    /// [`Writer::spawn`], counting each commit (its time and size) and the
+    /// outcomes it stored in `metrics`.
+    pub fn spawn_measured(store: Store, metrics: Arc<Metrics>) -> std::io::Result<(Writer, WriterThread)> {
         store.tune_for_writer();
         let (queue, rx) = mpsc::channel(QUEUE);
         let (ended_tx, ended_rx) = oneshot::channel();
@@ -120,7 +127,7 @@ impl Writer {
             // Dropped when the thread ends, by return or by unwinding: the
             // receiver then resolves.
             let _ended = ended_tx;
-            writer_loop(store, rx)
+            writer_loop(store, rx, &metrics)
         })?;
         Ok((Writer { queue }, WriterThread(handle, Some(ended_rx))))
     }
@@ -155,7 +162,7 @@ impl Writer {
     }
 }
 
-fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>, metrics: &Metrics) {
     // Fault injection for the test that the server exits when its writer
     // dies (debug builds only; a release build has no such switch).
     #[cfg(debug_assertions)]
@@ -183,9 +190,18 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
         }
         let now = truce_shared::time::now_ms();
         let batches: Vec<Work<'_>> = jobs.iter().map(Work::of).collect();
-        match commit(&mut store, &batches, now) {
+        let started = std::time::Instant::now();
+        let committed = commit(&mut store, &batches, now);
+        // A session's contact alone is no group of reports.
+        if reports > 0 {
+            metrics.commit(started.elapsed(), reports, jobs.iter().filter(|j| j.arrival.is_some()).count());
+        }
+        match committed {
             Ok(results) => {
                 tracing::debug!(batches = jobs.len(), reports, "committed");
+                for c in &results {
+                    metrics.outcomes(c.outcomes.iter().map(|o| &o.status));
+                }
                 for (job, outcomes) in jobs.into_iter().zip(results) {
                     // A waiter that went away (its client hung up) just
                     // misses its answer; the reports are stored.
@@ -198,6 +214,9 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>) {
                 tracing::warn!(error = %e, batches = jobs.len(), "group commit failed; retrying batch by batch");
                 for job in jobs {
                     let r = commit(&mut store, &[Work::of(&job)], now).map(|mut v| v.remove(0));
+                    if let Ok(c) = &r {
+                        metrics.outcomes(c.outcomes.iter().map(|o| &o.status));
+                    }
                     let _ = job.reply.send(r.map_err(|e| failed(&e)));
                 }
             }

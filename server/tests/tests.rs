@@ -30,3 +30,7 @@ mod incidents;
 mod fuzz_corpus;
 // Two servers' stores on one real PostgreSQL at the same moment: stored once, forks found, incidents and enrolment across them; migrate from SQLite.
 mod shared_database;
+// `run`'s settings layered: defaults, truce-server.toml (or --config), TRUCE_SERVER_* variables, flags; --print-config.
+mod config_file;
+// `run --metrics`: the Prometheus text format on its own bounded listener, counters matching what was sent.
+mod metrics;

@@ -84,6 +84,17 @@ pub const MAX_EVIDENCE_CHUNK: usize = 1024 * 1024;
 /// this; anything bigger is rejected before it is decoded.
 pub const MAX_REPORT_BODY: usize = 24 * 1024;
 
+/// Most connections the server's metrics listener (`run --metrics`)
+/// serves at once; more are closed at once, so scrapers cannot pile up.
+pub const MAX_METRICS_CONNECTIONS: usize = 4;
+
+/// Longest one metrics request and its answer may take, end to end.
+pub const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest metrics request read, up to its blank line, in bytes; a longer
+/// one is answered 431 and closed.
+pub const MAX_METRICS_REQUEST: usize = 8 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;

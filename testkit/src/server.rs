@@ -5,6 +5,7 @@
 //! back on that same address, as a real server does for the agents that
 //! know it. `Drop` kills the process; the data dir goes with the value.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -111,21 +112,26 @@ impl TestServer {
 
     /// [`TestServer::start`] with environment variables set.
     pub fn start_with_env(&mut self, pki: &Pki, extra: &[&str], env: &[(&str, &str)]) {
-        assert!(self.child.is_none(), "the server is already running");
         let listen = self.addr.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+        let mut args: Vec<OsString> = vec!["--listen".into(), listen.into(), "--ca".into(), pki.file("ca.pem").into()];
+        args.extend(["--cert".into(), pki.file("server.pem").into(), "--key".into(), pki.file("server.key").into()]);
+        args.extend(["--crl".into(), pki.file("crl.pem").into()]);
+        args.extend(extra.iter().map(OsString::from));
+        self.start_bare(&args, env);
+    }
+
+    /// Starts `truce-server run` with only `args` after `run` (no PKI
+    /// flags, no `--listen`: for settings from a config file or the
+    /// environment) and `env`; returns once it listens.
+    pub fn start_bare(&mut self, args: &[OsString], env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "the server is already running");
+        let listen = "(from its settings)";
         let mut child = Command::new(bin("truce-server"))
             .arg("--data-dir")
             .arg(self.dir())
             .args(self.database_args())
-            .args(["run", "--listen", &listen, "--ca"])
-            .arg(pki.file("ca.pem"))
-            .arg("--cert")
-            .arg(pki.file("server.pem"))
-            .arg("--key")
-            .arg(pki.file("server.key"))
-            .arg("--crl")
-            .arg(pki.file("crl.pem"))
-            .args(extra)
+            .arg("run")
+            .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -172,6 +178,14 @@ impl TestServer {
     /// Where it listens: the port it picked at its first start.
     pub fn addr(&self) -> SocketAddr {
         self.addr.expect("the server has no address before its first start (it binds 127.0.0.1:0)")
+    }
+
+    /// Where it serves metrics (`run --metrics`), from its `listening …
+    /// metrics=ADDR` log line, at its latest start.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let log = self.log.lock().expect("the server log");
+        let line = log.iter().rev().find(|l| l.contains("listening"))?;
+        line.split(" metrics=").nth(1)?.split_whitespace().next()?.parse().ok()
     }
 
     /// What the server logged so far, across restarts.

@@ -22,6 +22,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", env = crate::paths::ENV_DIR)]
     pub data_dir: Option<PathBuf>,
 
+    /// The config file (TOML). Default: truce-agent.toml in the data directory, if it is there.
+    /// Flags and environment variables override what it says.
+    #[arg(long, global = true, value_name = "FILE", env = "TRUCE_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Print one JSON document (JSON Lines for `list`) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -144,8 +149,15 @@ pub struct SyncArgs {
     #[arg(long)]
     pub watch: bool,
     /// Use this server instead of the linked one (same certificates).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", env = "TRUCE_AGENT_SERVER")]
     pub server: Option<String>,
+    /// Seconds allowed for the TCP connection to the server. Default: 10.
+    #[arg(long, value_name = "SECS", env = "TRUCE_AGENT_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<f64>,
+    /// Print the settings in force (defaults, config file, environment, flags, and where each
+    /// came from) as TOML, and exit without syncing.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// `bundle` subcommands.

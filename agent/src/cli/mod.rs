@@ -16,16 +16,19 @@
 //! - `prune.rs`: `prune` and the keep period.
 //! - `wipe.rs`: `wipe`.
 //! - `help.rs`: `completions` and `man`.
+//! - `config_file.rs`: the settings layered from defaults, `truce-agent.toml`,
+//!   the environment and flags.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::error::{AgentError, Result};
 use crate::paths::DataDir;
 
 mod args;
 mod bundle;
+mod config_file;
 mod device;
 mod help;
 mod link;
@@ -48,8 +51,11 @@ use unlock::Unlock;
 /// as [`AgentError`] for `main` to print as one line; help and version
 /// print and succeed.
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<ExitCode> {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    // The matches are kept beside the parsed values: they say whether a
+    // value came from a flag or the environment (`sync --print-config`).
+    let parsed = Cli::command().try_get_matches_from(args).and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             use clap::error::ErrorKind;
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
@@ -70,15 +76,33 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<ExitCod
     // The unsealed keys must never reach a core file.
     crate::platform::disable_core_dumps();
     let dir = DataDir::resolve(cli.data_dir.clone())?;
-    let keys = Unlock { file: cli.passphrase_file.clone(), no_passphrase: cli.no_passphrase };
+    let sync = match &cli.command {
+        Command::Sync(a) => matches.subcommand_matches("sync").map(|m| (m, a.server.clone(), a.connect_timeout)),
+        _ => None,
+    };
+    let settings =
+        config_file::Settings::resolve(cli.config.as_deref(), dir.root(), &matches, cli.passphrase_file.clone(), sync)?;
+    if matches!(&cli.command, Command::Sync(a) if a.print_config) {
+        let mut out = Out::new(false);
+        out.line(settings.to_toml(dir.root()).trim_end())?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let keys = Unlock { file: settings.passphrase_file.value.clone(), no_passphrase: cli.no_passphrase };
     let mut out = Out::new(cli.json);
-    let code = dispatch(cli.command, &dir, &keys, &mut out)?;
+    let code = dispatch(cli.command, &dir, &keys, &settings, &mut out)?;
     out.flush()?;
     Ok(code)
 }
 
 /// Runs one parsed command.
-fn dispatch(command: Command, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<ExitCode> {
+fn dispatch(
+    command: Command,
+    dir: &DataDir,
+    keys: &Unlock,
+    settings: &config_file::Settings,
+    out: &mut Out,
+) -> Result<ExitCode> {
     match command {
         Command::Init { keep_delivered } => device::init(keep_delivered, dir, keys, out)?,
         Command::Key => device::key(dir, keys, out)?,
@@ -95,7 +119,7 @@ fn dispatch(command: Command, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Re
         Command::Show { id } => reports::show(&id, dir, keys, out)?,
         Command::Status => status::run(dir, keys, out)?,
         Command::Checkpoint => status::checkpoint(dir, keys, out)?,
-        Command::Sync(a) => return sync::run(&a, dir, keys, out),
+        Command::Sync(a) => return sync::run(&a, settings, dir, keys, out),
         Command::Bundle(BundleCommand::Export { file, all }) => bundle::export(&file, all, dir, keys, out)?,
     }
     Ok(ExitCode::SUCCESS)

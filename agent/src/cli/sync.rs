@@ -6,18 +6,24 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use super::args::SyncArgs;
+use super::config_file::Settings;
 use super::out::Out;
 use super::unlock::Unlock;
 use crate::error::{AgentError, Result};
 use crate::paths::DataDir;
 
 /// Runs `sync`.
-pub(super) fn run(a: &SyncArgs, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<ExitCode> {
+pub(super) fn run(a: &SyncArgs, settings: &Settings, dir: &DataDir, keys: &Unlock, out: &mut Out) -> Result<ExitCode> {
     use crate::sync::{self, Progress, SyncOptions, SyncSummary};
     // `--watch` unlocks once, here, and keeps the keys for its whole run.
     let mut agent = keys.open(dir)?;
     let progress = if std::io::stderr().is_terminal() { Progress::Bar } else { Progress::Log };
-    let opts = SyncOptions { server: a.server.clone(), progress, ..SyncOptions::default() };
+    let opts = SyncOptions {
+        server: settings.server.value.clone(),
+        connect_timeout: settings.connect_timeout()?,
+        progress,
+        ..SyncOptions::default()
+    };
     let rt = sync::runtime()?;
     let summary_json = |s: &SyncSummary| {
         serde_json::json!({

@@ -3,11 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use truce_shared::{limits, Bytes32};
+use truce_shared::Bytes32;
 
 /// The Truce collection server: accepts the mission's laptops over mutual
 /// TLS, verifies every signed report, stores each exactly once, durably.
@@ -23,6 +22,10 @@ pub struct Cli {
     /// for TLS). The receipt key stays in the data directory.
     #[arg(long, global = true, env = "TRUCE_DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
+    /// The config file (TOML). Default: truce-server.toml in the data directory, if it is there.
+    /// Flags and environment variables override what it says.
+    #[arg(long, global = true, env = "TRUCE_SERVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print one JSON document (JSON Lines for lists) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -177,61 +180,72 @@ pub struct IncidentsArgs {
     pub radius_m: Option<u32>,
 }
 
-/// `run` flags.
+/// `run` flags. Each may also come from the environment (`TRUCE_SERVER_` and the flag's name) or
+/// from the config file (the flag's name with `_`); a flag beats the environment, which beats the
+/// file, which beats the default. None has a clap default, so an absent flag never hides the file.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: SocketAddr,
+    /// Address to listen on (required here or in the config file).
+    #[arg(long, value_name = "ADDR", env = "TRUCE_SERVER_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// The mission CA certificate (PEM): only clients it signed may connect.
-    #[arg(long, value_name = "FILE")]
-    pub ca: PathBuf,
+    #[arg(long, value_name = "FILE", env = "TRUCE_SERVER_CA")]
+    pub ca: Option<PathBuf>,
     /// This server's certificate (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub cert: PathBuf,
+    #[arg(long, value_name = "FILE", env = "TRUCE_SERVER_CERT")]
+    pub cert: Option<PathBuf>,
     /// This server's private key (PEM).
-    #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
+    #[arg(long, value_name = "FILE", env = "TRUCE_SERVER_KEY")]
+    pub key: Option<PathBuf>,
     /// A certificate revocation list (PEM), repeatable: revoked laptops fail the handshake.
     /// Required, unless --no-crl says to run without one.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "TRUCE_SERVER_CRL")]
     pub crl: Vec<PathBuf>,
     /// Run with no CRL at all, so a revoked laptop can still connect (trials only).
-    #[arg(long, conflicts_with = "crl")]
+    #[arg(long, env = "TRUCE_SERVER_NO_CRL")]
     pub no_crl: bool,
-    /// Largest frame in bytes; a bigger one ends the connection.
-    #[arg(long, value_name = "BYTES", default_value_t = limits::MAX_FRAME)]
-    pub max_frame: u32,
-    /// Most reports in one Submit (advertised to agents); more ends the connection.
-    #[arg(long, value_name = "N", default_value_t = limits::MAX_BATCH)]
-    pub max_batch: u32,
+    /// Largest frame in bytes; a bigger one ends the connection. Default: 4194304.
+    #[arg(long, value_name = "BYTES", env = "TRUCE_SERVER_MAX_FRAME")]
+    pub max_frame: Option<u32>,
+    /// Most reports in one Submit (advertised to agents); more ends the connection. Default: 128.
+    #[arg(long, value_name = "N", env = "TRUCE_SERVER_MAX_BATCH")]
+    pub max_batch: Option<u32>,
     /// Most authenticated sessions at once; a laptop that authenticates while all are taken
-    /// waits, within the handshake timeout, for one to end.
-    #[arg(long, value_name = "N", default_value_t = limits::MAX_CONNECTIONS)]
-    pub max_connections: usize,
+    /// waits, within the handshake timeout, for one to end. Default: 4096.
+    #[arg(long, value_name = "N", env = "TRUCE_SERVER_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Most connections that have not finished the TLS handshake; at the budget the oldest is
-    /// dropped for each new one, so a flood of them cannot keep laptops out.
-    #[arg(long, value_name = "N", default_value_t = limits::MAX_UNAUTHENTICATED)]
-    pub max_unauthenticated: usize,
-    /// Most connections that have not finished the TLS handshake from one IP address.
-    #[arg(long, value_name = "N", default_value_t = limits::MAX_UNAUTHENTICATED_PER_IP)]
-    pub max_unauthenticated_per_ip: usize,
-    /// Most sessions one client certificate may hold at once; more are refused.
-    #[arg(long, value_name = "N", default_value_t = limits::MAX_CONNECTIONS_PER_CERT)]
-    pub max_connections_per_cert: usize,
+    /// dropped for each new one, so a flood of them cannot keep laptops out. Default: 256.
+    #[arg(long, value_name = "N", env = "TRUCE_SERVER_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<usize>,
+    /// Most connections that have not finished the TLS handshake from one IP address. Default: 32.
+    #[arg(long, value_name = "N", env = "TRUCE_SERVER_MAX_UNAUTHENTICATED_PER_IP")]
+    pub max_unauthenticated_per_ip: Option<usize>,
+    /// Most sessions one client certificate may hold at once; more are refused. Default: 8.
+    #[arg(long, value_name = "N", env = "TRUCE_SERVER_MAX_CONNECTIONS_PER_CERT")]
+    pub max_connections_per_cert: Option<usize>,
     /// Most frame bytes all sessions may hold in memory at once; a frame that does not fit waits.
-    #[arg(long, value_name = "BYTES", default_value_t = limits::MAX_FRAME_BYTES_IN_FLIGHT)]
-    pub max_frame_bytes_in_flight: u64,
+    /// Default: 268435456.
+    #[arg(long, value_name = "BYTES", env = "TRUCE_SERVER_MAX_FRAME_BYTES_IN_FLIGHT")]
+    pub max_frame_bytes_in_flight: Option<u64>,
     /// Seconds a client has to finish TLS and send Hello (raise it for laptops on links of a
-    /// few kbit/s).
-    #[arg(long, value_name = "SECS", default_value_t = limits::SERVER_HANDSHAKE_TIMEOUT.as_secs_f64())]
-    pub handshake_timeout: f64,
-    /// Seconds a connection may stay silent, or take over one frame.
-    #[arg(long, value_name = "SECS", default_value_t = limits::IDLE_TIMEOUT.as_secs_f64())]
-    pub idle_timeout: f64,
+    /// few kbit/s). Default: 3.
+    #[arg(long, value_name = "SECS", env = "TRUCE_SERVER_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<f64>,
+    /// Seconds a connection may stay silent, or take over one frame. Default: 60.
+    #[arg(long, value_name = "SECS", env = "TRUCE_SERVER_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<f64>,
     /// Batches verified at once. Default: one per core.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "TRUCE_SERVER_VERIFY_THREADS")]
     pub verify_threads: Option<usize>,
+    /// Serve Prometheus metrics over plain HTTP at http://ADDR/metrics (keep it on a private
+    /// address: it needs no certificate). Default: not served.
+    #[arg(long, value_name = "ADDR", env = "TRUCE_SERVER_METRICS")]
+    pub metrics: Option<SocketAddr>,
+    /// Print the settings in force (defaults, config file, environment, flags; where each came
+    /// from; the database password masked) as TOML, and exit without starting.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// `device` subcommands.
@@ -332,11 +346,4 @@ pub(super) fn parse_category(text: &str) -> Result<truce_shared::Category> {
 pub(super) fn parse_time(text: &str, flag: &str) -> Result<i64> {
     truce_shared::time::parse_time(text, truce_shared::time::now_ms())
         .map_err(|e| anyhow::anyhow!("--{flag} {text:?}: {e}"))
-}
-
-pub(super) fn seconds(s: f64, flag: &str) -> Result<Duration> {
-    Duration::try_from_secs_f64(s)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .with_context(|| format!("--{flag} must be a positive number of seconds"))
 }

@@ -9,13 +9,14 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use crate::paths::DataDir;
 use crate::store::Database;
 use args::LogCmd;
 
 mod args;
+mod config_file;
 mod device;
 mod export;
 mod import;
@@ -31,8 +32,11 @@ pub use args::{Cli, Command, DeviceCmd, ExportArgs, IncidentsArgs, RunArgs};
 
 /// Parses arguments, runs the command, prints an error as one line.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // The matches are kept beside the parsed values: they say whether a
+    // value came from a flag or the environment (`run --print-config`).
+    let parsed = Cli::command().try_get_matches().and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             use clap::error::ErrorKind;
             // Help, version, and a bare `truce-server` or `truce-server
@@ -68,7 +72,7 @@ pub fn main() -> ExitCode {
         .with_ansi(ansi)
         .with_target(false)
         .init();
-    match dispatch(cli) {
+    match dispatch(cli, &matches) {
         Ok(code) => code,
         Err(e) => {
             truce_shared::console::print_error("error: ", format_args!("{e:#}"));
@@ -77,7 +81,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<ExitCode> {
+fn dispatch(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
     let json = cli.json;
     // Completions and the manual page come from the argument definitions.
     match &cli.command {
@@ -113,7 +117,27 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         migrate::run(from, to, json, &mut std::io::stdout().lock())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = DataDir::resolve(cli.data_dir)?.with_database(cli.database.as_deref().map(Database::parse));
+    let root = DataDir::resolve(cli.data_dir)?;
+    let file = config_file::ConfigFile::load(cli.config.as_deref(), root.root())?;
+    if let Command::Run(args) = &cli.command {
+        let settings = config_file::RunSettings::resolve(
+            args,
+            matches.subcommand_matches("run"),
+            cli.database.as_deref(),
+            Some(matches),
+            file,
+        )?;
+        let dir = root.with_database(settings.database.value.as_deref().map(Database::parse));
+        if args.print_config {
+            truce_shared::console::write_stdout(settings.to_toml(dir.root()).as_bytes())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        run::run(&dir, &settings)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The other commands read only `database` from the config file.
+    let database = cli.database.as_deref().or(file.database());
+    let dir = root.with_database(database.map(Database::parse));
     // An export may write stdout from a thread of its own: stdout is not
     // locked here for it.
     if let Command::Export(args) = &cli.command {
@@ -126,7 +150,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Key => log::key(&dir, json, &mut out)?,
         Command::Log(cmd) => log::run(&dir, cmd, json, &mut out)?,
         Command::Audit { checkpoints } => return log::audit(&dir, &checkpoints, json, &mut out),
-        Command::Run(args) => run::run(&dir, args)?,
+        Command::Run(_) => unreachable!("handled above"),
         Command::Device(cmd) => device::run(&dir, cmd, json, &mut out)?,
         Command::Import { files } => return import::run(&dir, &files, json, &mut out),
         Command::Export(_) | Command::Migrate { .. } => unreachable!("handled above"),
