@@ -85,7 +85,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     tracing::info!(origin = log_key.origin(), size = head.size, "the log");
     // Proofs are read on a connection of their own, beside the writer's.
     let prover = Store::open(&config.db)?;
-    let (writer, mut writer_thread) = Writer::spawn(store).map_err(ServeError::Writer)?;
+    let (writer, mut writer_thread) = Writer::spawn(store, config.limits.quotas.clone()).map_err(ServeError::Writer)?;
     let limits = config.limits.clone();
     let me = Arc::new(Listener {
         acceptor: TlsAcceptor::from(config.tls),

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use super::args::{seconds, RunArgs};
 use crate::config::{Config, Limits};
 use crate::paths::DataDir;
+use crate::store::Quotas;
 
 pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
     let limits = Limits {
@@ -17,6 +18,15 @@ pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
         max_frame_bytes_in_flight: args.max_frame_bytes_in_flight,
         handshake_timeout: seconds(args.handshake_timeout, "handshake-timeout")?,
         idle_timeout: seconds(args.idle_timeout, "idle-timeout")?,
+        quotas: Quotas {
+            max_reports_per_key: args.max_reports_per_key,
+            max_bytes_per_key: args.max_bytes_per_key,
+            max_reports_per_cert: args.max_reports_per_cert,
+            max_bytes_per_cert: args.max_bytes_per_cert,
+            max_quarantined: args.max_quarantined,
+            max_quarantined_per_key: args.max_quarantined_per_key,
+            rejected_prefix: args.rejected_prefix,
+        },
     };
     limits.check()?;
     if args.crl.is_empty() && !args.no_crl {
