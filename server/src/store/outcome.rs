@@ -158,7 +158,10 @@ type Enrolment = Option<Option<i64>>;
 /// 3. the device has a different report at this seq → Rejected
 ///    ("equivocation"), stored as evidence, the fork recorded;
 /// 4. the key is enrolled → Accepted (verified); unknown → Quarantined
-///    ("unknown device"); revoked → Quarantined ("revoked").
+///    ("unknown device"); revoked → Quarantined ("revoked");
+/// 5. before anything of it is written (after 1's repeat and 2, which cost
+///    nothing), the quotas ([`Quotas`]) must have room for it, else
+///    [`Step::Refused`] ends the batch.
 fn apply_one(ctx: &mut Ctx<'_, '_>, item: &Checked) -> Result<Step, StoreError> {
     let (tx, now, window, arrival) = (ctx.tx, ctx.now, ctx.window, ctx.arrival);
     let cert = arrival.cert();
