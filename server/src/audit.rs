@@ -85,7 +85,8 @@ pub fn audit(store: &Store, checkpoints: &[(String, String)]) -> Result<Audit, S
     let mut tree = MemoryTree::new();
     let mut reports: HashMap<Bytes32, Replayed> = HashMap::new();
     let mut refused: HashMap<Bytes32, u64> = HashMap::new();
-    let mut devices: HashMap<Bytes32, bool> = HashMap::new();
+    // Per device: revoked, and the earliest compromised-since logged.
+    let mut devices: HashMap<Bytes32, (bool, Option<i64>)> = HashMap::new();
     let mut forks: HashMap<(Bytes32, u64, Bytes32), Bytes32> = HashMap::new();
     let mut problems = Vec::new();
     let mut roots: BTreeMap<u64, tlog::Hash> = BTreeMap::new();
@@ -114,10 +115,15 @@ pub fn audit(store: &Store, checkpoints: &[(String, String)]) -> Result<Audit, S
                             refused.insert(id, idx);
                         }
                         Event::Enrolled { device, .. } => {
-                            devices.insert(device, false);
+                            devices.entry(device).or_insert((false, None));
                         }
-                        Event::Revoked { device, .. } => {
-                            devices.insert(device, true);
+                        Event::Revoked { device, since } => {
+                            let d = devices.entry(device).or_insert((false, None));
+                            d.0 = true;
+                            d.1 = match (d.1, since) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
                         }
                         Event::Promoted { id } => match reports.get_mut(&id) {
                             Some(r) => r.status = ReportStatus::Verified,
@@ -216,20 +222,35 @@ pub fn audit(store: &Store, checkpoints: &[(String, String)]) -> Result<Audit, S
             }
             Ok(())
         })?;
-        tx.stream("SELECT id, entry FROM rejections ORDER BY n", &[], &mut |r| {
+        // A refused body is kept as its id (the hash the log's entry names,
+        // of the whole body) and a prefix: where the prefix is the whole
+        // body, it must still hash to the id.
+        tx.stream("SELECT id, entry, body, body_len FROM rejections ORDER BY n", &[], &mut |r| {
             let id = r.b32(0)?;
             if refused.remove(&id).is_none() {
                 store_problems.push(format!("refused bytes {} are in the store but not in the log", short(&id)));
             }
+            let body = r.bytes(2)?;
+            if body.len() as i64 == r.i64(3)? && signing::report_id(body) != id {
+                store_problems.push(format!("refused bytes {}: the body kept does not hash to its id", short(&id)));
+            }
             Ok(())
         })?;
-        tx.stream("SELECT key, revoked_at FROM devices", &[], &mut |r| {
+        tx.stream("SELECT key, revoked_at, compromised_since FROM devices", &[], &mut |r| {
             let key = r.b32(0)?;
             let revoked = r.opt_i64(1)?.is_some();
+            let since = r.opt_i64(2)?;
             match devices.remove(&key) {
                 None => store_problems
                     .push(format!("device {} is enrolled in the store but not in the log", signing::fingerprint(&key))),
-                Some(was) if was != revoked => store_problems.push(format!(
+                Some((_, logged)) if logged != since => store_problems.push(format!(
+                    "device {}: the store says compromised since {} but the log says {} (which reports are \
+                     disputed was changed)",
+                    signing::fingerprint(&key),
+                    since.map_or("never".into(), truce_shared::time::format_ms),
+                    logged.map_or("never".into(), truce_shared::time::format_ms)
+                )),
+                Some((was, _)) if was != revoked => store_problems.push(format!(
                     "device {}: the store says {} but the log says {}",
                     signing::fingerprint(&key),
                     if revoked { "revoked" } else { "enrolled" },

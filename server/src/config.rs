@@ -6,7 +6,7 @@
 //! combinations the protocol cannot honour (a frame too small for one
 //! report, or for the Ack of a full batch).
 
-use crate::store::Database;
+use crate::store::{Database, Quotas};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,9 @@ pub struct Limits {
     /// Longest silence between frames, and the longest one frame (in or
     /// out) may take.
     pub idle_timeout: Duration,
+    /// How much one device key, one certificate and the quarantine may
+    /// store, and how much of a refused body is kept.
+    pub quotas: Quotas,
 }
 
 impl Default for Limits {
@@ -64,6 +67,7 @@ impl Default for Limits {
             max_frame_bytes_in_flight: limits::MAX_FRAME_BYTES_IN_FLIGHT,
             handshake_timeout: limits::SERVER_HANDSHAKE_TIMEOUT,
             idle_timeout: limits::IDLE_TIMEOUT,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -101,6 +105,12 @@ pub enum LimitsError {
     /// A zero timeout.
     #[error("timeouts must be longer than zero")]
     ZeroTimeout,
+    /// A quota of nothing.
+    #[error("{0} must be at least 1")]
+    QuotaZero(&'static str),
+    /// A refused body's prefix longer than any body.
+    #[error("--rejected-prefix {0} is larger than the largest report body ({max} bytes)", max = limits::MAX_REPORT_BODY)]
+    PrefixTooLarge(usize),
 }
 
 impl Limits {
@@ -136,6 +146,22 @@ impl Limits {
         }
         if self.handshake_timeout.is_zero() || self.idle_timeout.is_zero() {
             return Err(LimitsError::ZeroTimeout);
+        }
+        let q = &self.quotas;
+        for (n, flag) in [
+            (q.max_reports_per_key, "--max-reports-per-key"),
+            (q.max_bytes_per_key, "--max-bytes-per-key"),
+            (q.max_reports_per_cert, "--max-reports-per-cert"),
+            (q.max_bytes_per_cert, "--max-bytes-per-cert"),
+            (q.max_quarantined, "--max-quarantined"),
+            (q.max_quarantined_per_key, "--max-quarantined-per-key"),
+        ] {
+            if n == 0 {
+                return Err(LimitsError::QuotaZero(flag));
+            }
+        }
+        if q.rejected_prefix > limits::MAX_REPORT_BODY {
+            return Err(LimitsError::PrefixTooLarge(q.rejected_prefix));
         }
         Ok(())
     }
@@ -219,6 +245,12 @@ mod tests {
         assert!(matches!(l(|l| l.idle_timeout = Duration::ZERO), Err(LimitsError::ZeroTimeout)));
         assert!(matches!(l(|l| l.max_connections_per_cert = 0), Err(LimitsError::ConnectionsZero(_))));
         assert!(matches!(l(|l| l.max_unauthenticated = 0), Err(LimitsError::ConnectionsZero(_))));
+        assert!(matches!(l(|l| l.quotas.max_quarantined = 0), Err(LimitsError::QuotaZero("--max-quarantined"))));
+        assert_eq!(l(|l| l.quotas.rejected_prefix = limits::MAX_REPORT_BODY), Ok(()));
+        assert!(matches!(
+            l(|l| l.quotas.rejected_prefix = limits::MAX_REPORT_BODY + 1),
+            Err(LimitsError::PrefixTooLarge(_))
+        ));
         // The frame budget must hold one whole frame, and may hold exactly one.
         let one = u64::from(MIN_FRAME) + 4;
         let at = |budget: u64| {

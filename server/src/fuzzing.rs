@@ -40,7 +40,7 @@ fn world() -> &'static World {
         let mut store = Store::open_sqlite(&path).expect("a store");
         store.open_log(&[7; 32], log::DEFAULT_MISSION).expect("the log");
         let prover = Store::open_sqlite(&path).expect("a second connection");
-        let (writer, thread) = Writer::spawn(store).expect("the writer thread");
+        let (writer, thread) = Writer::spawn(store, crate::store::Quotas::default()).expect("the writer thread");
         // The writer lives as long as the process.
         std::mem::forget(thread);
         let limits = Limits { idle_timeout: Duration::from_secs(5), ..Limits::default() };

@@ -172,7 +172,7 @@ pub fn import_files(store: Store, files: &[PathBuf]) -> Result<ImportSummary, Im
         .enable_all()
         .build()
         .map_err(ImportError::Start)?;
-    let (writer, writer_thread) = Writer::spawn(store).map_err(ImportError::Start)?;
+    let (writer, writer_thread) = Writer::spawn(store, crate::store::Quotas::default()).map_err(ImportError::Start)?;
     let mut p =
         Pipeline { rt, verifier: Verifier::new(cores), writer, in_flight: VecDeque::new(), max_in_flight: cores + 1 };
     let mut summary = ImportSummary::default();

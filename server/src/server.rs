@@ -120,7 +120,7 @@ pub async fn run_with_metrics(
         tracing::warn!(error = %e, "cannot remove abandoned partial evidence files");
     }
     let (writer, mut writer_thread) =
-        Writer::spawn_measured(store, config.metrics.clone()).map_err(ServeError::Writer)?;
+        Writer::spawn_measured(store, config.limits.quotas.clone(), config.metrics.clone()).map_err(ServeError::Writer)?;
     let limits = config.limits.clone();
     let me = Arc::new(Listener {
         acceptor: TlsAcceptor::from(config.tls),

@@ -248,7 +248,16 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 // From here the batch runs to its Ack even if shutdown
                 // begins: the agent gets its answer.
                 let checked = ctx.verifier.check(reports).await?;
-                let done = ctx.writer.commit(checked, arrival.clone()).await?;
+                let done = match ctx.writer.commit(checked, arrival.clone()).await {
+                    Ok(done) => done,
+                    Err(WriteError::Quota(reason)) => {
+                        // No Ack: the agent keeps the batch and says why.
+                        // (The writer logged which quota, for the operator.)
+                        send(io, &Message::Refuse { reason: reason.clone() }, limits).await?;
+                        return Err(SessionError::Store(WriteError::Quota(reason)));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let refused = done.outcomes.iter().filter(|o| matches!(o.status, Status::Rejected(_))).count();
                 if refused > 0 {
                     // Who sent what was refused, by their TLS identity: the

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use truce_shared::log::Outcome;
 
 use crate::metrics::Metrics;
-use crate::store::{Arrival, Contact, Head, Store, StoreError};
+use crate::store::{Applied, Arrival, Contact, Head, Quotas, Store, StoreError};
 use crate::verify::Checked;
 
 /// Most batches folded into one transaction, so one commit's latency stays
@@ -44,6 +44,11 @@ pub enum WriteError {
     /// The writer thread has stopped.
     #[error("the writer has stopped")]
     Stopped,
+    /// A disk quota has no room for a report of the batch: the reports
+    /// before it are stored, it and the rest are not (the reason says
+    /// which quota, for the client).
+    #[error("{0}")]
+    Quota(String),
 }
 
 /// A stored batch: each report's outcome in submit order, the
@@ -112,14 +117,19 @@ impl WriterThread {
 }
 
 impl Writer {
-    /// Starts the writer thread, which takes ownership of `store`.
-    pub fn spawn(store: Store) -> std::io::Result<(Writer, WriterThread)> {
-        Writer::spawn_measured(store, Arc::default())
+    /// Starts the writer thread, which takes ownership of `store` and
+    /// stores within `quotas`.
+    pub fn spawn(store: Store, quotas: Quotas) -> std::io::Result<(Writer, WriterThread)> {
+        Writer::spawn_measured(store, quotas, Arc::default())
     }
 
     /// [`Writer::spawn`], counting each commit (its time and size) and the
     /// outcomes it stored in `metrics`.
-    pub fn spawn_measured(store: Store, metrics: Arc<Metrics>) -> std::io::Result<(Writer, WriterThread)> {
+    pub fn spawn_measured(
+        store: Store,
+        quotas: Quotas,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(Writer, WriterThread)> {
         store.tune_for_writer();
         let (queue, rx) = mpsc::channel(QUEUE);
         let (ended_tx, ended_rx) = oneshot::channel();
@@ -127,7 +137,7 @@ impl Writer {
             // Dropped when the thread ends, by return or by unwinding: the
             // receiver then resolves.
             let _ended = ended_tx;
-            writer_loop(store, rx, &metrics)
+            writer_loop(store, rx, &quotas, &metrics)
         })?;
         Ok((Writer { queue }, WriterThread(handle, Some(ended_rx))))
     }
@@ -162,7 +172,7 @@ impl Writer {
     }
 }
 
-fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>, metrics: &Metrics) {
+fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>, quotas: &Quotas, metrics: &Metrics) {
     // Fault injection for the test that the server exits when its writer
     // dies (debug builds only; a release build has no such switch).
     #[cfg(debug_assertions)]
@@ -191,7 +201,7 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>, metrics: &Metrics)
         let now = truce_shared::time::now_ms();
         let batches: Vec<Work<'_>> = jobs.iter().map(Work::of).collect();
         let started = std::time::Instant::now();
-        let committed = commit(&mut store, &batches, now);
+        let committed = commit(&mut store, &batches, now, quotas);
         // A session's contact alone is no group of reports.
         if reports > 0 {
             metrics.commit(started.elapsed(), reports, jobs.iter().filter(|j| j.arrival.is_some()).count());
@@ -199,13 +209,13 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>, metrics: &Metrics)
         match committed {
             Ok(results) => {
                 tracing::debug!(batches = jobs.len(), reports, "committed");
-                for c in &results {
+                for c in results.iter().flatten() {
                     metrics.outcomes(c.outcomes.iter().map(|o| &o.status));
                 }
                 for (job, outcomes) in jobs.into_iter().zip(results) {
                     // A waiter that went away (its client hung up) just
                     // misses its answer; the reports are stored.
-                    let _ = job.reply.send(Ok(outcomes));
+                    let _ = job.reply.send(outcomes);
                 }
             }
             Err(e) if jobs.len() > 1 => {
@@ -213,11 +223,11 @@ fn writer_loop(mut store: Store, mut rx: mpsc::Receiver<Job>, metrics: &Metrics)
                 // its own transaction.
                 tracing::warn!(error = %e, batches = jobs.len(), "group commit failed; retrying batch by batch");
                 for job in jobs {
-                    let r = commit(&mut store, &[Work::of(&job)], now).map(|mut v| v.remove(0));
-                    if let Ok(c) = &r {
+                    let r = commit(&mut store, &[Work::of(&job)], now, quotas).map(|mut v| v.remove(0));
+                    if let Ok(Ok(c)) = &r {
                         metrics.outcomes(c.outcomes.iter().map(|o| &o.status));
                     }
-                    let _ = job.reply.send(r.map_err(|e| failed(&e)));
+                    let _ = job.reply.send(r.unwrap_or_else(|e| Err(failed(&e))));
                 }
             }
             Err(e) => {
@@ -242,22 +252,57 @@ impl<'a> Work<'a> {
     }
 }
 
-fn commit(store: &mut Store, work: &[Work<'_>], now: i64) -> Result<Vec<Committed>, StoreError> {
-    let (outcomes, head) = store.write_logged(|tx| {
+/// Each job's answer: its outcomes, or the quota that ended its batch
+/// (what came before the report it had no room for is committed all the
+/// same, unacknowledged: the agent sends it again and hears Duplicate).
+fn commit(
+    store: &mut Store,
+    work: &[Work<'_>],
+    now: i64,
+    quotas: &Quotas,
+) -> Result<Vec<Result<Committed, WriteError>>, StoreError> {
+    let (applied, head) = store.write_logged(|tx| {
         work.iter()
             .map(|w| {
                 if let Some(c) = w.contact {
                     Store::record_contact(tx, c, now)?;
                 }
                 match w.arrival {
-                    Some(arrival) => Store::apply(tx, w.batch, now, arrival),
-                    None => Ok(Vec::new()),
+                    Some(arrival) => Store::apply_within(tx, w.batch, now, arrival, quotas),
+                    None => Ok(Applied { outcomes: Vec::new(), refused: None }),
                 }
             })
             .collect::<Result<Vec<_>, StoreError>>()
     })?;
     let head = Arc::new(head.ok_or_else(|| StoreError::Config("the store's log is not set up".into()))?);
-    Ok(outcomes.into_iter().map(|outcomes| Committed { outcomes, received_at: now, head: head.clone() }).collect())
+    Ok(work
+        .iter()
+        .zip(applied)
+        .map(|(w, a)| match a.refused {
+            None => Ok(Committed { outcomes: a.outcomes, received_at: now, head: head.clone() }),
+            Some(hit) => {
+                let (serial, subject) = match w.arrival {
+                    Some(crate::store::Arrival::Tls(c)) => (c.serial.as_str(), c.subject.as_str()),
+                    _ => ("-", "-"),
+                };
+                let device = match w.batch.get(a.outcomes.len()) {
+                    Some(crate::verify::Checked::Valid(v)) => truce_shared::signing::fingerprint(&v.envelope.device),
+                    _ => "-".to_string(),
+                };
+                tracing::warn!(
+                    quota = hit.limit,
+                    cert_serial = serial,
+                    cert_subject = %truce_shared::text::printable(subject),
+                    device = %device,
+                    stored = a.outcomes.len(),
+                    refused = w.batch.len() - a.outcomes.len(),
+                    "quota reached: the batch is refused from this report on (raise the quota with its flag, or \
+                     revoke the laptop)"
+                );
+                Err(WriteError::Quota(hit.reason))
+            }
+        })
+        .collect())
 }
 
 fn failed(e: &StoreError) -> WriteError {
@@ -275,7 +320,7 @@ mod tests {
         let path = dir.path().join("t.sqlite");
         let mut store = Store::open_sqlite(&path).unwrap();
         store.open_log(&[7; 32], truce_shared::log::DEFAULT_MISSION).unwrap();
-        let (w, thread) = Writer::spawn(store).unwrap();
+        let (w, thread) = Writer::spawn(store, Quotas::default()).unwrap();
         let bad = truce_shared::SignedReport { body: vec![1, 2, 3], signature: truce_shared::Signature64([0; 64]) };
         let out = w.commit(vec![Checked::check(bad)], Arrival::Import([0; 32])).await.unwrap();
         assert!(matches!(out.outcomes[0].status, truce_shared::wire::Status::Rejected(_)));

@@ -148,7 +148,7 @@ fn a_bundle_of_many_bad_frames_is_counted_not_listed() {
     let mut d = Device::new();
     ok(cli(data.path(), &["device", "add", &d.hex()]));
     let good = d.next("the one good report");
-    let bad_frames = 20_000u64;
+    let bad_frames = 200_000u64;
     let path = data.path().join("junk.truce");
     {
         let mut w = BundleWriter::new(Vec::new()).unwrap();

@@ -18,6 +18,8 @@ mod acked_means_stored;
 mod bad_clients;
 // Connections that never authenticate, one certificate's many sessions, frames past the bytes-in-flight budget.
 mod admission;
+// Disk quotas per key, certificate and quarantine at their edges; refused bodies kept as hash and prefix.
+mod quotas;
 // `import` of bundles gives the same outcomes as the wire; broken bundles are reported by index.
 mod import;
 // The command line: init, device add/list/revoke, stats, and one-line errors.

@@ -45,6 +45,39 @@ pub const MAX_CONNECTIONS_PER_CERT: usize = 8;
 /// not fit waits for others to finish before its body is read.
 pub const MAX_FRAME_BYTES_IN_FLIGHT: u64 = 256 * 1024 * 1024;
 
+/// Most reports a server stores under one device key. A monitor files tens
+/// of reports on a busy day, a few thousand in a year-long mission: a
+/// million is hundreds of years of honest use, and still bounds what a
+/// stolen key can make the server store.
+pub const MAX_REPORTS_PER_KEY: u64 = 1_000_000;
+
+/// Most body bytes a server stores under one device key: 2 GiB, the
+/// million reports of [`MAX_REPORTS_PER_KEY`] at about 2 KiB each (a report
+/// with a long description and a few attachment records), and a bound a
+/// collector on a monitor's laptop can hold for every laptop of a mission.
+pub const MAX_BYTES_PER_KEY: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Most reports (and refused bodies) a server stores from one client
+/// certificate: one laptop, one key, so the same as a key's.
+pub const MAX_REPORTS_PER_CERT: u64 = 1_000_000;
+
+/// Most bytes a server stores from one client certificate.
+pub const MAX_BYTES_PER_CERT: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Most reports quarantined at once (keys not enrolled, or revoked), all
+/// keys together: quarantine holds a late enrolment's reports, which are
+/// few; anyone with a certificate can sign with keys of their own making.
+pub const MAX_QUARANTINED: u64 = 100_000;
+
+/// Most reports of one key quarantined at once: months of one monitor's
+/// reports waiting for the enrolment someone forgot.
+pub const MAX_QUARANTINED_PER_KEY: u64 = 10_000;
+
+/// Bytes of a refused report body the server keeps, beside its id (the
+/// SHA-256 of the whole body): enough to read what was sent, a
+/// twenty-fourth of the largest body.
+pub const REJECTED_PREFIX: usize = 1024;
+
 /// Time a connection may stay silent between frames, and the time a single
 /// frame may take to arrive, before the server closes it.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

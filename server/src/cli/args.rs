@@ -83,8 +83,8 @@ pub enum Command {
     },
     /// Export reports for investigators: CSV, JSON Lines, GeoJSON or a bundle.
     ///
-    /// Verified reports only, latest version of each, unless --status or
-    /// --history say otherwise. Examples:
+    /// Verified reports only, latest version of each, none disputed, unless --status, --history
+    /// or --include-disputed say otherwise. Examples:
     ///   truce-server export --format csv --out reports.csv
     ///   truce-server export --format geojson --since 2026-11-20T00:00:00Z --category shelling --out shelling.geojson
     ///   truce-server export --format bundle --out evidence.truceb --devices-out evidence.devices.jsonl
@@ -246,6 +246,28 @@ pub struct RunArgs {
     /// from; the database password masked) as TOML, and exit without starting.
     #[arg(long)]
     pub print_config: bool,
+    /// Most reports stored under one device key; past it the laptop's batch is refused with the
+    /// reason (its reports stay on the laptop).
+    #[arg(long, value_name = "N", default_value_t = truce_shared::limits::MAX_REPORTS_PER_KEY)]
+    pub max_reports_per_key: u64,
+    /// Most report bytes stored under one device key.
+    #[arg(long, value_name = "BYTES", default_value_t = truce_shared::limits::MAX_BYTES_PER_KEY)]
+    pub max_bytes_per_key: u64,
+    /// Most reports (and refused bodies) stored from one client certificate.
+    #[arg(long, value_name = "N", default_value_t = truce_shared::limits::MAX_REPORTS_PER_CERT)]
+    pub max_reports_per_cert: u64,
+    /// Most bytes stored from one client certificate.
+    #[arg(long, value_name = "BYTES", default_value_t = truce_shared::limits::MAX_BYTES_PER_CERT)]
+    pub max_bytes_per_cert: u64,
+    /// Most reports quarantined at once (keys not enrolled or revoked), all keys together.
+    #[arg(long, value_name = "N", default_value_t = truce_shared::limits::MAX_QUARANTINED)]
+    pub max_quarantined: u64,
+    /// Most reports of one key quarantined at once.
+    #[arg(long, value_name = "N", default_value_t = truce_shared::limits::MAX_QUARANTINED_PER_KEY)]
+    pub max_quarantined_per_key: u64,
+    /// Bytes kept of a report that fails verification, beside its id (the hash of all of it).
+    #[arg(long, value_name = "BYTES", default_value_t = truce_shared::limits::REJECTED_PREFIX)]
+    pub rejected_prefix: usize,
 }
 
 /// `device` subcommands.
@@ -271,12 +293,21 @@ pub enum DeviceCmd {
         silent_for: Option<String>,
     },
     /// Revoke a device: its reports received from now on are quarantined.
+    ///
+    /// With --compromised-since, its reports recorded after that time are disputed too: kept,
+    /// counted in `stats`, left out of a verified export unless --include-disputed, and marked
+    /// `disputed` wherever exported. Example, a laptop seized at a checkpoint on the 20th:
+    ///   truce-server device revoke KEY --reason "seized at checkpoint 4" --compromised-since 2026-11-20T06:00:00Z
     Revoke {
         /// The device's public key, 64 hex digits.
         key: String,
         /// Why ("laptop lost at checkpoint 4").
         #[arg(long)]
         reason: Option<String>,
+        /// The key may have been in other hands from this time on (RFC 3339, or a date
+        /// YYYY-MM-DD meaning its midnight UTC): reports recorded after it are disputed.
+        #[arg(long, value_name = "TIME")]
+        compromised_since: Option<String>,
     },
 }
 
@@ -313,6 +344,11 @@ pub struct ExportArgs {
     /// Every version of amended reports, not only the latest.
     #[arg(long)]
     pub history: bool,
+    /// With --status verified (the default): also export disputed reports (a forked chain, or
+    /// recorded after their key's --compromised-since), marked `disputed`. Other statuses
+    /// always include them, marked.
+    #[arg(long)]
+    pub include_disputed: bool,
     /// With --format bundle: also write the device list (name and key) here, for `verify --devices`.
     #[arg(long, value_name = "FILE")]
     pub devices_out: Option<PathBuf>,

@@ -222,6 +222,8 @@ pub struct RunSettings {
     pub verify_threads: Setting<Option<usize>>,
     /// `--metrics`: where to serve Prometheus metrics, if anywhere.
     pub metrics: Setting<Option<SocketAddr>>,
+    /// The disk quotas (`--max-reports-per-key` and the rest): flags only.
+    pub quotas: crate::store::Quotas,
 }
 
 /// Where clap found argument `id` of `m`: a flag, the environment, or
@@ -358,6 +360,15 @@ impl RunSettings {
             ),
             verify_threads: layer!(verify_threads, "--verify-threads", "TRUCE_SERVER_VERIFY_THREADS", None),
             metrics: layer!(metrics, "--metrics", "TRUCE_SERVER_METRICS", None),
+            quotas: crate::store::Quotas {
+                max_reports_per_key: args.max_reports_per_key,
+                max_bytes_per_key: args.max_bytes_per_key,
+                max_reports_per_cert: args.max_reports_per_cert,
+                max_bytes_per_cert: args.max_bytes_per_cert,
+                max_quarantined: args.max_quarantined,
+                max_quarantined_per_key: args.max_quarantined_per_key,
+                rejected_prefix: args.rejected_prefix,
+            },
         };
         seconds("handshake_timeout", &s.handshake_timeout)?;
         seconds("idle_timeout", &s.idle_timeout)?;
@@ -379,6 +390,7 @@ impl RunSettings {
             max_frame_bytes_in_flight: self.max_frame_bytes_in_flight.value,
             handshake_timeout: seconds("handshake_timeout", &self.handshake_timeout)?,
             idle_timeout: seconds("idle_timeout", &self.idle_timeout)?,
+            quotas: self.quotas.clone(),
         };
         if let Err(e) = limits.check() {
             // Say where the limits that were not left at their default came from.

@@ -28,6 +28,29 @@ fn silent_cutoff(duration: &str, now: i64) -> Result<i64> {
         .with_context(|| format!("--silent-for {duration:?}: give a duration such as 30m, 24h or 7d"))
 }
 
+/// Reads `--compromised-since`: RFC 3339, a date (its midnight UTC), or a
+/// time relative to now ("-2d"); never in the future.
+fn compromised_time(text: &str, now: i64) -> Result<i64> {
+    let t = text.trim();
+    let is_date = t.len() == 10
+        && t.as_bytes()
+            .iter()
+            .enumerate()
+            .all(|(i, c)| matches!((i, c), (4 | 7, b'-')) || (i != 4 && i != 7 && c.is_ascii_digit()));
+    let full = if is_date { format!("{t}T00:00:00Z") } else { t.to_string() };
+    let at = truce_shared::time::parse_time(&full, now).map_err(|_| {
+        anyhow::anyhow!(
+            "--compromised-since {text:?}: give a time such as 2026-11-20T06:00:00Z, a date such as 2026-11-20 (midnight UTC), or -2d"
+        )
+    })?;
+    if at > now {
+        anyhow::bail!(
+            "--compromised-since {text:?} is in the future: give the time the key may first have been in other hands"
+        );
+    }
+    Ok(at)
+}
+
 /// What the server last heard from a device, in one line.
 fn activity_line(a: Option<&Activity>, missing: u64) -> String {
     let Some(a) = a.filter(|a| a.last_heard_at().is_some()) else { return "never heard from".into() };
@@ -61,6 +84,7 @@ fn device_json(d: &Device) -> serde_json::Value {
         "added_at": format_ms(d.added_at),
         "revoked_at": d.revoked_at.map(format_ms),
         "revoke_reason": d.revoke_reason,
+        "compromised_since": d.compromised_since.map(format_ms),
     })
 }
 
@@ -134,6 +158,9 @@ pub(super) fn run(dir: &DataDir, cmd: DeviceCmd, json: bool, out: &mut impl Writ
                         if let Some(why) = &d.revoke_reason {
                             write!(out, " ({})", printable(why))?;
                         }
+                        if let Some(t) = d.compromised_since {
+                            write!(out, ", compromised since {}", format_ms(t))?;
+                        }
                     }
                     writeln!(out)?;
                     writeln!(out, "    {}", activity_line(a, missing))?;
@@ -147,14 +174,16 @@ pub(super) fn run(dir: &DataDir, cmd: DeviceCmd, json: bool, out: &mut impl Writ
                 }
             }
         }
-        DeviceCmd::Revoke { key, reason } => {
+        DeviceCmd::Revoke { key, reason, compromised_since } => {
             let k = parse_key(&key)?;
-            let r = dir.open_store()?.revoke_device(&k, reason.as_deref(), now)?;
+            let since = compromised_since.as_deref().map(|t| compromised_time(t, now)).transpose()?;
+            let r = dir.open_store()?.revoke_device(&k, reason.as_deref(), now, since)?;
             if json {
                 writeln!(
                     out,
                     "{}",
-                    json!({"device": hex::encode(k), "revoked_at": format_ms(r.revoked_at), "new": r.new})
+                    json!({"device": hex::encode(k), "revoked_at": format_ms(r.revoked_at), "new": r.new,
+                           "compromised_since": r.compromised_since.map(format_ms)})
                 )?;
             } else {
                 let when = format_ms(r.revoked_at);
@@ -164,6 +193,14 @@ pub(super) fn run(dir: &DataDir, cmd: DeviceCmd, json: bool, out: &mut impl Writ
                     "{what} {} at {when}: its reports received from now on are quarantined",
                     fingerprint(&k)
                 )?;
+                if let Some(t) = r.compromised_since {
+                    writeln!(
+                        out,
+                        "compromised since {}: its reports recorded after it are disputed (left out of a verified \
+                         export unless --include-disputed)",
+                        format_ms(t)
+                    )?;
+                }
                 writeln!(out, "also revoke its TLS certificate (truce-certs revoke NAME) and restart the server with the new crl.pem")?;
             }
         }

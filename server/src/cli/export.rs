@@ -21,6 +21,7 @@ pub(super) fn run(dir: &DataDir, args: &ExportArgs, json: bool) -> Result<()> {
         bbox: args.bbox.as_deref().map(parse_bbox).transpose()?,
         min_corroboration: args.min_corroboration,
         latest_only: !args.history,
+        exclude_disputed: args.status == crate::export::StatusFilter::Verified && !args.include_disputed,
         ..Default::default()
     };
     if args.devices_out.is_some() && args.format != Format::Bundle {

@@ -37,6 +37,15 @@ pub(super) fn run(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()>
         "incidents: {} ({} seen by 2 or more devices, at most {}); window {} min, {} m",
         i.total, i.corroborated, i.max_corroboration, i.window.minutes, i.window.metres
     )?;
+    if !s.quota_refusals.is_empty() {
+        let hits: Vec<String> = s.quota_refusals.iter().map(|(limit, n)| format!("{n} by --{limit}")).collect();
+        writeln!(
+            out,
+            "quota refusals: {} batch(es) refused: {}",
+            s.quota_refusals.values().sum::<u64>(),
+            hits.join(", ")
+        )?;
+    }
     for c in &s.chains {
         let mut line = format!(
             "  {} {} ({}): {} seq(s), head {}",
@@ -54,6 +63,8 @@ pub(super) fn run(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()>
         }
         if c.forks > 0 {
             line.push_str(&format!(", {} FORKED seq(s), {} report(s) DISPUTED", c.forks, c.disputed));
+        } else if c.disputed > 0 {
+            line.push_str(&format!(", {} report(s) DISPUTED (recorded after the key was compromised)", c.disputed));
         }
         if c.broken_links > 0 {
             line.push_str(&format!(", {} broken link(s)", c.broken_links));

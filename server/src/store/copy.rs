@@ -66,10 +66,21 @@ use Kind::{Blob, Int, Real, Text};
 
 const DEVICES: Table = Table {
     name: "devices",
-    columns: &[("key", Blob), ("name", Text), ("added_at", Int), ("revoked_at", Int), ("revoke_reason", Text)],
+    columns: &[
+        ("key", Blob),
+        ("name", Text),
+        ("added_at", Int),
+        ("revoked_at", Int),
+        ("revoke_reason", Text),
+        ("compromised_since", Int),
+    ],
     order: "added_at, key",
-    conflict: "ON CONFLICT (key) DO UPDATE SET revoked_at = excluded.revoked_at, revoke_reason = excluded.revoke_reason
-               WHERE devices.revoked_at IS NULL AND excluded.revoked_at IS NOT NULL",
+    conflict: "ON CONFLICT (key) DO UPDATE SET revoked_at = COALESCE(devices.revoked_at, excluded.revoked_at),
+               revoke_reason = COALESCE(devices.revoke_reason, excluded.revoke_reason),
+               compromised_since = COALESCE(excluded.compromised_since, devices.compromised_since)
+               WHERE (devices.revoked_at IS NULL AND excluded.revoked_at IS NOT NULL)
+                  OR (excluded.compromised_since IS NOT NULL
+                      AND (devices.compromised_since IS NULL OR devices.compromised_since != excluded.compromised_since))",
 };
 
 const REPORTS: Table = Table {
@@ -284,6 +295,7 @@ impl Store {
                 copy_table(src, dst, &LOG_ENTRIES, "")?;
                 copy_table(src, dst, &LOG_HASHES, "")?;
                 copy_table(src, dst, &LOG_HEAD, "")?;
+                super::quota::recount(dst)?;
                 if moved.reports > 0 {
                     let window = incidents::load_window(dst)?;
                     moved.incidents = incidents::rebuild(dst, window)?;

@@ -5,7 +5,7 @@ use truce_shared::log::{Entry, Event};
 use truce_shared::Bytes32;
 
 use super::sql::args;
-use super::{incidents, log, DeviceError, Store, StoreError, REASON_EQUIVOCATION, REASON_UNKNOWN_DEVICE};
+use super::{incidents, log, quota, DeviceError, Store, StoreError, REASON_EQUIVOCATION, REASON_UNKNOWN_DEVICE};
 
 /// One enrolled (or revoked) device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct Device {
     pub revoked_at: Option<i64>,
     /// Why it was revoked.
     pub revoke_reason: Option<String>,
+    /// Reports of its key recorded after this time (unix ms) are disputed.
+    pub compromised_since: Option<i64>,
 }
 
 /// What `device add` did.
@@ -40,6 +42,8 @@ pub struct Revoked {
     pub revoked_at: i64,
     /// False if the key was already revoked.
     pub new: bool,
+    /// The time from which its reports are disputed, as now in force.
+    pub compromised_since: Option<i64>,
 }
 
 impl Store {
@@ -75,12 +79,15 @@ impl Store {
             )?;
             // The promoted reports join their incidents, oldest observation
             // first (the order does not change the groups, only their ids).
-            let mut promoted = tx.all(
+            let promoted = tx.all(
                 "UPDATE reports SET status = 'verified', reason = NULL
-                 WHERE device = ?1 AND status = 'quarantined' AND reason = ?2 RETURNING observed_at, n, id",
+                 WHERE device = ?1 AND status = 'quarantined' AND reason = ?2 RETURNING observed_at, n, id, length(body)",
                 args![key, REASON_UNKNOWN_DEVICE],
-                |r| Ok((r.i64(0)?, r.i64(1)?, r.b32(2)?)),
+                |r| Ok((r.i64(0)?, r.i64(1)?, r.b32(2)?, r.i64(3)?.max(0) as u64)),
             )?;
+            let bytes = promoted.iter().map(|p| p.3).sum();
+            quota::unquarantine(tx, key, promoted.len() as u64, bytes)?;
+            let mut promoted: Vec<(i64, i64, Bytes32)> = promoted.into_iter().map(|(o, n, id, _)| (o, n, id)).collect();
             promoted.sort_unstable();
             for (_, _, id) in &promoted {
                 log::append(tx, &Entry::new(now, Event::Promoted { id: *id }))?;
@@ -95,25 +102,45 @@ impl Store {
 
     /// Revokes an enrolled device: reports of its key received from now on
     /// are quarantined ("revoked"). Reports already verified stay verified:
-    /// they arrived while the key was trusted.
-    pub fn revoke_device(&mut self, key: &Bytes32, reason: Option<&str>, now: i64) -> Result<Revoked, DeviceError> {
+    /// they arrived while the key was trusted; but with `compromised_since`
+    /// (the key may have been in other hands from then on) those recorded
+    /// after it are disputed. A device already revoked takes a
+    /// `compromised_since` earlier than the one it has (the earliest
+    /// suspicion stands; a later one never clears a dispute). Each change
+    /// is a `Revoked` entry in the log, with its `since`.
+    pub fn revoke_device(
+        &mut self,
+        key: &Bytes32,
+        reason: Option<&str>,
+        now: i64,
+        compromised_since: Option<i64>,
+    ) -> Result<Revoked, DeviceError> {
         self.write(|tx| {
-            let existing = tx.one("SELECT revoked_at FROM devices WHERE key = ?1", args![key], |r| r.opt_i64(0))?;
+            let existing =
+                tx.one("SELECT revoked_at, compromised_since FROM devices WHERE key = ?1", args![key], |r| {
+                    Ok((r.opt_i64(0)?, r.opt_i64(1)?))
+                })?;
             Ok(match existing {
                 None => Err(DeviceError::NotEnrolled),
-                Some(Some(revoked_at)) => {
+                Some((Some(revoked_at), since)) => {
                     if reason.is_some() {
                         tx.execute("UPDATE devices SET revoke_reason = ?2 WHERE key = ?1", args![key, reason])?;
                     }
-                    Ok(Revoked { revoked_at, new: false })
+                    let mut in_force = since;
+                    if let Some(t) = compromised_since.filter(|t| since.is_none_or(|s| *t < s)) {
+                        tx.execute("UPDATE devices SET compromised_since = ?2 WHERE key = ?1", args![key, t])?;
+                        log::append(tx, &Entry::new(now, Event::Revoked { device: *key, since: Some(t) }))?;
+                        in_force = Some(t);
+                    }
+                    Ok(Revoked { revoked_at, new: false, compromised_since: in_force })
                 }
-                Some(None) => {
+                Some((None, _)) => {
                     tx.execute(
-                        "UPDATE devices SET revoked_at = ?2, revoke_reason = ?3 WHERE key = ?1",
-                        args![key, now, reason],
+                        "UPDATE devices SET revoked_at = ?2, revoke_reason = ?3, compromised_since = ?4 WHERE key = ?1",
+                        args![key, now, reason, compromised_since],
                     )?;
-                    log::append(tx, &Entry::new(now, Event::Revoked { device: *key, since: None }))?;
-                    Ok(Revoked { revoked_at: now, new: true })
+                    log::append(tx, &Entry::new(now, Event::Revoked { device: *key, since: compromised_since }))?;
+                    Ok(Revoked { revoked_at: now, new: true, compromised_since })
                 }
             })
         })?
@@ -123,7 +150,8 @@ impl Store {
     pub fn devices(&self) -> Result<Vec<Device>, StoreError> {
         self.read(|tx| {
             tx.all(
-                "SELECT key, name, added_at, revoked_at, revoke_reason FROM devices ORDER BY added_at, key",
+                "SELECT key, name, added_at, revoked_at, revoke_reason, compromised_since FROM devices
+                 ORDER BY added_at, key",
                 &[],
                 |r| {
                     Ok(Device {
@@ -132,6 +160,7 @@ impl Store {
                         added_at: r.i64(2)?,
                         revoked_at: r.opt_i64(3)?,
                         revoke_reason: r.opt_string(4)?,
+                        compromised_since: r.opt_i64(5)?,
                     })
                 },
             )

@@ -274,10 +274,12 @@ impl Store {
 /// gives the same record: enrolments, reports by arrival (with the status
 /// they have now), refused bytes, forks, revocations.
 fn backfill(tx: &Tx<'_>) -> Result<(), StoreError> {
-    let devices = tx.all("SELECT key, name, added_at, revoked_at FROM devices ORDER BY added_at, key", &[], |r| {
-        Ok((r.b32(0)?, r.opt_string(1)?.unwrap_or_default(), r.i64(2)?, r.opt_i64(3)?))
-    })?;
-    for (device, name, at, _) in &devices {
+    let devices = tx.all(
+        "SELECT key, name, added_at, revoked_at, compromised_since FROM devices ORDER BY added_at, key",
+        &[],
+        |r| Ok((r.b32(0)?, r.opt_string(1)?.unwrap_or_default(), r.i64(2)?, r.opt_i64(3)?, r.opt_i64(4)?)),
+    )?;
+    for (device, name, at, _, _) in &devices {
         append(tx, &Entry::new(*at, Event::Enrolled { device: *device, name: name.clone() }))?;
     }
     let reports = tx.all(
@@ -321,9 +323,9 @@ fn backfill(tx: &Tx<'_>) -> Result<(), StoreError> {
     for (device, seq, kept, rejected, at) in forks {
         append(tx, &Entry::new(at, Event::Fork { device, seq, kept, rejected }))?;
     }
-    for (device, _, _, revoked) in devices {
+    for (device, _, _, revoked, since) in devices {
         if let Some(at) = revoked {
-            append(tx, &Entry::new(at, Event::Revoked { device, since: None }))?;
+            append(tx, &Entry::new(at, Event::Revoked { device, since }))?;
         }
     }
     Ok(())

@@ -26,6 +26,8 @@
 //!   name rusqlite or tokio-postgres.
 //! - `error.rs`: [`StoreError`] and [`DeviceError`].
 //! - `outcome.rs`: DESIGN §5's outcome rules for a batch ([`Store::apply`]).
+//! - `quota.rs`: disk quotas per key, certificate and quarantine, and the
+//!   counters the writer keeps for them ([`Quotas`]).
 //! - `devices.rs`: the device registry: enrol, revoke, list.
 //! - `contacts.rs`: who has been heard from, and when.
 //! - `reports.rs`: stored reports and rejections, and the queries that
@@ -48,6 +50,7 @@ mod incidents;
 mod log;
 mod outcome;
 mod postgres;
+mod quota;
 mod reports;
 pub mod schema;
 mod sql;
@@ -61,8 +64,9 @@ pub use copy::Moved;
 pub use devices::{Device, Enrolled, Revoked};
 pub use error::{DeviceError, StoreError};
 pub use log::{Head, Proofs, Proved};
-pub use outcome::{Arrival, REASON_EQUIVOCATION, REASON_REVOKED, REASON_UNKNOWN_DEVICE};
+pub use outcome::{Applied, Arrival, REASON_EQUIVOCATION, REASON_REVOKED, REASON_UNKNOWN_DEVICE};
 pub use postgres::redact;
+pub use quota::{QuotaHit, Quotas};
 pub use reports::{CertId, RejectionRow, ReportOrder, ReportQuery, ReportRow, ReportStatus};
 #[cfg(test)]
 pub(crate) use sql::args;

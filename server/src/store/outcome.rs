@@ -4,10 +4,11 @@ use std::collections::HashMap;
 
 use truce_shared::log::{Entry, Event, Outcome};
 use truce_shared::wire::Status;
-use truce_shared::{limits, Bytes32};
+use truce_shared::Bytes32;
 
 use super::incidents;
 use super::log;
+use super::quota::{self, Charge, QuotaHit, Quotas, Scope, Usage};
 use super::sql::{args, fixed};
 use super::{CertId, ReportStatus, Store, StoreError, Tx};
 use crate::incidents::Window;
@@ -58,19 +59,88 @@ impl Store {
     /// log entry in `tx`; each result names the entry that records it (a
     /// duplicate, the earlier one).
     pub fn apply(tx: &Tx<'_>, batch: &[Checked], now: i64, arrival: &Arrival) -> Result<Vec<Outcome>, StoreError> {
+        let applied = Store::apply_within(tx, batch, now, arrival, &Quotas::default())?;
+        match applied.refused {
+            None => Ok(applied.outcomes),
+            Some(hit) => Err(StoreError::Config(hit.reason)),
+        }
+    }
+
+    /// [`Store::apply`] within `quotas` (enforced on batches that came
+    /// over the network; an import is only counted). The first report
+    /// that a quota has no room for ends the batch: the reports before it
+    /// are stored (their outcomes returned), it and those after it are
+    /// not, and [`Applied::refused`] names the quota. Its counters change
+    /// in `tx`, with the rows they count.
+    pub fn apply_within(
+        tx: &Tx<'_>,
+        batch: &[Checked],
+        now: i64,
+        arrival: &Arrival,
+        quotas: &Quotas,
+    ) -> Result<Applied, StoreError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Applied { outcomes: Vec::new(), refused: None });
         }
         let window = incidents::load_window(tx)?;
         // A batch is usually one device's: its enrolment is read once.
         let mut devices = HashMap::new();
-        batch
-            .iter()
-            .map(|item| {
-                let (status, entry) = apply_one(tx, item, now, window, &mut devices, arrival)?;
-                Ok(Outcome { id: item.id(), status, entry })
-            })
-            .collect()
+        let mut usage = Usage::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut refused = None;
+        let mut ctx = Ctx { tx, now, window, devices: &mut devices, arrival, quotas, usage: &mut usage };
+        for item in batch {
+            match apply_one(&mut ctx, item)? {
+                Step::Done(status, entry) => outcomes.push(Outcome { id: item.id(), status, entry }),
+                Step::Refused(hit) => {
+                    quota::count_refusal(tx, hit.limit)?;
+                    refused = Some(hit);
+                    break;
+                }
+            }
+        }
+        usage.flush(tx)?;
+        Ok(Applied { outcomes, refused })
+    }
+}
+
+/// What [`Store::apply_within`] did with a batch.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The outcome of each report stored, in order: all of them, unless a
+    /// quota ended the batch.
+    pub outcomes: Vec<Outcome>,
+    /// The quota that ended the batch, if one did.
+    pub refused: Option<QuotaHit>,
+}
+
+/// What became of one report.
+enum Step {
+    /// Its status, and the log entry that records it.
+    Done(Status, u64),
+    /// A quota has no room for it: nothing written.
+    Refused(QuotaHit),
+}
+
+/// What every report of a batch is applied with.
+struct Ctx<'a, 'b> {
+    tx: &'a Tx<'b>,
+    now: i64,
+    window: Window,
+    devices: &'a mut HashMap<Bytes32, Enrolment>,
+    arrival: &'a Arrival,
+    quotas: &'a Quotas,
+    usage: &'a mut Usage,
+}
+
+impl Ctx<'_, '_> {
+    /// Checks and counts `charges` against the quotas (only counts them
+    /// for an import).
+    fn charge(&mut self, charges: &[Charge<'_>]) -> Result<Option<QuotaHit>, StoreError> {
+        match self.arrival {
+            Arrival::Tls(_) => self.usage.charge(self.tx, self.quotas, charges),
+            Arrival::Import(_) => self.usage.add(self.tx, charges).map(|()| None),
+        }
     }
 }
 
@@ -88,21 +158,19 @@ type Enrolment = Option<Option<i64>>;
 /// 3. the device has a different report at this seq → Rejected
 ///    ("equivocation"), stored as evidence, the fork recorded;
 /// 4. the key is enrolled → Accepted (verified); unknown → Quarantined
-///    ("unknown device"); revoked → Quarantined ("revoked").
-fn apply_one(
-    tx: &Tx<'_>,
-    item: &Checked,
-    now: i64,
-    window: Window,
-    devices: &mut HashMap<Bytes32, Enrolment>,
-    arrival: &Arrival,
-) -> Result<(Status, u64), StoreError> {
+///    ("unknown device"); revoked → Quarantined ("revoked");
+/// 5. before anything of it is written (after 1's repeat and 2, which cost
+///    nothing), the quotas ([`Quotas`]) must have room for it, else
+///    [`Step::Refused`] ends the batch.
+fn apply_one(ctx: &mut Ctx<'_, '_>, item: &Checked) -> Result<Step, StoreError> {
+    let (tx, now, window, arrival) = (ctx.tx, ctx.now, ctx.window, ctx.arrival);
     let cert = arrival.cert();
     let v = match item {
         Checked::Invalid { id, report, error } => {
             let reason = error.reason();
             tracing::warn!(id = %hex::encode(&id[..8]), %reason, "report rejected");
-            let kept = &report.body[..report.body.len().min(limits::MAX_REPORT_BODY)];
+            // Kept: the id (the hash of the whole body) and a prefix.
+            let kept = &report.body[..report.body.len().min(ctx.quotas.rejected_prefix)];
             let device = truce_shared::signing::claimed_device(&report.body).ok();
             // The same bytes sent again bump a counter instead of adding a
             // row (or an entry): a replayed forgery costs one row, however
@@ -118,7 +186,12 @@ fn apply_one(
                     args![&id[..], &report.signature.0[..], now],
                 )?;
                 let entry = entry.ok_or_else(|| StoreError::Log("a rejection without its log entry".into()))?;
-                return Ok((Status::Rejected(reason), entry as u64));
+                return Ok(Step::Done(Status::Rejected(reason), entry as u64));
+            }
+            if let Some(c) = cert {
+                if let Some(hit) = ctx.charge(&[(Scope::Cert, c.serial.as_bytes(), kept.len() as u64)])? {
+                    return Ok(Step::Refused(hit));
+                }
             }
             let event = Event::Refused { id: *id, device, reason: reason.clone(), via: arrival.via() };
             let entry = log::append(tx, &Entry::new(now, event))?;
@@ -137,7 +210,7 @@ fn apply_one(
                     entry as i64
                 ],
             )?;
-            return Ok((Status::Rejected(reason), entry));
+            return Ok(Step::Done(Status::Rejected(reason), entry));
         }
         Checked::Valid(v) => v,
     };
@@ -171,10 +244,41 @@ fn apply_one(
     )?;
     if let Some((answer, entry)) = earlier {
         let entry = entry.ok_or_else(|| StoreError::Log("a stored report without its log entry".into()))?;
-        return Ok((answer, entry as u64));
+        return Ok(Step::Done(answer, entry as u64));
+    }
+    let (status, reason) = if kept.is_some() {
+        (ReportStatus::Rejected, Some(REASON_EQUIVOCATION))
+    } else {
+        let revoked_at = match ctx.devices.get(&env.device) {
+            Some(&known) => known,
+            None => {
+                let found: Enrolment =
+                    tx.one("SELECT revoked_at FROM devices WHERE key = ?1", args![&env.device], |r| r.opt_i64(0))?;
+                ctx.devices.insert(env.device, found);
+                found
+            }
+        };
+        match revoked_at {
+            None => (ReportStatus::Quarantined, Some(REASON_UNKNOWN_DEVICE)),
+            Some(Some(_)) => (ReportStatus::Quarantined, Some(REASON_REVOKED)),
+            Some(None) => (ReportStatus::Verified, None),
+        }
+    };
+    // Room for it, before anything is written.
+    let bytes = v.signed.body.len() as u64;
+    let mut charges: Vec<Charge<'_>> = vec![(Scope::Key, &env.device[..], bytes)];
+    if let Some(c) = cert {
+        charges.push((Scope::Cert, c.serial.as_bytes(), bytes));
+    }
+    if status == ReportStatus::Quarantined {
+        charges.push((Scope::Quarantined, &env.device[..], bytes));
+        charges.push((Scope::Quarantined, &[], bytes));
+    }
+    if let Some(hit) = ctx.charge(&charges)? {
+        return Ok(Step::Refused(hit));
     }
     let mut fork: Option<Bytes32> = None;
-    let (status, reason) = if let Some(kept) = kept {
+    if let Some(kept) = kept {
         tracing::warn!(
             device = %truce_shared::signing::fingerprint(&env.device),
             seq = env.seq,
@@ -186,23 +290,7 @@ fn apply_one(
             args![&env.device, seq, &kept, &id, now],
         )?;
         fork = (added > 0).then(|| fixed::<32>(&kept, 0)).transpose()?;
-        (ReportStatus::Rejected, Some(REASON_EQUIVOCATION))
-    } else {
-        let revoked_at = match devices.get(&env.device) {
-            Some(&known) => known,
-            None => {
-                let found: Enrolment =
-                    tx.one("SELECT revoked_at FROM devices WHERE key = ?1", args![&env.device], |r| r.opt_i64(0))?;
-                devices.insert(env.device, found);
-                found
-            }
-        };
-        match revoked_at {
-            None => (ReportStatus::Quarantined, Some(REASON_UNKNOWN_DEVICE)),
-            Some(Some(_)) => (ReportStatus::Quarantined, Some(REASON_REVOKED)),
-            Some(None) => (ReportStatus::Verified, None),
-        }
-    };
+    }
     let obs = &env.observation;
     let (ev_lat, ev_lon) = crate::incidents::event_position(obs);
     let category = obs.category.name().to_string();
@@ -259,5 +347,5 @@ fn apply_one(
     if status == ReportStatus::Verified {
         incidents::stored_verified(tx, incident, &member, env.amends.as_ref().map(|a| &a[..]), window)?;
     }
-    Ok((log::stored(status, reason).status(), entry))
+    Ok(Step::Done(log::stored(status, reason).status(), entry))
 }

@@ -172,6 +172,10 @@ pub struct ReportQuery {
     /// Leave out versions superseded by a verified amendment (the default
     /// view of an export; `--history` shows every version).
     pub latest_only: bool,
+    /// Leave out disputed reports (a forked chain, or a key compromised
+    /// before they were recorded): the default view of a verified export;
+    /// `--include-disputed` shows them, marked.
+    pub exclude_disputed: bool,
     /// The order of the stream.
     pub order: ReportOrder,
 }
@@ -202,12 +206,26 @@ fn amended_by(backend: Backend) -> &'static str {
     }
 }
 
-/// `disputed`: the device forked its chain at or before this seq (the
-/// forks table is small and keyed by device and seq).
-const REPORT_COLUMNS: &str = "r.n, r.id, r.device, d.name, r.seq, r.prev, r.body, r.signature, r.status, r.reason,
+/// Whether a report is disputed: its device forked its chain at or before
+/// its seq (the forks table is small and keyed by device and seq), or it
+/// was recorded after the time its key was revoked as compromised since
+/// (`device revoke --compromised-since`).
+/// (A macro, so the columns below can be `concat!`ed from it.)
+macro_rules! disputed {
+    () => {
+        "(EXISTS (SELECT 1 FROM forks f WHERE f.device = r.device AND f.seq <= r.seq)
+      OR COALESCE(r.recorded_at > d.compromised_since, FALSE))"
+    };
+}
+const DISPUTED: &str = disputed!();
+
+const REPORT_COLUMNS: &str = concat!(
+    "r.n, r.id, r.device, d.name, r.seq, r.prev, r.body, r.signature, r.status, r.reason,
      r.received_at, r.incident, i.devices, r.cert_serial, r.cert_subject,
-     CASE WHEN EXISTS (SELECT 1 FROM forks f WHERE f.device = r.device AND f.seq <= r.seq) THEN 1 ELSE 0 END,
-     r.entry";
+     CASE WHEN ",
+    disputed!(),
+    " THEN 1 ELSE 0 END, r.entry"
+);
 
 const REPORT_FROM: &str =
     "FROM reports r LEFT JOIN devices d ON d.key = r.device LEFT JOIN incidents i ON i.id = r.incident";
@@ -280,6 +298,9 @@ pub(super) fn stream_reports(
     }
     if let Some(n) = query.after {
         filter(&mut sql, &mut args, "r.n >", Arg::Int(n));
+    }
+    if query.exclude_disputed {
+        sql.push_str(&format!(" AND NOT {DISPUTED}"));
     }
     if let Some(c) = query.min_corroboration {
         filter(&mut sql, &mut args, "i.devices >=", Arg::Int(c.min(i64::MAX as u64) as i64));

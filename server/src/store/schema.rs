@@ -47,6 +47,16 @@
 //!             and the latest signed checkpoint
 //! reports     + entry: the index of the entry that records it
 //! rejections  + entry: the same for refused bytes
+//!
+//! version 9 (disk quotas, compromised keys; PostgreSQL version 3):
+//! usage       running counters the writer keeps in the transaction that
+//!             changes them: per scope ('key': a device key's stored reports;
+//!             'cert': what came through a client certificate, by serial;
+//!             'quarantined': quarantined reports per key, and in total under
+//!             the empty owner; 'refused': quota refusals per limit name),
+//!             reports and bytes
+//! devices     + compromised_since: reports of the key recorded after it are
+//!             disputed
 //! ```
 //!
 //! Times are unix milliseconds UTC. `seq` is stored as the two's-complement
@@ -239,6 +249,32 @@ CREATE TABLE attachments (
 INSERT INTO settings (name, value) VALUES ('index_attachments', 1);
 ";
 
+/// Version 10: disk quotas and compromised keys. The counters start from
+/// what the store holds (the body bytes of stored reports; refused bytes
+/// stored before are not counted against their certificate, which the
+/// rows do not record).
+const V10: &str = "
+CREATE TABLE usage (
+    scope   TEXT NOT NULL,
+    owner   BLOB NOT NULL,
+    reports INTEGER NOT NULL,
+    bytes   INTEGER NOT NULL,
+    PRIMARY KEY (scope, owner)
+) WITHOUT ROWID;
+INSERT INTO usage (scope, owner, reports, bytes)
+    SELECT 'key', device, count(*), sum(length(body)) FROM reports GROUP BY device;
+INSERT INTO usage (scope, owner, reports, bytes)
+    SELECT 'cert', CAST(cert_serial AS BLOB), count(*), sum(length(body)) FROM reports
+    WHERE cert_serial IS NOT NULL GROUP BY cert_serial;
+INSERT INTO usage (scope, owner, reports, bytes)
+    SELECT 'quarantined', device, count(*), sum(length(body)) FROM reports
+    WHERE status = 'quarantined' GROUP BY device;
+INSERT INTO usage (scope, owner, reports, bytes)
+    SELECT 'quarantined', x'', count(*), coalesce(sum(length(body)), 0) FROM reports
+    WHERE status = 'quarantined';
+ALTER TABLE devices ADD COLUMN compromised_since INTEGER;
+";
+
 /// The PostgreSQL schema, as migrations of its own (version in the
 /// `truce_schema` table). Its first version is SQLite's seventh, spelled
 /// for PostgreSQL: 64-bit integers everywhere (a seq is a u64's bit
@@ -370,13 +406,36 @@ CREATE TABLE attachments (
 INSERT INTO settings (name, value) VALUES ('index_attachments', 1);
 ";
 
+/// PostgreSQL's version 4: SQLite's version 10.
+const PG_V4: &str = "
+CREATE TABLE usage (
+    scope   TEXT NOT NULL,
+    owner   BYTEA NOT NULL,
+    reports BIGINT NOT NULL,
+    bytes   BIGINT NOT NULL,
+    PRIMARY KEY (scope, owner)
+);
+INSERT INTO usage (scope, owner, reports, bytes)
+    SELECT 'key', device, count(*), sum(length(body))::BIGINT FROM reports GROUP BY device;
+INSERT INTO usage (scope, owner, reports, bytes)
+    SELECT 'cert', convert_to(cert_serial, 'UTF8'), count(*), sum(length(body))::BIGINT FROM reports
+    WHERE cert_serial IS NOT NULL GROUP BY cert_serial;
+INSERT INTO usage (scope, owner, reports, bytes)
+    SELECT 'quarantined', device, count(*), sum(length(body))::BIGINT FROM reports
+    WHERE status = 'quarantined' GROUP BY device;
+INSERT INTO usage (scope, owner, reports, bytes)
+    SELECT 'quarantined', ''::BYTEA, count(*), coalesce(sum(length(body)), 0)::BIGINT FROM reports
+    WHERE status = 'quarantined';
+ALTER TABLE devices ADD COLUMN compromised_since BIGINT;
+";
+
 /// SQLite's migrations, in order; the file's `user_version` counts those
 /// applied.
-pub(super) const SQLITE: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+pub(super) const SQLITE: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// PostgreSQL's migrations, in order; `truce_schema.version` counts those
 /// applied.
-pub(super) const POSTGRES: &[&str] = &[PG_V1, PG_V2, PG_V3];
+pub(super) const POSTGRES: &[&str] = &[PG_V1, PG_V2, PG_V3, PG_V4];
 
 /// The migration that follows `version` in `steps`, if any; a version
 /// newer than this build knows is refused (a newer truce-server wrote it).

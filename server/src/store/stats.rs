@@ -38,6 +38,9 @@ pub struct Stats {
     pub chains: Vec<Chain>,
     /// Incidents: reports of one event grouped.
     pub incidents: IncidentCounts,
+    /// Batches a disk quota refused, by the limit's flag name
+    /// (`max-reports-per-key`, …): each also logged when it happened.
+    pub quota_refusals: BTreeMap<String, u64>,
 }
 
 /// Incidents and how they are grouped.
@@ -101,8 +104,9 @@ pub struct Chain {
     pub missing: u64,
     /// Seqs with two or more different reports.
     pub forks: u64,
-    /// Reports at or after its first fork: disputed (both branches, and
-    /// everything the device sent after it).
+    /// Reports at or after its first fork (both branches, and everything
+    /// the device sent after it), and reports recorded after the time its
+    /// key was revoked as compromised since: disputed.
     pub disputed: u64,
     /// Reports whose `prev` is not the id held at the seq before.
     pub broken_links: u64,
@@ -162,6 +166,7 @@ impl Store {
                     max_corroboration: count("SELECT MAX(devices) FROM incidents")?,
                     window: incidents::load_window(tx)?,
                 },
+                quota_refusals: super::quota::refusals(tx)?,
             })
         })
     }
@@ -189,7 +194,9 @@ fn chains(tx: &Tx<'_>) -> Result<Vec<Chain>, StoreError> {
             missing: 0,
             forks: tx.count("SELECT COUNT(DISTINCT seq) FROM forks WHERE device = ?1", args![&key])?,
             disputed: tx.count(
-                "SELECT COUNT(*) FROM reports WHERE device = ?1 AND seq >= (SELECT MIN(seq) FROM forks WHERE device = ?1)",
+                "SELECT COUNT(*) FROM reports WHERE device = ?1
+                   AND (seq >= (SELECT MIN(seq) FROM forks WHERE device = ?1)
+                        OR recorded_at > (SELECT compromised_since FROM devices WHERE key = ?1))",
                 args![&key],
             )?,
             broken_links: tx.count(

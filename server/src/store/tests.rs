@@ -55,8 +55,8 @@ fn the_outcomes_of_design_section_5() {
     let (rows, times) = (st.rejections.distinct, st.rejections.arrivals);
     assert_eq!((rows, times), (1, 2), "the same forged bytes twice are one row, counted twice");
 
-    let r = s.revoke_device(&dev, Some("laptop lost"), 60).unwrap();
-    assert_eq!(r, Revoked { revoked_at: 60, new: true });
+    let r = s.revoke_device(&dev, Some("laptop lost"), 60, None).unwrap();
+    assert_eq!(r, Revoked { revoked_at: 60, new: true, compromised_since: None });
     let c = report(&key, 3, b.id(), 70);
     assert_eq!(apply(&mut s, &[c]), vec![Status::Quarantined("revoked".into())]);
     assert!(matches!(s.add_device(&dev, None, 80), Err(DeviceError::Revoked { revoked_at: 60 })));
