@@ -242,6 +242,10 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
         let _ = timeout(CLOSE_TIMEOUT, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
         return;
     };
+    // Who and how, once per session: the key exchange shows an operator
+    // that Truce agents get the post-quantum hybrid (`truce_shared::tls`).
+    let key_exchange = truce_shared::tls::key_exchange_group(tls.get_ref().1);
+    tracing::info!(%peer, cert_serial = %cert.id.serial, %key_exchange, "authenticated");
     let mut summary = Summary::default();
     let end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, Some(Arc::new(cert.id)), &mut summary).await;
     match end {

@@ -1,6 +1,8 @@
 //! All of the server's rustls configuration: the first lock of DESIGN §5.
 //!
-//! - TLS 1.3 only, ring provider (it builds with only a C compiler);
+//! - TLS 1.3 only, with the workspace's one crypto provider
+//!   (`truce_shared::tls::provider`: AWS-LC, key exchange X25519MLKEM768
+//!   for Truce agents, X25519 for other clients);
 //! - a client certificate is required and must chain to the mission CA and
 //!   not be on any CRL given (`WebPkiClientVerifier`); expired certificates
 //!   fail webpki's validity check;
@@ -53,7 +55,7 @@ pub enum TlsError {
 /// The server's TLS policy: TLS 1.3, client certificate from `ca` required
 /// and checked against `crls`, ALPN `truce/1`, no resumption.
 pub fn server_config(ca: &Path, cert: &Path, key: &Path, crls: &[PathBuf]) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(truce_shared::tls::provider());
     let mut roots = RootCertStore::empty();
     for c in load_certs(ca)? {
         roots.add(c).map_err(|e| TlsError::BadCa { path: ca.to_path_buf(), detail: e.to_string() })?;
