@@ -155,6 +155,11 @@ pub struct Config {
     pub limits: Limits,
     /// Batches verified at once (one per core by default).
     pub verify_threads: usize,
+    /// The CRLs behind `tls`, to reload while serving
+    /// ([`crate::tls::server_tls`]); none: they are never read again.
+    pub revocation: Option<Arc<crate::revocation::Revocation>>,
+    /// How often the `--crl` files are looked at for a change.
+    pub crl_check_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -165,6 +170,7 @@ impl std::fmt::Debug for Config {
             .field("db", &self.db)
             .field("limits", &self.limits)
             .field("verify_threads", &self.verify_threads)
+            .field("crl_check_interval", &self.crl_check_interval)
             .finish_non_exhaustive()
     }
 }
@@ -179,6 +185,8 @@ impl Config {
             db: dir.database(),
             limits,
             verify_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            revocation: None,
+            crl_check_interval: limits::CRL_CHECK_INTERVAL,
         })
     }
 }

@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{CertSlots, ClientCert, Gate};
 use crate::config::{Config, LimitsError};
+use crate::revocation::Revocation;
 use crate::session::{self, Context, End, Summary};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
@@ -54,6 +55,9 @@ pub enum ServeError {
     /// restarts it; every unacknowledged report is sent again).
     #[error("the writer thread died; stopped so that nothing is accepted that cannot be acknowledged")]
     WriterDied,
+    /// The SIGHUP handler could not be installed.
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(std::io::Error),
     /// The store's log could not be set up.
     #[error("the store's log is not set up")]
     NoLog,
@@ -71,6 +75,8 @@ struct Listener {
     sessions: Arc<Semaphore>,
     /// Sessions per client certificate.
     certs: Arc<CertSlots>,
+    /// The CRLs in force and the sessions a reload may end.
+    revocation: Option<Arc<Revocation>>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight
@@ -101,7 +107,15 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         gate: Gate::new(limits.max_unauthenticated, limits.max_unauthenticated_per_ip),
         sessions: Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS))),
         certs: CertSlots::new(limits.max_connections_per_cert),
+        revocation: config.revocation.clone(),
     });
+    // SIGHUP is caught from here on; the CRLs are looked at while serving.
+    let crl_watch = match &me.revocation {
+        Some(r) => Some(tokio::spawn(
+            crate::revocation::watch(r.clone(), config.crl_check_interval).map_err(ServeError::Signal)?,
+        )),
+        None => None,
+    };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "listening");
     }
@@ -133,6 +147,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     }
     tracing::info!(connections = tasks.len(), "shutting down: no new connections; finishing batches in progress");
     drop(listener);
+    if let Some(w) = crl_watch {
+        w.abort();
+    }
     let _ = stop.send(true);
     while let Some(done) = tasks.join_next().await {
         reap(done);
@@ -246,8 +263,22 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
     // that Truce agents get the post-quantum hybrid (`truce_shared::tls`).
     let key_exchange = truce_shared::tls::key_exchange_group(tls.get_ref().1);
     tracing::info!(%peer, cert_serial = %cert.id.serial, %key_exchange, "authenticated");
+    // Registered until it ends: a reload that revokes its certificate ends
+    // it (the batch in progress, if any, is not acknowledged; the laptop
+    // keeps it).
+    let der = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let mut entry = me.revocation.as_ref().zip(der).map(|(r, der)| r.register(der.as_ref()));
+    let serial = cert.id.serial.clone();
     let mut summary = Summary::default();
-    let end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, Some(Arc::new(cert.id)), &mut summary).await;
+    let end = tokio::select! {
+        end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, Some(Arc::new(cert.id)), &mut summary) => end,
+        () = revoked(&mut entry) => {
+            tracing::warn!(%peer, cert_serial = %serial, batches = summary.batches, "session closed: its certificate was revoked");
+            let _ = timeout(CLOSE_TIMEOUT, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+            return;
+        }
+    };
+    drop(entry);
     match end {
         Ok(end) => {
             tracing::info!(%peer, ?end, batches = summary.batches, reports = summary.reports, "session closed");
@@ -258,6 +289,15 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
         Err(e) => {
             tracing::info!(%peer, error = %e, batches = summary.batches, reports = summary.reports, "session cut off");
         }
+    }
+}
+
+/// Resolves when the session's certificate is revoked (never without a
+/// registry).
+async fn revoked(entry: &mut Option<crate::revocation::SessionEntry>) {
+    match entry {
+        Some(e) => e.revoked().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `run`: serve agents until SIGTERM or SIGINT.
+//! `run`: serve agents until SIGTERM or SIGINT; read the CRLs again on
+//! SIGHUP or when a `--crl` file changes.
 
 use anyhow::{Context, Result};
 
@@ -24,11 +25,14 @@ pub(super) fn run(dir: &DataDir, args: RunArgs) -> Result<()> {
             "no --crl given: without one a revoked or stolen laptop can still connect. Give --crl FILE (truce-certs writes pki/crl.pem), or --no-crl to run without revocation (trials only)"
         );
     }
-    let tls = crate::tls::server_config(&args.ca, &args.cert, &args.key, &args.crl)?;
+    let crl_check_interval = seconds(args.crl_check_interval, "crl-check-interval")?;
+    let (tls, revocation) = crate::tls::server_tls(&args.ca, &args.cert, &args.key, &args.crl)?;
     if args.no_crl {
         tracing::warn!("running with --no-crl: revoked laptops can still connect");
     }
     let mut config = Config::new(dir, tls, limits)?;
+    config.revocation = revocation;
+    config.crl_check_interval = crl_check_interval;
     if let Some(n) = args.verify_threads {
         config.verify_threads = n.max(1);
     }
