@@ -9,6 +9,7 @@
 #   openssl-steps.sh DIR init [SANS]   the CA, the server certificate, an empty CRL
 #   openssl-steps.sh DIR client NAME   a laptop's key and certificate
 #   openssl-steps.sh DIR revoke NAME   put NAME's certificate on the CRL
+#   openssl-steps.sh DIR crl           reissue the CRL (before its nextUpdate)
 #
 # SANS are the server's names in openssl syntax; the default is
 # "DNS:localhost,IP:127.0.0.1". CA_SUBJECT overrides the CA's name (default
@@ -22,7 +23,7 @@ set -euo pipefail
 
 die() { echo "openssl-steps.sh: $*" >&2; exit 1; }
 
-[ $# -ge 2 ] || die "usage: openssl-steps.sh DIR init [SANS] | DIR client NAME | DIR revoke NAME"
+[ $# -ge 2 ] || die "usage: openssl-steps.sh DIR init [SANS] | DIR client NAME | DIR revoke NAME | DIR crl"
 DIR=$1
 STEP=$2
 shift 2
@@ -50,8 +51,9 @@ crl_extensions   = crl_ext
 rand_serial      = yes
 default_md       = sha256
 default_days     = 730
-# Truce reads the CRL from a file: let it last as long as the CA.
-default_crl_days = 3650
+# The server refuses a CRL past its nextUpdate: reissue it (the crl step)
+# before these 30 days are up, so a CRL kept from being replaced goes stale.
+default_crl_days = 30
 policy           = policy_cn
 unique_subject   = no
 # Extensions come from this file only, never from a CSR.
@@ -164,7 +166,11 @@ revoke)
     openssl ca -config ca.cnf -revoke "$NAME.pem"
     openssl ca -config ca.cnf -gencrl -out crl.pem
     ;;
+crl)
+    # --- step 6: reissue the CRL before its nextUpdate --------------------
+    openssl ca -config ca.cnf -gencrl -out crl.pem
+    ;;
 *)
-    die "unknown step '$STEP': use init, client or revoke"
+    die "unknown step '$STEP': use init, client, revoke or crl"
     ;;
 esac

@@ -36,7 +36,7 @@ pub fn client_config_from(
     key: PrivateKeyDer<'static>,
     key_path: &Path,
 ) -> Result<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(truce_shared::tls::provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| AgentError::TlsSetup(e.to_string()))?

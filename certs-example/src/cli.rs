@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
     after_help = "Typical use:\n  \
         truce-certs init --out pki --server-name truce.example.org\n  \
         truce-certs client laptop-07 --out pki\n  \
-        truce-certs revoke laptop-07 --out pki\n\n\
+        truce-certs revoke laptop-07 --out pki\n  \
+        truce-certs crl --out pki          (before the CRL's nextUpdate, every 30 days)\n\n\
         A mission with its own CA can do the same with openssl: see certs-example/README.md."
 )]
 pub struct Cli {
@@ -67,7 +68,8 @@ pub enum Command {
     /// Revoke a laptop's certificate: add DIR/NAME.pem to DIR/crl.pem.
     ///
     /// Re-signs the CRL with the next CRL number, keeping every earlier
-    /// entry. Give the new crl.pem to the server (`--crl`) and restart it.
+    /// entry. Copy the new crl.pem over the server's `--crl` file: the
+    /// server reads it again within seconds (or at once on SIGHUP).
     Revoke {
         /// The laptop's name, as given to `truce-certs client`.
         #[arg(value_name = "NAME")]
@@ -75,6 +77,28 @@ pub enum Command {
         /// Directory holding the CA and the CRL.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+    },
+
+    /// Reissue DIR/crl.pem: keep every entry, add --revoke ones, next CRL number, new nextUpdate.
+    ///
+    /// The server refuses a CRL whose nextUpdate has passed: run this before then (every
+    /// --crl-days days, a cron job). Examples:
+    ///   truce-certs crl --out pki
+    ///   truce-certs crl --out pki --revoke 4A0B91C2 --revoke pki/laptop-07.pem
+    Crl {
+        /// Directory holding the CA and the CRL.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A certificate to revoke: its serial in hex (as `truce-certs client` and
+        /// `openssl x509 -noout -serial` print it) or its certificate file. Repeatable.
+        #[arg(long, value_name = "SERIAL|FILE")]
+        revoke: Vec<String>,
+        /// Days until the CRL's nextUpdate.
+        #[arg(long, value_name = "N", default_value_t = truce_certs::DEFAULT_CRL_DAYS)]
+        crl_days: u32,
+        /// Make a CRL whose nextUpdate has already passed, for testing refusal of stale CRLs.
+        #[arg(long, conflicts_with = "crl_days", hide_short_help = true)]
+        stale: bool,
     },
 
     /// Print shell completions to stdout: `truce-certs completions bash > /etc/bash_completion.d/truce-certs`.

@@ -5,8 +5,11 @@
 //! entry (serial, time, reason), adds the new serial, increments the CRL
 //! number and has the CA sign the result. The CRL is X.509 v2 with the
 //! authority key identifier and CRL number extensions, as RFC 5280 and
-//! webpki expect. Its nextUpdate is the CA's own expiry: Truce reads the
-//! CRL from a local file, so its freshness is whoever replaces that file.
+//! webpki expect. Its nextUpdate is a few weeks away
+//! ([`crate::DEFAULT_CRL_DAYS`] unless told otherwise, never past the CA's
+//! expiry): the server refuses a CRL whose nextUpdate has passed, so a
+//! mission reissues its CRL (`truce-certs crl`) before then, and a CRL
+//! that an attacker keeps from being replaced stops being trusted.
 
 use std::path::Path;
 
@@ -73,11 +76,17 @@ pub(crate) fn read(path: &Path, ca: &Ca) -> Result<CrlState, Error> {
 }
 
 /// Signs a CRL listing `state.revoked`, with CRL number `state.number`,
-/// issued at `now` and valid until the CA expires; returns it as PEM.
-pub(crate) fn sign(ca: &Ca, state: &CrlState, now: OffsetDateTime) -> Result<String, Error> {
+/// issued at `this_update` and to be replaced by `next_update`; returns it
+/// as PEM.
+pub(crate) fn sign(
+    ca: &Ca,
+    state: &CrlState,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<String, Error> {
     let params = CertificateRevocationListParams {
-        this_update: now,
-        next_update: ca.not_after(),
+        this_update,
+        next_update,
         crl_number: SerialNumber::from(state.number),
         issuing_distribution_point: None,
         revoked_certs: state
@@ -159,7 +168,8 @@ mod tests {
                 },
             ],
         };
-        std::fs::write(layout.crl(), sign(&ca, &state, now)?).map_err(|e| Error::io("write", layout.crl(), e))?;
+        std::fs::write(layout.crl(), sign(&ca, &state, now, now + time::Duration::days(30))?)
+            .map_err(|e| Error::io("write", layout.crl(), e))?;
         assert_eq!(read(&layout.crl(), &ca)?, state);
         Ok(())
     }
@@ -170,7 +180,8 @@ mod tests {
         let path = dir.path().join("crl.pem");
         let now = OffsetDateTime::now_utc();
         let (ours, theirs) = (Ca::generate(now)?, Ca::generate(now)?);
-        std::fs::write(&path, sign(&theirs, &CrlState::default(), now)?).map_err(|e| Error::io("write", &path, e))?;
+        std::fs::write(&path, sign(&theirs, &CrlState::default(), now, now + time::Duration::days(30))?)
+            .map_err(|e| Error::io("write", &path, e))?;
         assert!(matches!(read(&path, &ours), Err(Error::BadFile { .. })));
         assert!(read(&path, &theirs).is_ok());
         Ok(())

@@ -88,6 +88,15 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A serial number to revoke is not hexadecimal.
+    #[error(
+        "invalid serial number {serial:?}: give it in hex, as truce-certs and `openssl x509 -noout -serial` print it"
+    )]
+    InvalidSerial {
+        /// The serial as given.
+        serial: String,
+    },
+
     /// A file could not be read or written.
     #[error("cannot {action} {}", path.display())]
     Io {

@@ -12,8 +12,9 @@
 //!
 //! # Layout
 //!
-//! - `pki.rs`: the three operations, [`init`], [`client`] and [`revoke`],
-//!   with their options and results;
+//! - `pki.rs`: the operations, [`init`], [`client`], [`revoke`] and
+//!   [`crl`] (reissue the CRL, adding serials), with their options and
+//!   results;
 //! - `ca.rs`: the CA, loading it back, and the certificate profiles it issues;
 //! - `crl.rs`: reading, extending and signing the CRL;
 //! - `layout.rs`: where each file lives ([`Layout`]), which names are allowed;
@@ -26,7 +27,8 @@
 //! ```text
 //! DIR/ca.pem  DIR/ca.key           the CA (init)
 //! DIR/server.pem  DIR/server.key   the server certificate (init)
-//! DIR/crl.pem                      the CRL (init makes it empty; revoke adds)
+//! DIR/crl.pem                      the CRL (init makes it empty; revoke and
+//!                                  crl add; its nextUpdate is 30 days on)
 //! DIR/NAME.pem  DIR/NAME.key       one client (client NAME)
 //! ```
 //!
@@ -45,6 +47,6 @@ mod pki;
 pub use error::Error;
 pub use layout::{check_client_name, Layout};
 pub use pki::{
-    client, init, revoke, ClientFiles, ClientOptions, ClientValidity, InitFiles, Revocation, DEFAULT_CLIENT_DAYS,
-    DEFAULT_SERVER_NAMES,
+    client, crl, init, revoke, ClientFiles, ClientOptions, ClientValidity, CrlOptions, CrlValidity, InitFiles,
+    Reissued, Revocation, Revokee, DEFAULT_CLIENT_DAYS, DEFAULT_CRL_DAYS, DEFAULT_SERVER_NAMES,
 };

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use truce_certs::{ClientOptions, ClientValidity};
+use truce_certs::{ClientOptions, ClientValidity, CrlOptions, CrlValidity, Revokee};
 
 mod cli;
 
@@ -55,12 +55,40 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{name} (serial {}) was already revoked; {} is unchanged", done.serial, done.crl.display());
             } else {
                 println!(
-                    "revoked {name} (serial {}): {} is now CRL number {}; restart the server with it",
+                    "revoked {name} (serial {}): {} is now CRL number {}; the server reads it again when the file changes or on SIGHUP",
                     done.serial,
                     done.crl.display(),
                     done.crl_number
                 );
             }
+        }
+        Command::Crl { out, revoke, crl_days, stale } => {
+            let validity = if stale { CrlValidity::Stale } else { CrlValidity::Days(crl_days) };
+            let revoke = revoke
+                .into_iter()
+                .map(|r| {
+                    // A path to a file is a certificate; anything else a serial.
+                    if std::path::Path::new(&r).is_file() {
+                        Revokee::CertFile(r.into())
+                    } else {
+                        Revokee::Serial(r)
+                    }
+                })
+                .collect();
+            let done = truce_certs::crl(&out, &CrlOptions { validity, revoke })?;
+            for serial in &done.added {
+                println!("revoked serial {serial}");
+            }
+            let next = done
+                .next_update
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| done.next_update.to_string());
+            println!(
+                "{} is now CRL number {}: {} certificates revoked, next update by {next}; the server reads it again when the file changes or on SIGHUP",
+                done.crl.display(),
+                done.crl_number,
+                done.revoked
+            );
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -1,5 +1,5 @@
-//! The three things a mission does with its PKI: make it, add a laptop,
-//! revoke a laptop.
+//! What a mission does with its PKI: make it, add a laptop, revoke a
+//! laptop, reissue the CRL before its nextUpdate.
 //!
 //! Each operation checks everything it can (names, days, existing files,
 //! the CA) before it writes anything, so a refused command leaves the
@@ -21,6 +21,62 @@ pub const DEFAULT_SERVER_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 
 /// How many days a client certificate is valid unless told otherwise.
 pub const DEFAULT_CLIENT_DAYS: u32 = 730;
+
+/// How many days until a CRL's nextUpdate unless told otherwise: the
+/// server refuses a CRL past it, so the mission reissues it
+/// (`truce-certs crl`) at least this often.
+pub const DEFAULT_CRL_DAYS: u32 = 30;
+
+/// How long a CRL is to be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrlValidity {
+    /// nextUpdate this many days from now (at least 1, and not past the
+    /// CA's own expiry).
+    Days(u32),
+    /// thisUpdate two days ago, nextUpdate yesterday: for testing that a
+    /// stale CRL is refused.
+    Stale,
+}
+
+impl Default for CrlValidity {
+    /// [`DEFAULT_CRL_DAYS`] days.
+    fn default() -> Self {
+        CrlValidity::Days(DEFAULT_CRL_DAYS)
+    }
+}
+
+/// A certificate to put on the CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revokee {
+    /// By serial number, in hex (`4A0B…`, colons allowed).
+    Serial(String),
+    /// By its certificate file (PEM), which the CA must have issued.
+    CertFile(PathBuf),
+}
+
+/// Options for [`crl`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlOptions {
+    /// How long the new CRL is to be trusted.
+    pub validity: CrlValidity,
+    /// Certificates to add to it (those already on it stay).
+    pub revoke: Vec<Revokee>,
+}
+
+/// What [`crl`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reissued {
+    /// The CRL, `crl.pem`.
+    pub crl: PathBuf,
+    /// Its CRL number now.
+    pub crl_number: u64,
+    /// The serials added, upper-case hex (not those already on it).
+    pub added: Vec<String>,
+    /// How many certificates it revokes in all.
+    pub revoked: usize,
+    /// Its nextUpdate.
+    pub next_update: OffsetDateTime,
+}
 
 /// The files [`init`] made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +188,8 @@ pub fn init(out: &Path, server_names: &[String]) -> Result<InitFiles, Error> {
     let now = OffsetDateTime::now_utc();
     let ca = Ca::generate(now)?;
     let server = ca.issue_server(&names, now)?;
-    let empty_crl = crl::sign(&ca, &CrlState { number: 1, revoked: Vec::new() }, now)?;
+    let (this_update, next_update) = crl_window(&ca, now, CrlValidity::default())?;
+    let empty_crl = crl::sign(&ca, &CrlState { number: 1, revoked: Vec::new() }, this_update, next_update)?;
 
     files::create_secret(&made.ca_key, &ca.key_pem(), HINT)?;
     files::create_public(&made.ca_cert, ca.cert_pem(), HINT)?;
@@ -211,8 +268,91 @@ pub fn revoke(out: &Path, name: &str) -> Result<Revocation, Error> {
     state.number =
         state.number.checked_add(1).ok_or_else(|| Error::bad_file(&crl_path, "CRL", "its CRL number is too large"))?;
     state.revoked.push(RevokedEntry { serial: serial.clone(), revoked_at: now, reason: None });
-    files::replace_public(&crl_path, &crl::sign(&ca, &state, now)?)?;
+    let (this_update, next_update) = crl_window(&ca, now, CrlValidity::default())?;
+    files::replace_public(&crl_path, &crl::sign(&ca, &state, this_update, next_update)?)?;
     Ok(Revocation { serial: hex_upper(&serial), crl: crl_path, crl_number: state.number, already_revoked: false })
+}
+
+/// Reissues `out/crl.pem`: every certificate on it stays, those in
+/// `opts.revoke` are added, the CRL number goes up by one and the
+/// nextUpdate is set anew. Run it before the nextUpdate of the CRL in
+/// force: the server refuses a stale CRL. Checks every certificate and
+/// serial before writing anything.
+pub fn crl(out: &Path, opts: &CrlOptions) -> Result<Reissued, Error> {
+    let layout = Layout::new(out);
+    let now = OffsetDateTime::now_utc();
+    let ca = Ca::load(&layout, now)?;
+    let (this_update, next_update) = crl_window(&ca, now, opts.validity)?;
+    let mut serials = Vec::new();
+    for who in &opts.revoke {
+        serials.push(match who {
+            Revokee::Serial(hex) => parse_serial(hex)?,
+            Revokee::CertFile(path) => {
+                if !files::exists(path) {
+                    return Err(Error::io(
+                        "read",
+                        path,
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                    ));
+                }
+                let text = files::read_text(path)?;
+                let pem = parse_pem(&text, path, "client certificate")?;
+                let cert = parse_cert_der(&pem.contents, path, "client certificate")?;
+                if !ca.issued(&cert) {
+                    return Err(Error::bad_file(
+                        path,
+                        "client certificate",
+                        "it was not issued by the CA in this directory",
+                    ));
+                }
+                crl::strip_leading_zeros(&cert.serial.to_bytes_be())
+            }
+        });
+    }
+    let crl_path = layout.crl();
+    let mut state = crl::read(&crl_path, &ca)?;
+    let mut added = Vec::new();
+    for serial in serials {
+        if !state.contains(&serial) {
+            added.push(hex_upper(&serial));
+            state.revoked.push(RevokedEntry { serial, revoked_at: now, reason: None });
+        }
+    }
+    state.number =
+        state.number.checked_add(1).ok_or_else(|| Error::bad_file(&crl_path, "CRL", "its CRL number is too large"))?;
+    files::replace_public(&crl_path, &crl::sign(&ca, &state, this_update, next_update)?)?;
+    Ok(Reissued { crl: crl_path, crl_number: state.number, added, revoked: state.revoked.len(), next_update })
+}
+
+/// thisUpdate and nextUpdate of a CRL made at `now`.
+fn crl_window(ca: &Ca, now: OffsetDateTime, validity: CrlValidity) -> Result<(OffsetDateTime, OffsetDateTime), Error> {
+    match validity {
+        CrlValidity::Stale => Ok((now - Duration::days(2), now - Duration::days(1))),
+        CrlValidity::Days(days) => {
+            let next = now + Duration::days(i64::from(days));
+            if days == 0 || next > ca.not_after() {
+                return Err(Error::InvalidDays { days, max: (ca.not_after() - now).whole_days() });
+            }
+            Ok((now, next))
+        }
+    }
+}
+
+/// A serial number given in hex (colons and a `0x` allowed), big-endian,
+/// minimal.
+fn parse_serial(given: &str) -> Result<Vec<u8>, Error> {
+    let bad = || Error::InvalidSerial { serial: given.to_owned() };
+    let digits: String = given.trim().trim_start_matches("0x").chars().filter(|c| *c != ':').collect();
+    if digits.is_empty() || digits.len() > 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits };
+    let bytes: Vec<u8> = (0..padded.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&padded[i..i + 2], 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    Ok(crl::strip_leading_zeros(&bytes))
 }
 
 /// Parses the server names, or the defaults when there are none; drops
@@ -241,6 +381,16 @@ fn hex_upper(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serials_are_read_in_hex() {
+        assert_eq!(parse_serial("4A0B").ok(), Some(vec![0x4a, 0x0b]));
+        assert_eq!(parse_serial("00:4a:0b").ok(), Some(vec![0x4a, 0x0b]));
+        assert_eq!(parse_serial("0x1").ok(), Some(vec![1]));
+        for bad in ["", "xyz", "4A 0B", &"1".repeat(65)] {
+            assert!(matches!(parse_serial(bad), Err(Error::InvalidSerial { .. })), "{bad:?}");
+        }
+    }
 
     #[test]
     fn hex_is_upper_case_like_openssl() {

@@ -98,3 +98,61 @@ fn a_missing_crl_is_never_silently_recreated() {
     assert!(matches!(err, Error::NoCrl { .. }), "{err}");
     assert!(!tmp.path().join("crl.pem").exists());
 }
+
+#[test]
+fn the_crl_command_reissues_keeping_entries_adding_by_serial_or_file_with_a_short_next_update() {
+    let tmp = tempdir();
+    let out = tmp.path().to_str().expect("utf-8 path");
+    truce_certs_ok(&["init", "--out", out]);
+    let next_update_days = || {
+        with_crl(&tmp.path().join("crl.pem"), |crl| {
+            let next = crl.next_update().expect("a nextUpdate").timestamp();
+            (next - crl.last_update().timestamp()) / 86_400
+        })
+    };
+    assert_eq!(next_update_days(), i64::from(truce_certs::DEFAULT_CRL_DAYS), "init's CRL");
+    for name in ["a", "b", "c"] {
+        truce_certs_ok(&["client", name, "--out", out]);
+    }
+    truce_certs_ok(&["revoke", "a", "--out", out]);
+    let (a, b, c) = (
+        serial_of(&tmp.path().join("a.pem")),
+        serial_of(&tmp.path().join("b.pem")),
+        serial_of(&tmp.path().join("c.pem")),
+    );
+
+    // b by its serial (lower case, as some tools print it), c by its file.
+    let stdout = truce_certs_ok(&[
+        "crl",
+        "--out",
+        out,
+        "--revoke",
+        &b.to_lowercase(),
+        "--revoke",
+        tmp.path().join("c.pem").to_str().expect("utf-8 path"),
+        "--crl-days",
+        "7",
+    ]);
+    assert!(
+        stdout.contains(&format!("revoked serial {b}")) && stdout.contains(&format!("revoked serial {c}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("CRL number 3"), "{stdout}");
+    let mut expected = vec![a.clone(), b.clone(), c.clone()];
+    expected.sort();
+    let mut revoked = revoked_serials(&tmp.path().join("crl.pem"));
+    revoked.sort();
+    assert_eq!(revoked, expected);
+    assert_eq!(next_update_days(), 7);
+    openssl_ok(tmp.path(), &["crl", "-in", "crl.pem", "-noout", "-CAfile", "ca.pem"]);
+
+    // Reissued with nothing new: the same entries, the next number.
+    let stdout = truce_certs_ok(&["crl", "--out", out]);
+    assert!(stdout.contains("CRL number 4") && stdout.contains("3 certificates revoked"), "{stdout}");
+    assert_eq!(next_update_days(), i64::from(truce_certs::DEFAULT_CRL_DAYS));
+
+    let err = truce_certs_fails(&["crl", "--out", out, "--revoke", "not-hex"]);
+    assert!(err.contains("invalid serial number"), "{err}");
+    let err = truce_certs_fails(&["crl", "--out", out, "--crl-days", "0"]);
+    assert!(err.contains("invalid validity of 0 days"), "{err}");
+}

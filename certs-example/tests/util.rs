@@ -179,7 +179,7 @@ pub fn handshake(
     client: Side<'_>,
     server_name: &str,
 ) -> Result<(), rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(truce_shared::tls::provider());
     let mut roots = RootCertStore::empty();
     for cert in load_certs(ca) {
         roots.add(cert).expect("rustls accepts the CA certificate");

@@ -187,6 +187,11 @@ pub struct Config {
     pub evidence: crate::evidence::EvidenceLimits,
     /// What the server counts, for `run --metrics` (a fresh set by default).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The CRLs behind `tls`, to reload while serving
+    /// ([`crate::tls::server_tls`]); none: they are never read again.
+    pub revocation: Option<Arc<crate::revocation::Revocation>>,
+    /// How often the `--crl` files are looked at for a change.
+    pub crl_check_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -199,6 +204,7 @@ impl std::fmt::Debug for Config {
             .field("evidence_dir", &self.evidence_dir)
             .field("evidence", &self.evidence)
             .field("verify_threads", &self.verify_threads)
+            .field("crl_check_interval", &self.crl_check_interval)
             .finish_non_exhaustive()
     }
 }
@@ -216,6 +222,8 @@ impl Config {
             evidence_dir: dir.evidence_dir(),
             evidence: crate::evidence::EvidenceLimits::default(),
             metrics: Arc::default(),
+            revocation: None,
+            crl_check_interval: limits::CRL_CHECK_INTERVAL,
         })
     }
 }

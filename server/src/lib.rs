@@ -17,6 +17,9 @@
 //! - [`tls`]: all rustls configuration (TLS 1.3, client certificates from
 //!   the mission CA, CRLs, ALPN `truce/1`); PEM files are read by
 //!   `truce_shared::pem`.
+//! - [`revocation`]: the CRLs in force, reloaded on SIGHUP and when a file
+//!   changes (nextUpdate and CRL number checked), and the open sessions a
+//!   newly revoked certificate loses.
 //! - [`server`]: the listener: admission, handshake deadline, shutdown;
 //!   [`run`] takes a bound listener and a shutdown future, [`spawn`] runs
 //!   it in the background for tests and benchmarks.
@@ -75,6 +78,7 @@ pub mod incidents;
 pub mod metrics;
 pub mod offline;
 pub mod paths;
+pub mod revocation;
 pub mod server;
 pub mod session;
 pub mod shutdown;

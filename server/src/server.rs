@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::{CertSlots, ClientCert, Eviction, Gate};
 use crate::config::{Config, LimitsError};
 use crate::metrics::{Limit, Metrics, Refusal};
+use crate::revocation::Revocation;
 use crate::session::{self, Context, End, SessionError, Summary};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
@@ -55,6 +56,9 @@ pub enum ServeError {
     /// restarts it; every unacknowledged report is sent again).
     #[error("the writer thread died; stopped so that nothing is accepted that cannot be acknowledged")]
     WriterDied,
+    /// The SIGHUP handler could not be installed.
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(std::io::Error),
     /// The store's log could not be set up.
     #[error("the store's log is not set up")]
     NoLog,
@@ -77,6 +81,8 @@ struct Listener {
     certs: Arc<CertSlots>,
     /// What is counted for `run --metrics`.
     metrics: Arc<Metrics>,
+    /// The CRLs in force and the sessions a reload may end.
+    revocation: Option<Arc<Revocation>>,
 }
 
 /// Aborts a background task when dropped (the metrics listener, which
@@ -120,7 +126,8 @@ pub async fn run_with_metrics(
         tracing::warn!(error = %e, "cannot remove abandoned partial evidence files");
     }
     let (writer, mut writer_thread) =
-        Writer::spawn_measured(store, config.limits.quotas.clone(), config.metrics.clone()).map_err(ServeError::Writer)?;
+        Writer::spawn_measured(store, config.limits.quotas.clone(), config.metrics.clone())
+            .map_err(ServeError::Writer)?;
     let limits = config.limits.clone();
     let me = Arc::new(Listener {
         acceptor: TlsAcceptor::from(config.tls),
@@ -139,10 +146,18 @@ pub async fn run_with_metrics(
         sessions: Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS))),
         certs: CertSlots::new(limits.max_connections_per_cert),
         metrics: config.metrics.clone(),
+        revocation: config.revocation.clone(),
     });
     // The metrics address is on the same line as the main one, after it.
     let metrics_addr = metrics.as_ref().and_then(|m| m.local_addr().ok());
     let _metrics_task = metrics.map(|m| AbortOnDrop(tokio::spawn(crate::metrics::serve(m, config.metrics.clone()))));
+    // SIGHUP is caught from here on; the CRLs are looked at while serving.
+    let crl_watch = match &me.revocation {
+        Some(r) => Some(tokio::spawn(
+            crate::revocation::watch(r.clone(), config.crl_check_interval).map_err(ServeError::Signal)?,
+        )),
+        None => None,
+    };
     if let Ok(addr) = listener.local_addr() {
         match metrics_addr {
             Some(metrics) => tracing::info!(%addr, %metrics, "listening"),
@@ -177,6 +192,9 @@ pub async fn run_with_metrics(
     }
     tracing::info!(connections = tasks.len(), "shutting down: no new connections; finishing batches in progress");
     drop(listener);
+    if let Some(w) = crl_watch {
+        w.abort();
+    }
     let _ = stop.send(true);
     while let Some(done) = tasks.join_next().await {
         reap(done);
@@ -304,8 +322,26 @@ async fn connection(stream: TcpStream, peer: SocketAddr, me: &Listener, mut stop
         return;
     };
     let _authenticated = metrics.authenticated();
+    // Who and how, once per session: the key exchange shows an operator
+    // that Truce agents get the post-quantum hybrid (`truce_shared::tls`).
+    let key_exchange = truce_shared::tls::key_exchange_group(tls.get_ref().1);
+    tracing::info!(%peer, cert_serial = %cert.id.serial, %key_exchange, "authenticated");
+    // Registered until it ends: a reload that revokes its certificate ends
+    // it (the batch in progress, if any, is not acknowledged; the laptop
+    // keeps it).
+    let der = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let mut entry = me.revocation.as_ref().zip(der).map(|(r, der)| r.register(der.as_ref()));
+    let serial = cert.id.serial.clone();
     let mut summary = Summary::default();
-    let end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, Some(Arc::new(cert.id)), &mut summary).await;
+    let end = tokio::select! {
+        end = session::serve(&mut tls, ctx, deadline, &mut stop, &peer, Some(Arc::new(cert.id)), &mut summary) => end,
+        () = revoked(&mut entry) => {
+            tracing::warn!(%peer, cert_serial = %serial, batches = summary.batches, "session closed: its certificate was revoked");
+            let _ = timeout(CLOSE_TIMEOUT, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+            return;
+        }
+    };
+    drop(entry);
     match end {
         Ok(end) => {
             tracing::info!(%peer, ?end, batches = summary.batches, reports = summary.reports, "session closed");
@@ -332,6 +368,15 @@ fn limit_of(e: &SessionError) -> Option<Limit> {
         SessionError::BatchTooLarge { .. } => Some(Limit::MaxBatch),
         SessionError::Frame(WireError::Frame(FrameError::TooLarge { .. })) => Some(Limit::MaxFrame),
         _ => None,
+    }
+}
+
+/// Resolves when the session's certificate is revoked (never without a
+/// registry).
+async fn revoked(entry: &mut Option<crate::revocation::SessionEntry>) {
+    match entry {
+        Some(e) => e.revoked().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -49,7 +49,7 @@ async fn only_the_missions_current_certificates_over_tls13_and_truce1_get_a_sess
 /// A client whose certificate comes from `other`'s CA but which trusts the
 /// mission's server (so only the client side is wrong).
 fn client_tls_other_ca(pki: &Pki, other: &Pki, name: &str) -> std::sync::Arc<rustls::ClientConfig> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(truce_shared::tls::provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in truce_server::tls::load_certs(&pki.file("ca.pem")).unwrap() {
         roots.add(c).unwrap();

@@ -23,6 +23,8 @@
 //! - [`fs`]: the atomic replace (temporary file, fsync, rename, fsync of the
 //!   directory), private directories and secret files, per platform.
 //! - [`pem`]: certificates, private keys and CRLs read from PEM files.
+//! - `tls` (feature `tls`): the one crypto provider of every TLS config
+//!   (AWS-LC, key exchange X25519MLKEM768 then X25519).
 //! - [`signal`]: the request to stop (SIGTERM, SIGINT; Ctrl-C on Windows).
 //! - [`fuzzing`]: the properties the fuzz targets and their regression
 //!   corpus check.
@@ -46,6 +48,8 @@ pub mod signal;
 pub mod signing;
 pub mod text;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod vocabulary;
 pub mod wire;
 

@@ -82,6 +82,11 @@ pub const REJECTED_PREFIX: usize = 1024;
 /// frame may take to arrive, before the server closes it.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often the server looks at its `--crl` files for a change (their
+/// modification time and length); a changed file is read again, as on
+/// SIGHUP.
+pub const CRL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Longest description, in bytes of UTF-8.
 pub const MAX_DESCRIPTION: usize = 8 * 1024;
 

@@ -135,7 +135,7 @@ impl MockServer {
         for c in read_certs(client_ca) {
             roots.add(c).unwrap();
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(truce_shared::tls::provider());
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .unwrap();

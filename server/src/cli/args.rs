@@ -198,12 +198,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", env = "TRUCE_SERVER_KEY")]
     pub key: Option<PathBuf>,
     /// A certificate revocation list (PEM), repeatable: revoked laptops fail the handshake.
-    /// Required, unless --no-crl says to run without one.
+    /// Required, unless --no-crl says to run without one. Read again on SIGHUP and when the
+    /// file changes; its nextUpdate must be in the future.
     #[arg(long, value_name = "FILE", env = "TRUCE_SERVER_CRL")]
     pub crl: Vec<PathBuf>,
     /// Run with no CRL at all, so a revoked laptop can still connect (trials only).
     #[arg(long, env = "TRUCE_SERVER_NO_CRL")]
     pub no_crl: bool,
+    /// Seconds between looks at the --crl files: a changed file is read again, as on SIGHUP
+    /// (a stale CRL, or one with a lower CRL number, is refused and the one in force kept).
+    #[arg(long, value_name = "SECS", default_value_t = truce_shared::limits::CRL_CHECK_INTERVAL.as_secs_f64())]
+    pub crl_check_interval: f64,
     /// Largest frame in bytes; a bigger one ends the connection. Default: 4194304.
     #[arg(long, value_name = "BYTES", env = "TRUCE_SERVER_MAX_FRAME")]
     pub max_frame: Option<u32>,

@@ -224,6 +224,8 @@ pub struct RunSettings {
     pub metrics: Setting<Option<SocketAddr>>,
     /// The disk quotas (`--max-reports-per-key` and the rest): flags only.
     pub quotas: crate::store::Quotas,
+    /// `--crl-check-interval`, seconds: a flag only.
+    pub crl_check_interval: f64,
 }
 
 /// Where clap found argument `id` of `m`: a flag, the environment, or
@@ -369,6 +371,7 @@ impl RunSettings {
                 max_quarantined_per_key: args.max_quarantined_per_key,
                 rejected_prefix: args.rejected_prefix,
             },
+            crl_check_interval: args.crl_check_interval,
         };
         seconds("handshake_timeout", &s.handshake_timeout)?;
         seconds("idle_timeout", &s.idle_timeout)?;

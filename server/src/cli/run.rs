@@ -1,5 +1,6 @@
 //! `run`: serve agents until SIGTERM or SIGINT, with the settings layered
-//! by `config_file.rs` (defaults, config file, environment, flags).
+//! by `config_file.rs` (defaults, config file, environment, flags); read
+//! the CRLs again on SIGHUP or when a `--crl` file changes.
 
 use anyhow::{Context, Result};
 
@@ -29,11 +30,17 @@ pub(super) fn run(dir: &DataDir, s: &RunSettings) -> Result<()> {
             "no --crl given: without one a revoked or stolen laptop can still connect. Give --crl FILE (truce-certs writes pki/crl.pem), or --no-crl to run without revocation (trials only)"
         );
     }
-    let tls = crate::tls::server_config(ca, cert, key, crls)?;
+    let crl_check_interval = std::time::Duration::try_from_secs_f64(s.crl_check_interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--crl-check-interval must be a positive number of seconds")?;
+    let (tls, revocation) = crate::tls::server_tls(ca, cert, key, crls)?;
     if no_crl {
         tracing::warn!("running with --no-crl: revoked laptops can still connect");
     }
     let mut config = Config::new(dir, tls, limits)?;
+    config.revocation = revocation;
+    config.crl_check_interval = crl_check_interval;
     if let Some(n) = s.verify_threads.value {
         config.verify_threads = n.max(1);
     }

@@ -176,7 +176,7 @@ fn tls_config(root_cert: Option<&str>, shown: &str) -> Result<rustls::ClientConf
     if roots.is_empty() {
         return Err(StoreError::Config(format!("sslrootcert {path} holds no certificate")));
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(truce_shared::tls::provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| StoreError::Config(e.to_string()))?

@@ -152,7 +152,7 @@ pub fn client_tls(
     versions: &[&'static SupportedProtocolVersion],
     alpn: Vec<Vec<u8>>,
 ) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(truce_shared::tls::provider());
     let mut roots = RootCertStore::empty();
     for c in truce_server::tls::load_certs(&pki.file("ca.pem")).expect("ca") {
         roots.add(c).expect("add root");
