@@ -78,6 +78,7 @@ pub mod incidents;
 pub mod metrics;
 pub mod offline;
 pub mod paths;
+pub mod progress;
 pub mod revocation;
 pub mod server;
 pub mod session;

@@ -87,10 +87,14 @@ pub enum Limit {
     HandshakeTimeout,
     /// `idle_timeout`: a silent or slow session cut off.
     IdleTimeout,
+    /// A disk quota (per key, per certificate, quarantine) refused a batch.
+    DiskQuota,
+    /// The evidence size limit or quota refused a file.
+    EvidenceQuota,
 }
 
 impl Limit {
-    const ALL: [Limit; 9] = [
+    const ALL: [Limit; 11] = [
         Limit::MaxConnections,
         Limit::MaxConnectionsPerCert,
         Limit::MaxUnauthenticated,
@@ -100,6 +104,8 @@ impl Limit {
         Limit::MaxBatch,
         Limit::HandshakeTimeout,
         Limit::IdleTimeout,
+        Limit::DiskQuota,
+        Limit::EvidenceQuota,
     ];
 
     fn label(self) -> &'static str {
@@ -113,6 +119,8 @@ impl Limit {
             Limit::MaxBatch => "max_batch",
             Limit::HandshakeTimeout => "handshake_timeout",
             Limit::IdleTimeout => "idle_timeout",
+            Limit::DiskQuota => "disk_quota",
+            Limit::EvidenceQuota => "evidence_quota",
         }
     }
 }
@@ -203,6 +211,10 @@ pub struct Metrics {
     /// The loaded CRL's thisUpdate (the oldest, with several), unix
     /// seconds; `i64::MIN` when none is loaded.
     crl_this_update: AtomicI64,
+    /// Evidence bytes written durably from uploads.
+    evidence_bytes: AtomicU64,
+    /// Evidence files now held after an upload's hash check.
+    evidence_files: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -218,6 +230,8 @@ impl Default for Metrics {
             group_reports: Histogram::new(GROUP_SIZES, 1.0),
             group_batches: Histogram::new(GROUP_SIZES, 1.0),
             crl_this_update: AtomicI64::new(i64::MIN),
+            evidence_bytes: AtomicU64::new(0),
+            evidence_files: AtomicU64::new(0),
         }
     }
 }
@@ -281,6 +295,16 @@ impl Metrics {
         self.crl_this_update.store(this_update.unwrap_or(i64::MIN), Relaxed);
     }
 
+    /// Evidence bytes written (and synced) from an upload's chunk.
+    pub fn evidence_written(&self, bytes: u64) {
+        self.evidence_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// An uploaded evidence file matched its hash and is held.
+    pub fn evidence_held(&self) {
+        self.evidence_files.fetch_add(1, Relaxed);
+    }
+
     /// The metrics in the Prometheus text format, version 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -338,6 +362,18 @@ impl Metrics {
             "counter",
             "Times a limit refused, dropped, cut off or held back a client, by limit.",
             &limits,
+        );
+        counter(
+            &mut out,
+            "truce_server_evidence_bytes_total",
+            "Evidence bytes written to disk (and synced) from uploads.",
+            &[("", self.evidence_bytes.load(Relaxed))],
+        );
+        counter(
+            &mut out,
+            "truce_server_evidence_files_total",
+            "Evidence files uploaded whose SHA-256 matched the signed one, now held.",
+            &[("", self.evidence_files.load(Relaxed))],
         );
         let this_update = self.crl_this_update.load(Relaxed);
         if this_update != i64::MIN {

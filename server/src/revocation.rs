@@ -242,6 +242,8 @@ pub struct Revocation {
     state: Mutex<State>,
     /// Open sessions by their certificate's serial.
     sessions: Mutex<Sessions>,
+    /// Told the new CRLs' age after each good reload (`run --metrics`).
+    metrics: Mutex<Option<Arc<crate::metrics::Metrics>>>,
 }
 
 #[derive(Debug)]
@@ -303,7 +305,13 @@ impl Revocation {
             verifier: Arc::new(LiveVerifier { current: RwLock::new(inner), hints }),
             state: Mutex::new(State { files, stamps }),
             sessions: Mutex::default(),
+            metrics: Mutex::default(),
         }))
+    }
+
+    /// Counts the age of the CRLs in force into `metrics` from now on.
+    pub fn report_to(&self, metrics: Arc<crate::metrics::Metrics>) {
+        *self.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(metrics);
     }
 
     /// The verifier for the server's rustls config.
@@ -345,6 +353,9 @@ impl Revocation {
         let numbers: Vec<String> = files.iter().map(|f| hex::encode(&f.number)).collect();
         state.files = files;
         drop(state);
+        if let Some(m) = self.metrics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
+            m.set_crl_this_update(crate::metrics::crl_this_update(&self.paths));
+        }
         let closed = self.close_revoked(&revoked);
         tracing::info!(reason = why, crl_number = %numbers.join(","), revoked = revoked.len(), closed, "CRL reloaded");
         Reloaded::InForce { revoked: revoked.len(), closed }

@@ -152,6 +152,9 @@ pub async fn run_with_metrics(
     let metrics_addr = metrics.as_ref().and_then(|m| m.local_addr().ok());
     let _metrics_task = metrics.map(|m| AbortOnDrop(tokio::spawn(crate::metrics::serve(m, config.metrics.clone()))));
     // SIGHUP is caught from here on; the CRLs are looked at while serving.
+    if let Some(r) = &me.revocation {
+        r.report_to(config.metrics.clone());
+    }
     let crl_watch = match &me.revocation {
         Some(r) => Some(tokio::spawn(
             crate::revocation::watch(r.clone(), config.crl_check_interval).map_err(ServeError::Signal)?,

@@ -253,6 +253,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(WriteError::Quota(reason)) => {
                         // No Ack: the agent keeps the batch and says why.
                         // (The writer logged which quota, for the operator.)
+                        ctx.metrics.limit(Limit::DiskQuota);
                         send(io, &Message::Refuse { reason: reason.clone() }, limits).await?;
                         return Err(SessionError::Store(WriteError::Quota(reason)));
                     }
@@ -322,6 +323,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     ev.offer(ups, &sha256, size, &named).map_err(|e| SessionError::Evidence(e.to_string()))
                 })
                 .await?;
+                if matches!(&state, UploadState::Refused(r) if r.contains("--max-evidence-size") || r.contains("quota"))
+                {
+                    ctx.metrics.limit(Limit::EvidenceQuota);
+                }
                 send(io, &Message::Upload { sha256, state }, limits).await?;
             }
             Message::Chunk { sha256, offset, data } => {
@@ -332,6 +337,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 .await?;
                 if matches!(state, UploadState::Held | UploadState::From(_)) {
                     summary.evidence_bytes += n;
+                    ctx.metrics.evidence_written(n);
+                }
+                match &state {
+                    UploadState::Held => ctx.metrics.evidence_held(),
+                    UploadState::Refused(r) if r.contains("quota") => ctx.metrics.limit(Limit::EvidenceQuota),
+                    _ => {}
                 }
                 send(io, &Message::Upload { sha256, state }, limits).await?;
             }

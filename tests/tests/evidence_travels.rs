@@ -73,6 +73,15 @@ fn a_photo_reaches_the_server_byte_for_byte_after_its_report() {
     let out = agent.sync(None).expect_ok();
     assert!(out.contains("(0 bytes sent)"), "{out}");
     assert_eq!(show_json(&agent, &id2)["evidence"][0]["state"], "held");
+    // Investigators: stats counts it, rows say it is held, and
+    // `export --evidence` writes it under its hash.
+    let stats = server.cmd(&["stats"]).expect_ok();
+    assert!(stats.contains("evidence: 1 file(s) named by reports: 1 held (700000 bytes), 0 missing"), "{stats}");
+    let out_dir = files.path().join("evidence-out");
+    let rows = server.cmd(&["export", "--evidence", out_dir.to_str().unwrap()]).expect_ok();
+    let row: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    assert_eq!(row["attachments"][0]["held"], true, "{row}");
+    assert_eq!(std::fs::read(out_dir.join(&sha)).unwrap(), bytes);
     // Even changed on disk after recording, the original is what travelled:
     // the laptop keeps its own sealed copy.
     std::fs::write(&path, b"edited afterwards").unwrap();
@@ -116,4 +125,29 @@ fn an_upload_cut_mid_file_resumes_at_the_durable_offset() {
     assert_eq!(std::fs::read(server.dir().join("evidence").join(&sha)).unwrap(), bytes);
     assert!(!partial.exists(), "the partial file became the held one");
     assert_eq!(show_json(&agent, &id)["evidence"][0]["state"], "held");
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_with_its_reason_and_reports_still_flow() {
+    let (pki, mut server, agent) = one_laptop("laptop-01");
+    server.start(&pki, &["--max-evidence-size", "100000"]);
+    let files = tempfile::tempdir().unwrap();
+    let (small, big) = (photo(100_000, 3), photo(100_001, 4));
+    let (sp, bp) = (files.path().join("small.jpg"), files.path().join("big.jpg"));
+    std::fs::write(&sp, &small).unwrap();
+    std::fs::write(&bp, &big).unwrap();
+    let id_small = record_with(&agent, &sp);
+    let id_big = record_with(&agent, &bp);
+    let out = agent.sync(None).expect_ok();
+    assert!(out.contains("delivered 2"), "{out}");
+    assert!(out.contains("evidence held by the server 1"), "{out}");
+    assert!(out.contains("evidence refused 1"), "{out}");
+    assert_eq!(show_json(&agent, &id_small)["evidence"][0]["state"], "held");
+    let shown = show_json(&agent, &id_big);
+    assert_eq!(shown["evidence"][0]["state"], "pending", "{shown}");
+    assert!(shown["evidence"][0]["refused"].as_str().unwrap().contains("--max-evidence-size"), "{shown}");
+    let text = agent.cmd(&["show", &id_big]).expect_ok();
+    assert!(text.contains("not yet sent (the server said: the file is 100001 bytes, over"), "{text}");
+    let stats = server.cmd(&["stats"]).expect_ok();
+    assert!(stats.contains("2 file(s) named by reports: 1 held (100000 bytes), 1 missing"), "{stats}");
 }

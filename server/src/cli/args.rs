@@ -273,6 +273,16 @@ pub struct RunArgs {
     /// Bytes kept of a report that fails verification, beside its id (the hash of all of it).
     #[arg(long, value_name = "BYTES", default_value_t = truce_shared::limits::REJECTED_PREFIX)]
     pub rejected_prefix: usize,
+    /// Largest evidence file taken from an upload or a bundle, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::evidence::MAX_EVIDENCE_SIZE)]
+    pub max_evidence_size: u64,
+    /// All evidence held and partly uploaded, in bytes; past it uploads are refused with the
+    /// reason (reports still flow).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::evidence::EVIDENCE_QUOTA)]
+    pub evidence_quota: u64,
+    /// Seconds after which a partly uploaded file nobody continues is removed.
+    #[arg(long, value_name = "SECS", default_value_t = crate::evidence::PARTIAL_TTL.as_secs())]
+    pub evidence_partial_ttl: u64,
 }
 
 /// `device` subcommands.
@@ -354,6 +364,11 @@ pub struct ExportArgs {
     /// always include them, marked.
     #[arg(long)]
     pub include_disputed: bool,
+    /// Also write each evidence file of the exported reports that the server holds to
+    /// DIR/<sha256 hex> (checked against its hash as it is copied). Rows say per attachment
+    /// whether the server holds it either way.
+    #[arg(long, value_name = "DIR")]
+    pub evidence: Option<PathBuf>,
     /// With --format bundle: also write the device list (name and key) here, for `verify --devices`.
     #[arg(long, value_name = "FILE")]
     pub devices_out: Option<PathBuf>,

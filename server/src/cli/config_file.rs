@@ -226,6 +226,8 @@ pub struct RunSettings {
     pub quotas: crate::store::Quotas,
     /// `--crl-check-interval`, seconds: a flag only.
     pub crl_check_interval: f64,
+    /// `--max-evidence-size`, `--evidence-quota`, `--evidence-partial-ttl`: flags only.
+    pub evidence: crate::evidence::EvidenceLimits,
 }
 
 /// Where clap found argument `id` of `m`: a flag, the environment, or
@@ -372,6 +374,11 @@ impl RunSettings {
                 rejected_prefix: args.rejected_prefix,
             },
             crl_check_interval: args.crl_check_interval,
+            evidence: crate::evidence::EvidenceLimits {
+                max_size: args.max_evidence_size,
+                quota: args.evidence_quota,
+                partial_ttl: std::time::Duration::from_secs(args.evidence_partial_ttl),
+            },
         };
         seconds("handshake_timeout", &s.handshake_timeout)?;
         seconds("idle_timeout", &s.idle_timeout)?;

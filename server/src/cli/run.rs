@@ -41,6 +41,7 @@ pub(super) fn run(dir: &DataDir, s: &RunSettings) -> Result<()> {
     let mut config = Config::new(dir, tls, limits)?;
     config.revocation = revocation;
     config.crl_check_interval = crl_check_interval;
+    config.evidence = s.evidence.clone();
     if let Some(n) = s.verify_threads.value {
         config.verify_threads = n.max(1);
     }

@@ -7,10 +7,50 @@ use truce_shared::text::printable;
 
 use crate::paths::DataDir;
 
+/// Evidence as `stats` counts it: files named by stored reports, held,
+/// partly uploaded, missing, and refused by hash.
+#[derive(serde::Serialize)]
+struct EvidenceStats {
+    named: u64,
+    held: u64,
+    held_bytes: u64,
+    partial: u64,
+    partial_bytes: u64,
+    missing: u64,
+    refused: u64,
+}
+
+fn evidence_stats(dir: &DataDir, store: &crate::store::Store) -> Result<EvidenceStats> {
+    let ev = crate::evidence::Evidence::open(&dir.evidence_dir(), crate::evidence::EvidenceLimits::default())?;
+    let c = ev.counts()?;
+    let (mut named, mut held) = (0u64, 0u64);
+    store.for_each_named_file(&mut |sha, _| {
+        named += 1;
+        if ev.holds(&sha) {
+            held += 1;
+        }
+    })?;
+    Ok(EvidenceStats {
+        named,
+        held: c.held,
+        held_bytes: c.held_bytes,
+        partial: c.partial,
+        partial_bytes: c.partial_bytes,
+        missing: named - held,
+        refused: c.refused,
+    })
+}
+
 pub(super) fn run(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()> {
-    let s = dir.open_store()?.stats()?;
+    let store = dir.open_store()?;
+    let s = store.stats()?;
+    let e = evidence_stats(dir, &store)?;
     if json {
-        writeln!(out, "{}", serde_json::to_string(&s)?)?;
+        let mut v = serde_json::to_value(&s)?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("evidence".into(), serde_json::to_value(&e)?);
+        }
+        writeln!(out, "{}", serde_json::to_string(&v)?)?;
         return Ok(());
     }
     let r = &s.reports;
@@ -30,6 +70,11 @@ pub(super) fn run(dir: &DataDir, json: bool, out: &mut impl Write) -> Result<()>
     for (reason, n) in &s.rejected_by_reason {
         writeln!(out, "  rejected ({}): {n}", printable(reason))?;
     }
+    writeln!(
+        out,
+        "evidence: {} file(s) named by reports: {} held ({} bytes), {} missing; {} partial upload(s) ({} bytes); {} refused (bytes did not match the signed hash)",
+        e.named, e.held, e.held_bytes, e.missing, e.partial, e.partial_bytes, e.refused
+    )?;
     writeln!(out, "devices: {} enrolled, {} revoked; forks: {}", s.devices.enrolled, s.devices.revoked, s.forks)?;
     let i = &s.incidents;
     writeln!(

@@ -6,6 +6,7 @@
 //! here (and a line in `server/INVESTIGATORS.md`). The formats differ only
 //! in how they write each kind of [`Cell`].
 
+use crate::evidence::Evidence;
 use std::borrow::Cow;
 
 use serde::ser::SerializeMap;
@@ -22,6 +23,9 @@ use crate::store::ReportRow;
 pub struct ExportRow {
     row: ReportRow,
     env: Envelope,
+    /// Per attachment, whether the server holds the file (empty when the
+    /// export was not told where evidence is).
+    held: Vec<bool>,
     /// The estimated event position (lat, lon), worked out once a row.
     est: Option<(f64, f64)>,
 }
@@ -29,9 +33,19 @@ pub struct ExportRow {
 impl ExportRow {
     /// Decodes a stored row's signed body.
     pub fn from_row(row: ReportRow) -> Result<ExportRow, ExportError> {
+        ExportRow::from_row_with(row, None)
+    }
+
+    /// [`ExportRow::from_row`], saying per attachment whether `evidence`
+    /// holds the file.
+    pub fn from_row_with(row: ReportRow, evidence: Option<&Evidence>) -> Result<ExportRow, ExportError> {
         let env = row.envelope().map_err(|e| ExportError::Corrupt { id: hex(&row.id), detail: e.to_string() })?;
         let est = estimated_position(&env.observation);
-        Ok(ExportRow { row, env, est })
+        let held = match evidence {
+            Some(ev) => env.observation.attachments.iter().map(|a| ev.holds(&a.sha256)).collect(),
+            None => Vec::new(),
+        };
+        Ok(ExportRow { row, env, held, est })
     }
 
     /// The report id, hex.
@@ -64,7 +78,7 @@ impl Serialize for ExportRow {
                 Cell::Float(v) => map.serialize_entry(name, &v)?,
                 Cell::Bool(v) => map.serialize_entry(name, &v)?,
                 Cell::Signed(v) => map.serialize_entry(name, &v)?,
-                Cell::Attachments(v) => map.serialize_entry(name, &attachments_out(v))?,
+                Cell::Attachments(v, h) => map.serialize_entry(name, &attachments_out(v, h))?,
             }
         }
         map.end()
@@ -92,7 +106,7 @@ pub enum Cell<'a> {
     Bool(bool),
     /// The evidence files: a JSON array (in CSV one cell holding it, empty
     /// when there are none).
-    Attachments(&'a [Attachment]),
+    Attachments(&'a [Attachment], &'a [bool]),
 }
 
 /// One evidence file, as exported.
@@ -106,16 +120,22 @@ pub struct AttachmentOut {
     pub size: u64,
     /// SHA-256 of the content, hex.
     pub sha256: String,
+    /// Whether the server holds the file (checked against this hash);
+    /// absent when the export was not given the evidence directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<bool>,
 }
 
 /// The attachments as exported.
-pub(super) fn attachments_out(list: &[Attachment]) -> Vec<AttachmentOut> {
+pub(super) fn attachments_out(list: &[Attachment], held: &[bool]) -> Vec<AttachmentOut> {
     list.iter()
-        .map(|a| AttachmentOut {
+        .enumerate()
+        .map(|(i, a)| AttachmentOut {
             name: a.name.clone(),
             media_type: a.media_type.clone(),
             size: a.size,
             sha256: hex(&a.sha256),
+            held: held.get(i).copied(),
         })
         .collect()
 }
@@ -180,7 +200,7 @@ const COLUMNS: [Column; 34] = [
     // The monitor's words.
     Column { name: "description", value: |r| Cell::Text(Some(&r.env.observation.description)) },
     // Evidence files.
-    Column { name: "attachments", value: |r| Cell::Attachments(&r.env.observation.attachments) },
+    Column { name: "attachments", value: |r| Cell::Attachments(&r.env.observation.attachments, &r.held) },
     // The report this one corrects.
     Column { name: "amends", value: |r| maybe_word(r.env.amends.map(|h| hex(&h))) },
     // The latest report of the same device that corrects this one.

@@ -18,7 +18,7 @@ pub(super) fn export_csv(
     let mut record = Vec::with_capacity(CSV_HEADER.len());
     let n = store.for_each_report(query, |row| {
         record.clear();
-        for (_, cell) in ExportRow::from_row(row)?.cells() {
+        for (_, cell) in ExportRow::from_row_with(row, query.evidence.as_deref())?.cells() {
             record.push(cell_text(cell)?);
         }
         w.write_record(&record)?;
@@ -43,8 +43,8 @@ fn cell_text(cell: Cell<'_>) -> Result<String, ExportError> {
         Cell::Signed(v) => opt(v),
         Cell::Float(v) => opt(v),
         Cell::Bool(v) => v.to_string(),
-        Cell::Attachments([]) => String::new(),
-        Cell::Attachments(v) => serde_json::to_string(&attachments_out(v))?,
+        Cell::Attachments([], _) => String::new(),
+        Cell::Attachments(v, h) => serde_json::to_string(&attachments_out(v, h))?,
     })
 }
 

@@ -36,7 +36,7 @@ pub(super) fn write_row(row: &ExportRow, out: &mut Vec<u8>) -> Result<(), serde_
             Cell::Signed(v) => serde_json::to_writer(&mut *out, &v)?,
             Cell::Float(v) => serde_json::to_writer(&mut *out, &v)?,
             Cell::Bool(v) => serde_json::to_writer(&mut *out, &v)?,
-            Cell::Attachments(v) => serde_json::to_writer(&mut *out, &attachments_out(v))?,
+            Cell::Attachments(v, h) => serde_json::to_writer(&mut *out, &attachments_out(v, h))?,
         }
     }
     out.push(b'}');
@@ -71,7 +71,7 @@ pub(super) fn export_jsonl<W: Write + Send + ?Sized>(
             for rows in rows_rx {
                 let mut text = Vec::with_capacity(rows.len() * 1024);
                 for row in rows {
-                    write_row(&ExportRow::from_row(row)?, &mut text)?;
+                    write_row(&ExportRow::from_row_with(row, query.evidence.as_deref())?, &mut text)?;
                     text.push(b'\n');
                 }
                 if text_tx.send(text).is_err() {

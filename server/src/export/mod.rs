@@ -112,7 +112,7 @@ pub fn export(
             let mut first = true;
             let mut feature_json = Vec::with_capacity(2048);
             let n = store.for_each_report(&query, |row| {
-                let r = ExportRow::from_row(row)?;
+                let r = ExportRow::from_row_with(row, query.evidence.as_deref())?;
                 feature_json.clear();
                 if !first {
                     feature_json.extend_from_slice(b",\n");

@@ -178,6 +178,9 @@ pub struct ReportQuery {
     pub exclude_disputed: bool,
     /// The order of the stream.
     pub order: ReportOrder,
+    /// Where evidence files are: exports then say per attachment whether
+    /// the server holds it.
+    pub evidence: Option<std::sync::Arc<crate::evidence::Evidence>>,
 }
 
 /// The order [`Store::for_each_report`] streams in.
