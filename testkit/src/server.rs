@@ -144,12 +144,18 @@ impl TestServer {
         let sink = self.log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening") {
-                    if let Some(addr) = line.split("addr=").nth(1) {
-                        let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
-                    }
-                }
+                // Logged before the address is passed on, so whoever gets
+                // the address finds the whole line in the log.
+                let addr = line
+                    .contains("listening")
+                    .then(|| {
+                        line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+                    })
+                    .flatten();
                 sink.lock().expect("the server log").push(line);
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
+                }
             }
         });
         let deadline = Instant::now() + PATIENCE;

@@ -38,6 +38,9 @@ pub(super) fn run(a: &SyncArgs, settings: &Settings, dir: &DataDir, keys: &Unloc
             "pending": s.pending,
             "batches": s.batches,
             "clock_skew_ms": s.clock_skew_ms,
+            "evidence_held": s.evidence_held,
+            "evidence_bytes": s.evidence_bytes,
+            "evidence_refused": s.evidence_refused,
         })
     };
     if a.watch {

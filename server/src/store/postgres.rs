@@ -176,7 +176,10 @@ fn tls_config(root_cert: Option<&str>, shown: &str) -> Result<rustls::ClientConf
     if roots.is_empty() {
         return Err(StoreError::Config(format!("sslrootcert {path} holds no certificate")));
     }
-    let provider = std::sync::Arc::new(truce_shared::tls::provider());
+    // AWS-LC with its default key exchange groups, not Truce's own pair:
+    // PostgreSQL's OpenSSL offers only prime256v1 (`ssl_ecdh_curve`) unless
+    // told otherwise, and the hybrid is still tried first where it has it.
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| StoreError::Config(e.to_string()))?
