@@ -133,24 +133,28 @@ impl Agent {
 
     /// Records a simple shelling report; returns its id.
     pub fn record(&self, description: &str) -> String {
-        let out = self
-            .cmd(&[
-                "record",
-                "--category",
-                "shelling",
-                "--lat",
-                "48.0159",
-                "--lon",
-                "37.8029",
-                "--at",
-                "-5m",
-                "--basis",
-                "heard",
-                "--description",
-                description,
-            ])
-            .expect_ok();
-        last_hex_id(&out)
+        self.record_with(description, &[])
+    }
+
+    /// [`Agent::record`] with more `record` arguments (`--attach FILE`…).
+    pub fn record_with(&self, description: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "record",
+            "--category",
+            "shelling",
+            "--lat",
+            "48.0159",
+            "--lon",
+            "37.8029",
+            "--at",
+            "-5m",
+            "--basis",
+            "heard",
+            "--description",
+            description,
+        ];
+        args.extend_from_slice(extra);
+        last_hex_id(&self.cmd(&args).expect_ok())
     }
 
     /// `sync` once, optionally through another address (a relay).

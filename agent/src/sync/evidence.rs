@@ -167,9 +167,7 @@ where
         };
         let from = match state {
             UploadState::Held => {
-                agent.queue_mut().mark_file_held(&file.name)?;
-                agent.queue_mut().note_upload(&file.name, size, None)?;
-                summary.evidence_held += 1;
+                note_held(agent, summary, &file.name, size)?;
                 continue;
             }
             UploadState::From(from) if from <= size => from,
@@ -189,17 +187,22 @@ where
         let done = up.send_file(agent, delivery, summary, ui, rd, wr, &file.name, sha256, size, from, &ui_file).await;
         ui_file.finish();
         match done? {
-            Finished::Held => {
-                agent.queue_mut().mark_file_held(&file.name)?;
-                agent.queue_mut().note_upload(&file.name, size, None)?;
-                summary.evidence_held += 1;
-            }
+            Finished::Held => note_held(agent, summary, &file.name, size)?,
             Finished::Refused(reason) => {
                 warn(progress, &format!("the server refused an evidence file: {reason}"));
                 summary.evidence_refused += 1;
             }
         }
     }
+    Ok(())
+}
+
+/// The server holds the whole file: it no longer keeps its reports' bodies
+/// from being pruned, and is not offered again.
+fn note_held(agent: &mut Agent, summary: &mut SyncSummary, name: &str, size: u64) -> Result<()> {
+    agent.queue_mut().mark_file_held(name)?;
+    agent.queue_mut().note_upload(name, size, None)?;
+    summary.evidence_held += 1;
     Ok(())
 }
 
