@@ -16,11 +16,11 @@
 //!          1 Checkpoint { log_key: [u8;32], note: String }
 //!          2 Entry      { index: u64, entry: bytes }
 //!          3 Inclusion  { index: u64, size: u64, proof: [[u8;32]] }
+//!          4 Evidence   { sha256: [u8;32], size: u64, offset: u64, data: bytes }
 //! ```
 //!
 //! Enum variants are encoded by index, so the order above is the format: a
-//! new kind of item (evidence chunks, DESIGN §10, are next) is a new
-//! variant at the end. A reader meets an item of a kind it does not know
+//! new kind of item is a new variant at the end. A reader meets an item of a kind it does not know
 //! as [`BundleError::UnknownItem`], after which it reads on: the frame was
 //! whole.
 //!
@@ -37,8 +37,20 @@
 //!   tree of `size` entries ([`crate::log::prove_record`]); it follows the
 //!   entry, and `size` is the checkpoint's.
 //!
+//! - `Evidence` is a piece of an evidence file (DESIGN §10): the bytes at
+//!   `offset` of the file whose SHA-256 is `sha256` and whose length is
+//!   `size`, as a report signed them. A file travels as consecutive items
+//!   of the same `sha256`, in order, with no gap or overlap, from offset 0
+//!   to `size`, each carrying at most [`limits::MAX_EVIDENCE_CHUNK`] bytes
+//!   (a file of 0 bytes is one item with no data). Files follow the
+//!   reports (an importer stores the reports that name a file before it
+//!   reads the file). A reader takes a file only if its bytes hash to
+//!   `sha256` and a report names it: the item's own hash and size are
+//!   claims, not proof.
+//!
 //! A server's export writes the checkpoint first, then per report: Report,
-//! Entry, Inclusion. The known-answer test `shared/tests/bundle_v2.rs` pins
+//! Entry, Inclusion. An agent's `bundle export` writes its reports, then
+//! the evidence files they name. The known-answer test `shared/tests/bundle_v2.rs` pins
 //! the bytes.
 //!
 //! [`ItemWriter`] and [`ItemReader`] stream one item at a time, and
@@ -67,12 +79,24 @@ pub const MAGIC_V2: &[u8; 8] = b"TRUCEB02";
 /// plus signature and varints.
 pub const MAX_BUNDLE_FRAME: u32 = (limits::MAX_REPORT_BODY + 128) as u32;
 
-/// The largest frame of a version-2 bundle: a report frame and the item's
-/// kind.
-pub const MAX_ITEM_FRAME: u32 = MAX_BUNDLE_FRAME + 16;
+/// What an evidence item adds to its data: the kind, the hash, two
+/// varints and the data's length.
+pub const EVIDENCE_ITEM_OVERHEAD: usize = 1 + 32 + 10 + 10 + 5;
+
+/// The largest frame of a version-2 bundle: an evidence item with a full
+/// chunk, or a report frame and the item's kind, whichever is larger.
+pub const MAX_ITEM_FRAME: u32 = {
+    let evidence = (limits::MAX_EVIDENCE_CHUNK + EVIDENCE_ITEM_OVERHEAD) as u32;
+    let report = MAX_BUNDLE_FRAME + 16;
+    if evidence > report {
+        evidence
+    } else {
+        report
+    }
+};
 
 /// How many kinds of item this build reads: the variants of [`Item`].
-pub const ITEM_KINDS: u64 = 4;
+pub const ITEM_KINDS: u64 = 5;
 
 /// One item of a version-2 bundle. The variant order is the format (see
 /// the module documentation); new kinds are appended.
@@ -103,6 +127,18 @@ pub enum Item {
         size: u64,
         /// The RFC 9162 audit path.
         proof: Vec<Bytes32>,
+    },
+    /// A piece of an evidence file, in order (see the module documentation).
+    Evidence {
+        /// The SHA-256 a report signed for the file.
+        sha256: Bytes32,
+        /// The file's length, as signed.
+        size: u64,
+        /// Where `data` starts in the file.
+        offset: u64,
+        /// At most [`limits::MAX_EVIDENCE_CHUNK`] bytes of it.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
     },
 }
 
@@ -366,5 +402,101 @@ impl<R: Read> Iterator for BundleReader<R> {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+}
+
+/// Why an evidence item does not continue the file it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PieceError {
+    /// The item's size differs from the file's first item.
+    #[error("a piece gives the file another size ({got} bytes, not {size})")]
+    OtherSize {
+        /// The size the first item gave.
+        size: u64,
+        /// The size this one gives.
+        got: u64,
+    },
+    /// The item does not start where the bytes so far end.
+    #[error("a piece at offset {got}, where the file's bytes so far end at {expected}")]
+    OutOfOrder {
+        /// Where the next piece must start.
+        expected: u64,
+        /// Where this one starts.
+        got: u64,
+    },
+    /// The item runs past the file's size.
+    #[error("a piece runs past the file's size of {size} bytes")]
+    PastTheEnd {
+        /// The file's size.
+        size: u64,
+    },
+    /// The item carries more than [`limits::MAX_EVIDENCE_CHUNK`] bytes.
+    #[error("a piece of {got} bytes, over the limit of {max}", max = limits::MAX_EVIDENCE_CHUNK)]
+    TooBig {
+        /// Its length.
+        got: usize,
+    },
+}
+
+/// Follows the evidence items of one file as they are read: checks each
+/// continues the file where the last ended, and hashes the bytes, so a
+/// reader knows at the end whether they are the file a report signed.
+pub struct EvidenceFile {
+    sha256: Bytes32,
+    size: u64,
+    next: u64,
+    hasher: sha2::Sha256,
+}
+
+impl EvidenceFile {
+    /// A file announced by its first item's hash and size.
+    pub fn new(sha256: Bytes32, size: u64) -> EvidenceFile {
+        use sha2::Digest;
+        EvidenceFile { sha256, size, next: 0, hasher: sha2::Sha256::new() }
+    }
+
+    /// The hash the items claim.
+    pub fn sha256(&self) -> &Bytes32 {
+        &self.sha256
+    }
+
+    /// The size the items claim.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes taken so far.
+    pub fn taken(&self) -> u64 {
+        self.next
+    }
+
+    /// Takes the next piece (`size` and `offset` as the item gives them).
+    pub fn take(&mut self, size: u64, offset: u64, data: &[u8]) -> Result<(), PieceError> {
+        use sha2::Digest;
+        if size != self.size {
+            return Err(PieceError::OtherSize { size: self.size, got: size });
+        }
+        if data.len() > limits::MAX_EVIDENCE_CHUNK {
+            return Err(PieceError::TooBig { got: data.len() });
+        }
+        if offset != self.next {
+            return Err(PieceError::OutOfOrder { expected: self.next, got: offset });
+        }
+        let end = offset.checked_add(data.len() as u64).filter(|&e| e <= self.size);
+        let Some(end) = end else { return Err(PieceError::PastTheEnd { size: self.size }) };
+        self.hasher.update(data);
+        self.next = end;
+        Ok(())
+    }
+
+    /// True once every byte up to the size is taken.
+    pub fn is_complete(&self) -> bool {
+        self.next == self.size
+    }
+
+    /// Whether the bytes taken are the whole file and hash to its SHA-256.
+    pub fn matches(self) -> bool {
+        use sha2::Digest;
+        self.is_complete() && <[u8; 32]>::from(self.hasher.finalize()) == self.sha256
     }
 }

@@ -6,7 +6,11 @@
 
 mod support;
 
-use truce_shared::bundle::{BundleError, BundleReader, BundleWriter, Item, ItemReader, ItemWriter, Version};
+use truce_shared::bundle::{
+    BundleError, BundleReader, BundleWriter, EvidenceFile, Item, ItemReader, ItemWriter, PieceError, Version,
+    MAX_ITEM_FRAME,
+};
+use truce_shared::limits::MAX_EVIDENCE_CHUNK;
 use truce_shared::log::{
     check_inclusion, open_checkpoint, prove_record, Entry, Event, LogKey, MemoryTree, Stored, Via,
 };
@@ -147,6 +151,81 @@ fn an_item_of_a_later_kind_is_named_and_read_past() {
     assert_eq!(items.len(), 5);
     assert!(items[1..].iter().all(Result::is_ok));
     assert_eq!(BundleReader::new(&later[..]).unwrap().count(), 1);
+}
+
+/// An evidence item's bytes, written out by hand from the format in the
+/// module documentation: kind 4, the 32 hash bytes, size, offset and the
+/// data's length as varints, then the data.
+#[test]
+fn an_evidence_item_has_known_bytes() {
+    use sha2::Digest;
+    let sha256: [u8; 32] = sha2::Sha256::digest(b"photo").into();
+    let mut w = ItemWriter::new(Vec::new()).unwrap();
+    w.write(&Item::Evidence { sha256, size: 200, offset: 195, data: b"photo".to_vec() }).unwrap();
+    let bytes = w.finish().unwrap();
+    let (magic, made) = frames(&bytes);
+    assert_eq!(magic, "TRUCEB02");
+    let expected = format!("04{}c801c30105{}", hex::encode(sha256), hex::encode(b"photo"));
+    assert_eq!(made, [expected]);
+}
+
+/// A file in pieces of the largest size, the last one short, reads back
+/// through the reader (whose frame limit takes a full piece) and hashes
+/// to its SHA-256; a bundle's report reader passes over the pieces.
+#[test]
+fn a_file_in_full_pieces_reads_back_and_matches() {
+    use sha2::Digest;
+    let file: Vec<u8> = (0..MAX_EVIDENCE_CHUNK * 2 + 17).map(|i| (i * 7 % 251) as u8).collect();
+    let sha256: [u8; 32] = sha2::Sha256::digest(&file).into();
+    let size = file.len() as u64;
+    let mut w = ItemWriter::new(Vec::new()).unwrap();
+    w.write(&Item::Report(support::fixed_reports().remove(0))).unwrap();
+    for (i, piece) in file.chunks(MAX_EVIDENCE_CHUNK).enumerate() {
+        let offset = (i * MAX_EVIDENCE_CHUNK) as u64;
+        w.write(&Item::Evidence { sha256, size, offset, data: piece.to_vec() }).unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    assert!(MAX_EVIDENCE_CHUNK + 58 <= MAX_ITEM_FRAME as usize);
+    let mut f = EvidenceFile::new(sha256, size);
+    let mut pieces = 0;
+    for item in ItemReader::new(&bytes[..]).unwrap() {
+        if let Item::Evidence { size, offset, data, .. } = item.unwrap() {
+            f.take(size, offset, &data).unwrap();
+            pieces += 1;
+        }
+    }
+    assert_eq!(pieces, 3);
+    assert!(f.matches());
+    assert_eq!(BundleReader::new(&bytes[..]).unwrap().count(), 1);
+}
+
+#[test]
+fn pieces_out_of_order_too_big_past_the_end_or_of_another_size_are_refused() {
+    use sha2::Digest;
+    let sha256: [u8; 32] = sha2::Sha256::digest([1u8; 10]).into();
+    let mut f = EvidenceFile::new(sha256, 10);
+    assert_eq!(f.take(10, 4, &[1; 2]), Err(PieceError::OutOfOrder { expected: 0, got: 4 }));
+    assert_eq!(f.take(11, 0, &[1; 2]), Err(PieceError::OtherSize { size: 10, got: 11 }));
+    assert_eq!(f.take(10, 0, &[1; 11]), Err(PieceError::PastTheEnd { size: 10 }));
+    f.take(10, 0, &[1; 4]).unwrap();
+    assert!(!f.is_complete());
+    assert_eq!(f.take(10, 2, &[1; 2]), Err(PieceError::OutOfOrder { expected: 4, got: 2 }));
+    f.take(10, 4, &[1; 6]).unwrap();
+    assert!(f.is_complete());
+    assert!(f.matches(), "ten ones hash to the hash of ten ones");
+    // A piece of exactly the limit is taken; one byte more is not.
+    let big = vec![0u8; MAX_EVIDENCE_CHUNK + 1];
+    let mut f = EvidenceFile::new([0; 32], u64::MAX);
+    f.take(u64::MAX, 0, &big[..MAX_EVIDENCE_CHUNK]).unwrap();
+    assert_eq!(f.take(u64::MAX, MAX_EVIDENCE_CHUNK as u64, &big), Err(PieceError::TooBig { got: big.len() }));
+    // Complete but other bytes: no match.
+    let mut f = EvidenceFile::new(sha256, 10);
+    f.take(10, 0, &[2; 10]).unwrap();
+    assert!(f.is_complete() && !f.matches());
+    // Short of the size: no match, whatever the bytes.
+    let mut f = EvidenceFile::new(sha256, 10);
+    f.take(10, 0, &[1; 9]).unwrap();
+    assert!(!f.matches());
 }
 
 /// Prints the vector; run with `--ignored --nocapture` to regenerate the
