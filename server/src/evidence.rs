@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+use truce_shared::bundle::{EvidenceFile, PieceError};
 use truce_shared::wire::UploadState;
 use truce_shared::Bytes32;
 
@@ -160,23 +161,8 @@ impl Evidence {
         size: u64,
         named: &[u64],
     ) -> Result<UploadState, EvidenceError> {
-        if self.holds(sha256) {
-            return Ok(UploadState::Held);
-        }
-        if named.is_empty() {
-            return Ok(UploadState::Refused("no report stored here names this file".into()));
-        }
-        if !named.contains(&size) {
-            return Ok(UploadState::Refused(format!(
-                "the reports stored here give this file another size ({} bytes)",
-                named[0]
-            )));
-        }
-        if size > self.limits.max_size {
-            return Ok(UploadState::Refused(format!(
-                "the file is {size} bytes, over this server's limit of {} bytes (--max-evidence-size)",
-                self.limits.max_size
-            )));
+        if let Some(answer) = self.admit(sha256, size, named) {
+            return Ok(answer.into());
         }
         if !uploads.claims.contains_key(sha256) {
             let mut busy = self.uploading.lock().unwrap_or_else(|p| p.into_inner());
@@ -210,10 +196,14 @@ impl Evidence {
     }
 
     fn quota_full(&self) -> UploadState {
-        UploadState::Refused(format!(
+        UploadState::Refused(self.quota_full_reason())
+    }
+
+    fn quota_full_reason(&self) -> String {
+        format!(
             "this server's evidence quota of {} bytes is full (--evidence-quota): reports still go through",
             self.limits.quota
-        ))
+        )
     }
 
     /// Answers a `Chunk`: writes `data` at `offset` if that is where the
@@ -314,42 +304,53 @@ impl Evidence {
         self.dir.join("refused.log")
     }
 
-    /// Stores a whole file read from `src` (a bundle's chunks, in order),
-    /// if its bytes hash to `sha256`. Returns whether it is held now
-    /// (`false`: it did not match, and nothing was kept). Used by import,
-    /// which may run beside a live server: it writes a file of its own and
-    /// renames it into place, so it never meets an upload's partial file.
-    pub fn store_whole(&self, sha256: &Bytes32, src: &mut dyn Read) -> Result<bool, EvidenceError> {
-        let mut tmp = tempfile::Builder::new()
+    /// Whether a file may be taken at all, for an upload or an import:
+    /// `Some` answer if not (held already, or refused with the reason).
+    /// `named` is the sizes stored reports give this hash.
+    fn admit(&self, sha256: &Bytes32, size: u64, named: &[u64]) -> Option<NotTaken> {
+        if self.holds(sha256) {
+            return Some(NotTaken::Held);
+        }
+        if named.is_empty() {
+            return Some(NotTaken::Refused("no report stored here names this file".into()));
+        }
+        if !named.contains(&size) {
+            return Some(NotTaken::Refused(format!(
+                "the reports stored here give this file another size ({} bytes)",
+                named[0]
+            )));
+        }
+        if size > self.limits.max_size {
+            return Some(NotTaken::Refused(format!(
+                "the file is {size} bytes, over this server's limit of {} bytes (--max-evidence-size)",
+                self.limits.max_size
+            )));
+        }
+        None
+    }
+
+    /// Starts importing a file from a bundle's pieces (`named` as for
+    /// [`Evidence::offer`]): `Err` with the answer if it is not to be
+    /// taken. Import may run beside a live server: it writes a file of its
+    /// own and renames it into place, so it never meets an upload's
+    /// partial file.
+    pub fn import(
+        &self,
+        sha256: &Bytes32,
+        size: u64,
+        named: &[u64],
+    ) -> Result<Result<Incoming<'_>, NotTaken>, EvidenceError> {
+        if let Some(answer) = self.admit(sha256, size, named) {
+            return Ok(Err(answer));
+        }
+        if self.used.load(Ordering::Relaxed).saturating_add(size) > self.limits.quota {
+            return Ok(Err(NotTaken::Refused(self.quota_full_reason())));
+        }
+        let tmp = tempfile::Builder::new()
             .prefix(".import-")
             .tempfile_in(&self.partial)
             .map_err(io_err("create a file in", &self.partial))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err("read evidence for", tmp.path())(e)),
-            };
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(io_err("write", &self.partial))?;
-        }
-        let got: Bytes32 = hasher.finalize().into();
-        if &got != sha256 {
-            self.note_refused(sha256, "imported bytes hash to another SHA-256 than the one signed")?;
-            return Ok(false);
-        }
-        let len = tmp.as_file().metadata().map_err(io_err("read", tmp.path()))?.len();
-        let (_, path) = tmp.keep().map_err(|e| io_err("keep", &self.partial)(e.error))?;
-        if self.holds(sha256) {
-            let _ = std::fs::remove_file(&path);
-            return Ok(true);
-        }
-        self.place(&path, sha256)?;
-        self.used.fetch_add(len, Ordering::Relaxed);
-        Ok(true)
+        Ok(Ok(Incoming { evidence: self, file: EvidenceFile::new(*sha256, size), tmp }))
     }
 
     /// Removes partial files not written for longer than the TTL (except
@@ -411,6 +412,84 @@ impl Evidence {
             Err(e) => return Err(io_err("read", &self.refused_log())(e)),
         };
         Ok(c)
+    }
+}
+
+/// A file being imported: its pieces so far, in a file of its own.
+/// Dropped unfinished, the file is removed.
+pub struct Incoming<'a> {
+    evidence: &'a Evidence,
+    file: EvidenceFile,
+    tmp: tempfile::NamedTempFile,
+}
+
+/// Why a file is not to be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotTaken {
+    /// The server holds it already.
+    Held,
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+impl From<NotTaken> for UploadState {
+    fn from(n: NotTaken) -> UploadState {
+        match n {
+            NotTaken::Held => UploadState::Held,
+            NotTaken::Refused(why) => UploadState::Refused(why),
+        }
+    }
+}
+
+/// What became of an imported file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// Its bytes hashed to the signed SHA-256: held now.
+    Held,
+    /// Every byte came but they hash to something else: discarded and noted.
+    Mismatch,
+    /// The bundle ended (or the file's pieces did) short of its size.
+    CutShort,
+}
+
+impl Incoming<'_> {
+    /// The file's size, as its pieces claim it.
+    pub fn size(&self) -> u64 {
+        self.file.size()
+    }
+
+    /// Writes the next piece, if it continues the file.
+    pub fn take(&mut self, size: u64, offset: u64, data: &[u8]) -> Result<Result<(), PieceError>, EvidenceError> {
+        if let Err(e) = self.file.take(size, offset, data) {
+            return Ok(Err(e));
+        }
+        self.tmp.write_all(data).map_err(io_err("write", &self.evidence.partial))?;
+        Ok(Ok(()))
+    }
+
+    /// Ends the file: held if whole and matching, else discarded.
+    pub fn finish(self) -> Result<Imported, EvidenceError> {
+        let Incoming { evidence, file, tmp } = self;
+        let sha256 = *file.sha256();
+        let size = file.size();
+        if !file.is_complete() {
+            return Ok(Imported::CutShort);
+        }
+        if !file.matches() {
+            evidence.note_refused(&sha256, "imported bytes hash to another SHA-256 than the one signed")?;
+            tracing::warn!(sha256 = %hex::encode(sha256), size, "imported evidence discarded: its bytes do not match the signed hash");
+            return Ok(Imported::Mismatch);
+        }
+        let (_, path) = tmp.keep().map_err(|e| io_err("keep", &evidence.partial)(e.error))?;
+        if evidence.holds(&sha256) {
+            // Held meanwhile (an upload finished first): the same bytes.
+            let _ = std::fs::remove_file(&path);
+            return Ok(Imported::Held);
+        }
+        evidence.place(&path, &sha256)?;
+        evidence.used.fetch_add(size, Ordering::Relaxed);
+        tracing::info!(sha256 = %hex::encode(sha256), size, "evidence held (imported)");
+        Ok(Imported::Held)
     }
 }
 

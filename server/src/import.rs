@@ -13,6 +13,14 @@
 //! skipped, and a broken length prefix ends that file (its position is
 //! lost), with the reports before it imported. Other files carry on.
 //!
+//! A version-2 bundle's evidence files (DESIGN §10) follow its reports:
+//! at the first piece of a file the reports before it are committed, then
+//! the file is taken as an upload is, only if a stored report names it
+//! with that size, within the size limit and the quota, and only if its
+//! bytes hash to the signed SHA-256 (`crate::evidence::Incoming`). A file
+//! already held is passed over; one refused or cut short is counted with
+//! the reason, and the reports stay imported.
+//!
 //! The server may be running meanwhile: its writer and this one take turns
 //! on SQLite's write lock.
 
@@ -22,10 +30,11 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use truce_shared::bundle::{BundleError, BundleReader};
+use truce_shared::bundle::{BundleError, Item, ItemReader};
 use truce_shared::wire::Status;
 use truce_shared::{limits, Bytes32, SignedReport};
 
+use crate::evidence::{Evidence, EvidenceError, Imported, Incoming, NotTaken};
 use crate::store::{Arrival, Store, StoreError};
 use crate::verify::{Verifier, VerifyTaskFailed};
 use crate::writer::{Committed, WriteError, Writer};
@@ -51,6 +60,9 @@ pub enum ImportError {
     /// Verification crashed.
     #[error(transparent)]
     Verify(#[from] VerifyTaskFailed),
+    /// The evidence directory failed.
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
     /// No runtime or writer thread.
     #[error("cannot start the import: {0}")]
     Start(std::io::Error),
@@ -83,6 +95,14 @@ pub struct ImportSummary {
     pub problems: Vec<Problem>,
     /// Problems past [`MAX_PROBLEMS_LISTED`], counted only.
     pub problems_not_listed: u64,
+    /// Evidence files stored now (their hash matched).
+    pub evidence_stored: u64,
+    /// Their bytes.
+    pub evidence_bytes: u64,
+    /// Evidence files the server held already.
+    pub evidence_already_held: u64,
+    /// Evidence files not stored, by reason.
+    pub evidence_refused: BTreeMap<String, u64>,
 }
 
 impl ImportSummary {
@@ -104,6 +124,15 @@ impl ImportSummary {
     /// Rejected, all reasons.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
+    }
+
+    /// Evidence files not stored, all reasons.
+    pub fn evidence_refused_total(&self) -> u64 {
+        self.evidence_refused.values().sum()
+    }
+
+    fn evidence_refused(&mut self, why: impl Into<String>) {
+        *self.evidence_refused.entry(why.into()).or_default() += 1;
     }
 
     fn problem(&mut self, file: &Path, index: u64, error: impl ToString, malformed: bool) {
@@ -149,6 +178,14 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Waits for every batch in flight: their reports are committed.
+    fn drain(&mut self, summary: &mut ImportSummary) -> Result<(), ImportError> {
+        while !self.in_flight.is_empty() {
+            self.finish_one(summary)?;
+        }
+        Ok(())
+    }
+
     fn finish_one(&mut self, summary: &mut ImportSummary) -> Result<(), ImportError> {
         if let Some(task) = self.in_flight.pop_front() {
             let outcomes =
@@ -161,11 +198,21 @@ impl Pipeline {
     }
 }
 
+/// Where imported evidence goes: the evidence directory, and a handle on
+/// the store to ask which files its reports name.
+pub struct EvidenceSink {
+    /// The server's evidence directory.
+    pub evidence: Evidence,
+    /// A second handle on the store (the first is the writer's).
+    pub store: Store,
+}
+
 /// Imports bundle files into `store` (opened with its log key), in order,
-/// and reports the outcomes. Each report's log entry names the SHA-256 of
-/// the file it came in. Unreadable files and frames are listed in
-/// [`ImportSummary::problems`]; an error means the store failed.
-pub fn import_files(store: Store, files: &[PathBuf]) -> Result<ImportSummary, ImportError> {
+/// and reports the outcomes; their evidence files go to `evidence`.
+/// Each report's log entry names the SHA-256 of the file it came in.
+/// Unreadable files and frames are listed in [`ImportSummary::problems`];
+/// an error means the store or the evidence directory failed.
+pub fn import_files(store: Store, evidence: &EvidenceSink, files: &[PathBuf]) -> Result<ImportSummary, ImportError> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.min(4))
@@ -176,7 +223,7 @@ pub fn import_files(store: Store, files: &[PathBuf]) -> Result<ImportSummary, Im
     let mut p =
         Pipeline { rt, verifier: Verifier::new(cores), writer, in_flight: VecDeque::new(), max_in_flight: cores + 1 };
     let mut summary = ImportSummary::default();
-    let result = files.iter().try_for_each(|f| import_one(&mut p, f, &mut summary));
+    let result = files.iter().try_for_each(|f| import_one(&mut p, evidence, f, &mut summary));
     let drained = (0..p.in_flight.len()).try_for_each(|_| p.finish_one(&mut summary));
     drop(p);
     writer_thread.join();
@@ -192,7 +239,12 @@ fn file_hash(file: &Path) -> std::io::Result<Bytes32> {
     Ok(hasher.finalize().into())
 }
 
-fn import_one(p: &mut Pipeline, file: &Path, summary: &mut ImportSummary) -> Result<(), ImportError> {
+fn import_one(
+    p: &mut Pipeline,
+    sink: &EvidenceSink,
+    file: &Path,
+    summary: &mut ImportSummary,
+) -> Result<(), ImportError> {
     let bundle = match file_hash(file) {
         Ok(h) => h,
         Err(e) => {
@@ -200,7 +252,7 @@ fn import_one(p: &mut Pipeline, file: &Path, summary: &mut ImportSummary) -> Res
             return Ok(());
         }
     };
-    let reader = match File::open(file).map_err(BundleError::Io).and_then(|f| BundleReader::new(BufReader::new(f))) {
+    let mut reader = match File::open(file).map_err(BundleError::Io).and_then(|f| ItemReader::new(BufReader::new(f))) {
         Ok(r) => r,
         Err(e) => {
             summary.problem(file, 0, e, false);
@@ -209,17 +261,103 @@ fn import_one(p: &mut Pipeline, file: &Path, summary: &mut ImportSummary) -> Res
     };
     let batch_size = limits::MAX_BATCH as usize;
     let mut batch = Vec::with_capacity(batch_size);
-    for item in reader {
+    // The evidence file whose pieces are coming in, if any: `None` inside
+    // while the pieces of a file not taken are passed over.
+    let mut current: Option<(Bytes32, Option<Incoming<'_>>)> = None;
+    while let Some(item) = reader.next() {
+        let index = reader.reports();
         match item {
-            Ok(report) => batch.push(report),
+            Ok(Item::Report(report)) => {
+                end_file(current.take(), file, index, summary)?;
+                batch.push(report);
+                if batch.len() == batch_size {
+                    p.submit(std::mem::replace(&mut batch, Vec::with_capacity(batch_size)), bundle, summary)?;
+                }
+            }
+            Ok(Item::Evidence { sha256, size, offset, data }) => {
+                if current.as_ref().is_none_or(|(sha, _)| *sha != sha256) {
+                    end_file(current.take(), file, index, summary)?;
+                    // The reports before it are committed before the
+                    // store is asked whether one names it.
+                    p.submit(std::mem::replace(&mut batch, Vec::with_capacity(batch_size)), bundle, summary)?;
+                    p.drain(summary)?;
+                    current = Some((sha256, begin_file(sink, &sha256, size, summary)?));
+                }
+                if let Some((_, Some(incoming))) = current.as_mut() {
+                    if let Err(e) = incoming.take(size, offset, &data)? {
+                        summary.problem(file, index, format!("evidence {}: {e}", short(&sha256)), false);
+                        summary.evidence_refused("its pieces in the bundle are out of order or damaged");
+                        // The rest of this file's pieces are passed over.
+                        current = Some((sha256, None));
+                    }
+                }
+            }
+            // The log items of a server's bundle: this server logs each
+            // report in its own log.
+            Ok(Item::Checkpoint { .. } | Item::Entry { .. } | Item::Inclusion { .. }) => {}
+            Err(BundleError::UnknownItem { kind, .. }) => {
+                tracing::warn!(file = %file.display(), kind, "an item of a kind this build does not read: passed over");
+            }
             Err(BundleError::Decode { index, source }) => summary.problem(file, index, source, true),
             // The reader stops after these: the rest of the file is unreadable.
             Err(BundleError::Frame { index, source }) => summary.problem(file, index, source, true),
             Err(e) => summary.problem(file, 0, e, false),
         }
-        if batch.len() == batch_size {
-            p.submit(std::mem::replace(&mut batch, Vec::with_capacity(batch_size)), bundle, summary)?;
+    }
+    end_file(current.take(), file, reader.reports(), summary)?;
+    p.submit(batch, bundle, summary)
+}
+
+fn short(sha256: &Bytes32) -> String {
+    hex::encode(&sha256[..8])
+}
+
+/// The first piece of a file: whether it is to be taken.
+fn begin_file<'a>(
+    sink: &'a EvidenceSink,
+    sha256: &Bytes32,
+    size: u64,
+    summary: &mut ImportSummary,
+) -> Result<Option<Incoming<'a>>, ImportError> {
+    let named = sink.store.attachment_sizes(sha256)?;
+    Ok(match sink.evidence.import(sha256, size, &named)? {
+        Ok(incoming) => Some(incoming),
+        Err(NotTaken::Held) => {
+            summary.evidence_already_held += 1;
+            None
+        }
+        Err(NotTaken::Refused(why)) => {
+            tracing::warn!(sha256 = %hex::encode(sha256), size, reason = %why, "imported evidence refused");
+            summary.evidence_refused(why);
+            None
+        }
+    })
+}
+
+/// The pieces of a file ended: hold it if it is whole and matches.
+fn end_file(
+    current: Option<(Bytes32, Option<Incoming<'_>>)>,
+    file: &Path,
+    index: u64,
+    summary: &mut ImportSummary,
+) -> Result<(), ImportError> {
+    let Some((sha256, Some(incoming))) = current else { return Ok(()) };
+    let size = incoming.size();
+    match incoming.finish()? {
+        Imported::Held => {
+            summary.evidence_stored += 1;
+            summary.evidence_bytes += size;
+        }
+        Imported::Mismatch => summary.evidence_refused("its bytes hash to another SHA-256 than the one signed"),
+        Imported::CutShort => {
+            summary.problem(
+                file,
+                index,
+                format!("evidence {}: the bundle holds only part of it", short(&sha256)),
+                false,
+            );
+            summary.evidence_refused("the bundle holds only part of it");
         }
     }
-    p.submit(batch, bundle, summary)
+    Ok(())
 }

@@ -21,8 +21,21 @@
 //! last exported report are named in a note: the bundle does not carry
 //! them (filtered out by the export, amended, or never received).
 //!
+//! A laptop's version-2 bundle (`truce-agent bundle export`) carries no
+//! log items: its reports are checked as a version-1 bundle's are, and
+//! proofs are expected only of a bundle whose first item is a log item
+//! (a server's export starts with its checkpoint). A log item anywhere
+//! else fails the bundle.
+//!
+//! Evidence files (DESIGN §10) are checked each against its signed hash:
+//! a file passes when its pieces come in order, cover its whole size,
+//! hash to the SHA-256 they claim, and a report of this bundle that
+//! verified names that SHA-256 with that size (the pieces' own claims
+//! prove nothing: the report's signature does).
+//!
 //! The bundle streams: a file of any size is checked in the memory of one
-//! report (and the seqs of each device, for the gap notes). A damaged
+//! report or one evidence piece (and the seqs of each device, for the gap
+//! notes, and the hashes of the files reports name). A damaged
 //! frame stops the reading (the position of whatever follows is unknown),
 //! and the report it broke is named by its position.
 
@@ -31,7 +44,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde::Serialize;
-use truce_shared::bundle::{BundleError, Item, ItemReader, Version};
+use truce_shared::bundle::{BundleError, EvidenceFile, Item, ItemReader, Version};
 use truce_shared::log::{check_inclusion, open_checkpoint, Checkpoint, Entry, Event, Stored};
 use truce_shared::signing::{claimed_device, fingerprint, report_id, verify};
 use truce_shared::time::format_ms;
@@ -166,6 +179,22 @@ pub struct BundleEntry {
     pub proof_error: Option<String>,
 }
 
+/// One evidence file of a bundle, checked against its signed hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvidenceCheck {
+    /// Byte offset of its first piece's frame.
+    pub offset: u64,
+    /// The SHA-256 its pieces claim, hex.
+    pub sha256: String,
+    /// The size its pieces claim.
+    pub size: u64,
+    /// True if the file is whole, hashes to that SHA-256, and a verified
+    /// report of the bundle names it with that size.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
 /// What verification reports, in bundle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,6 +203,8 @@ pub enum Seen<'a> {
     Checkpoint(&'a CheckpointCheck),
     /// A report.
     Report(&'a BundleEntry),
+    /// An evidence file.
+    Evidence(&'a EvidenceCheck),
     /// Something that fails the bundle but is no report (a log item that
     /// follows no report, a second checkpoint).
     Problem(&'a str),
@@ -205,13 +236,26 @@ pub struct Totals {
     pub missing_seqs: u64,
     /// True if a damaged frame stopped the reading early.
     pub truncated: bool,
+    /// True if the bundle carries the log's proofs (its first item is a
+    /// log item): every report must then be proven.
+    pub log: bool,
+    /// Evidence files read.
+    pub evidence: u64,
+    /// Evidence files that match their signed hash.
+    pub evidence_ok: u64,
+    /// Evidence files that do not, or that no report of the bundle names.
+    pub evidence_failed: u64,
 }
 
 impl Totals {
-    /// True if nothing failed: every report verified and, in a version-2
-    /// bundle, the checkpoint opened and every report is proven.
+    /// True if nothing failed: every report verified, every evidence file
+    /// matches and, in a bundle with the log's proofs, the checkpoint
+    /// opened and every report is proven.
     pub fn clean(&self) -> bool {
-        self.failed == 0 && self.problems == 0 && (self.version < 2 || (self.checkpoint_ok && self.not_proven == 0))
+        self.failed == 0
+            && self.problems == 0
+            && self.evidence_failed == 0
+            && (!self.log || (self.checkpoint_ok && self.not_proven == 0))
     }
 }
 
@@ -236,12 +280,16 @@ struct Pending {
 
 struct State<'a, F> {
     devices: Option<&'a DeviceList>,
-    version: u8,
     checkpoint: Option<Checkpoint>,
     /// Why there is no checkpoint to prove against.
     no_checkpoint: String,
     totals: Totals,
     chains: HashMap<Bytes32, Vec<u64>>,
+    /// The sizes verified reports give each file they name.
+    named: HashMap<Bytes32, Vec<u64>>,
+    /// The evidence file whose pieces are being read, with where it began
+    /// and the first thing wrong with it.
+    file: Option<(u64, EvidenceFile, Option<String>)>,
     each: F,
 }
 
@@ -262,11 +310,11 @@ impl<F: FnMut(Seen<'_>) -> std::io::Result<()>> State<'_, F> {
 
     fn finish(&mut self, p: Option<Pending>) -> std::io::Result<()> {
         let Some(mut p) = p else { return Ok(()) };
-        let claimed = check(&p.report, self.devices, &mut p.c);
+        let claimed = check(&p.report, self.devices, &mut p.c, &mut self.named);
         if let (true, Some((device, seq))) = (p.c.ok, claimed) {
             self.chains.entry(device).or_default().push(seq);
         }
-        if self.version >= 2 {
+        if self.totals.log {
             match self.prove(&p) {
                 Ok(note) => {
                     p.c.proven = Some(true);
@@ -357,6 +405,45 @@ impl<F: FnMut(Seen<'_>) -> std::io::Result<()>> State<'_, F> {
         (self.each)(Seen::Checkpoint(&c))
     }
 
+    /// A piece of an evidence file.
+    fn piece(&mut self, at: u64, sha256: Bytes32, size: u64, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        if self.file.as_ref().is_none_or(|(_, f, _)| *f.sha256() != sha256) {
+            self.end_file()?;
+            self.file = Some((at, EvidenceFile::new(sha256, size), None));
+        }
+        if let Some((_, f, error @ None)) = self.file.as_mut() {
+            if let Err(e) = f.take(size, offset, data) {
+                *error = Some(format!("at byte {at}: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pieces of the file being read ended: check it.
+    fn end_file(&mut self) -> std::io::Result<()> {
+        let Some((offset, f, error)) = self.file.take() else { return Ok(()) };
+        let (sha256, size, taken) = (*f.sha256(), f.size(), f.taken());
+        let named = self.named.get(&sha256);
+        let error = match error {
+            Some(e) => Some(e),
+            None if !f.is_complete() => Some(format!("the bundle holds only {taken} of its {size} bytes")),
+            None if !f.matches() => Some("its bytes hash to another SHA-256 than the one its pieces claim".into()),
+            None if named.is_none() => Some("no report of this bundle that verified names this file".into()),
+            None if !named.is_some_and(|n| n.contains(&size)) => {
+                Some("the reports of this bundle give this file another size".into())
+            }
+            None => None,
+        };
+        let c = EvidenceCheck { offset, sha256: hex::encode(sha256), size, ok: error.is_none(), error };
+        self.totals.evidence += 1;
+        if c.ok {
+            self.totals.evidence_ok += 1;
+        } else {
+            self.totals.evidence_failed += 1;
+        }
+        (self.each)(Seen::Evidence(&c))
+    }
+
     fn problem(&mut self, what: &str) -> std::io::Result<()> {
         self.totals.problems += 1;
         (self.each)(Seen::Problem(what))
@@ -445,18 +532,39 @@ pub fn verify_bundle(
     };
     let mut st = State {
         devices,
-        version,
         checkpoint: None,
         no_checkpoint: "the bundle has no checkpoint".into(),
         totals: Totals { version, ..Totals::default() },
         chains: HashMap::new(),
+        named: HashMap::new(),
+        file: None,
         each,
     };
     let mut pending: Option<Pending> = None;
     let mut seen_checkpoint = false;
+    let mut first = true;
     while let Some((offset, item)) = items.next_at() {
         let index = items.reports();
+        let is_log = matches!(item, Ok(Item::Checkpoint { .. } | Item::Entry { .. } | Item::Inclusion { .. }));
+        if std::mem::take(&mut first) {
+            st.totals.log = is_log;
+        }
+        if !matches!(item, Ok(Item::Evidence { .. })) {
+            st.end_file()?;
+        }
+        if is_log && !st.totals.log {
+            st.finish(pending.take())?;
+            st.problem(&format!(
+                "a log item at byte {offset} in a bundle that does not start with the log's checkpoint"
+            ))?;
+            continue;
+        }
         match item {
+            Ok(Item::Evidence { sha256, size, offset: at, data }) => {
+                // The report before it is done: its files are named now.
+                st.finish(pending.take())?;
+                st.piece(offset, sha256, size, at, &data)?;
+            }
             Ok(Item::Report(report)) => {
                 st.finish(pending.take())?;
                 st.totals.reports += 1;
@@ -497,7 +605,7 @@ pub fn verify_bundle(
                     BundleError::Decode { source, .. } => format!("not a bundle item: {source}"),
                     other => other.to_string(),
                 });
-                if version >= 2 {
+                if st.totals.log {
                     c.proven = Some(false);
                     c.proof_error = Some("unreadable".into());
                 }
@@ -506,13 +614,19 @@ pub fn verify_bundle(
         }
     }
     st.finish(pending.take())?;
+    st.end_file()?;
     st.gaps()?;
     Ok(st.totals)
 }
 
 /// Fills in `c` for one report; returns the device and seq it claims when
 /// its body decodes.
-fn check(report: &SignedReport, devices: Option<&DeviceList>, c: &mut BundleEntry) -> Option<(Bytes32, u64)> {
+fn check(
+    report: &SignedReport,
+    devices: Option<&DeviceList>,
+    c: &mut BundleEntry,
+    named: &mut HashMap<Bytes32, Vec<u64>>,
+) -> Option<(Bytes32, u64)> {
     c.id = Some(hex::encode(report_id(&report.body)));
     let claimed = claimed_device(&report.body).ok();
     c.device = claimed.map(hex::encode);
@@ -536,6 +650,11 @@ fn check(report: &SignedReport, devices: Option<&DeviceList>, c: &mut BundleEntr
                     c.note = Some(format!("device revoked at {at}"));
                 }
                 _ => c.ok = true,
+            }
+            if c.ok {
+                for a in &v.envelope.observation.attachments {
+                    named.entry(a.sha256).or_default().push(a.size);
+                }
             }
             Some((v.envelope.device, v.envelope.seq))
         }

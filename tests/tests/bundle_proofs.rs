@@ -136,7 +136,7 @@ fn an_exported_bundle_proves_every_report_and_tampering_or_another_key_fails() {
 }
 
 #[test]
-fn an_agents_version_1_bundle_verifies_without_proofs_and_imports() {
+fn a_laptops_bundle_verifies_without_proofs_and_imports() {
     let (_pki, server, agent) = one_laptop("laptop-b");
     for i in 0..3 {
         agent.record(&format!("usb bundle {i}"));
@@ -144,10 +144,10 @@ fn an_agents_version_1_bundle_verifies_without_proofs_and_imports() {
     let out = tempfile::tempdir().unwrap();
     let bundle = out.path().join("usb.truceb");
     agent.cmd(&["bundle", "export", bundle.to_str().unwrap()]).expect_ok();
-    assert_eq!(&std::fs::read(&bundle).unwrap()[..8], b"TRUCEB01");
+    assert_eq!(&std::fs::read(&bundle).unwrap()[..8], b"TRUCEB02");
     let text = verify(&server, &bundle, &[]).expect_ok();
     assert!(text.contains("3 report(s): 3 verified, 0 failed"), "{text}");
-    assert!(text.contains("no log proofs present"), "{text}");
+    assert!(text.contains("no log proofs present (a laptop's bundle"), "{text}");
     let imported = server.cmd(&["import", bundle.to_str().unwrap()]).expect_ok();
     assert!(imported.contains("imported 3 report(s): 3 accepted"), "{imported}");
 }

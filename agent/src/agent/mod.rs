@@ -285,10 +285,11 @@ impl Agent {
         })
     }
 
-    /// Writes pending (or, with `all`, every) report to a bundle file.
-    /// Returns the number of reports written. Reports stay pending.
-    pub fn export_bundle(&self, path: &Path, all: bool) -> Result<u64> {
-        crate::bundle::export(&self.queue, path, all)
+    /// Writes pending (or, with `all`, every) report to a bundle file,
+    /// and with `evidence` the files they name (`crate::bundle`). Reports
+    /// stay pending.
+    pub fn export_bundle(&self, path: &Path, all: bool, evidence: bool) -> Result<crate::bundle::Exported> {
+        crate::bundle::export(&self.queue, self.dir(), self.data_key()?, path, all, evidence)
     }
 
     /// Walks the whole chain oldest first, verifying every report with

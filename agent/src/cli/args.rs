@@ -163,13 +163,23 @@ pub struct SyncArgs {
 /// `bundle` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
-    /// Write pending (or all) reports to a bundle file for a USB stick.
+    /// Write pending (or all) reports, and the evidence files the server lacks, to a bundle file
+    /// for a USB stick.
+    ///
+    /// The bundle (TRUCEB02) holds the reports, then each evidence file they name that the
+    /// server does not hold yet, in clear: keep the stick as you keep the laptop. A coordinator
+    /// runs `truce-server import FILE`; reports stay pending here, and files not yet sent, until
+    /// a sync hears the server holds them.
     Export {
         /// The bundle file to write.
         file: PathBuf,
-        /// Every report, not only pending ones.
+        /// Every report and every evidence file still on this laptop, not only what the server
+        /// lacks.
         #[arg(long)]
         all: bool,
+        /// Reports only: leave the evidence files out (a small stick, or files too large for it).
+        #[arg(long)]
+        no_evidence: bool,
     },
 }
 

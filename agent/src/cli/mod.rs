@@ -120,7 +120,9 @@ fn dispatch(
         Command::Status => status::run(dir, keys, out)?,
         Command::Checkpoint => status::checkpoint(dir, keys, out)?,
         Command::Sync(a) => return sync::run(&a, settings, dir, keys, out),
-        Command::Bundle(BundleCommand::Export { file, all }) => bundle::export(&file, all, dir, keys, out)?,
+        Command::Bundle(BundleCommand::Export { file, all, no_evidence }) => {
+            bundle::export(&file, all, !no_evidence, dir, keys, out)?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

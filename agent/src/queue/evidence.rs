@@ -70,6 +70,22 @@ impl Queue {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// The keyed names of the files a bundle carries, oldest report first:
+    /// with `all`, every file a report names; otherwise those of reports
+    /// not rejected that the server does not hold yet.
+    pub fn files_for_bundle(&self, all: bool) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT a.name FROM attachments a JOIN reports r ON r.seq = a.seq
+                 WHERE ?1 OR (r.state != 'rejected' AND a.held = 0)
+                 GROUP BY a.name ORDER BY MIN(a.seq)",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([all], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
     /// Notes the bytes the server holds of a file, or why it refused it
     /// (`note`: `None` clears an earlier reason).
     pub fn note_upload(&mut self, name: &str, sent: u64, note: Option<&str>) -> Result<()> {

@@ -60,5 +60,5 @@ fn an_empty_queue_exports_an_empty_bundle() {
     let p = t.path("empty.truce");
     t.ok(&["bundle", "export", p.to_str().unwrap()]);
     assert!(read_bundle(&p).is_empty());
-    assert_eq!(std::fs::read(&p).unwrap(), b"TRUCEB01");
+    assert_eq!(std::fs::read(&p).unwrap(), b"TRUCEB02");
 }

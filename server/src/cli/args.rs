@@ -74,12 +74,25 @@ pub enum Command {
     #[command(subcommand)]
     Device(DeviceCmd),
     /// Ingest bundles (sneaker-net) exactly as if they had come over the wire.
+    ///
+    /// Reports get the answers they would get over the wire. A bundle's evidence files are
+    /// stored as an upload's are: only a file a stored report names, with the size it signed,
+    /// whose bytes hash to the signed SHA-256, within the size limit and the quota. Exits 1 if
+    /// a file or frame could not be read. Example:
+    ///   truce-server import /media/usb/laptop-07.truceb
     Import {
-        /// Bundle files: TRUCEB01 from `truce-agent bundle export`, or TRUCEB02 from a server's
-        /// `export --format bundle` (its log items are passed over: this server logs each report
-        /// in its own log).
+        /// Bundle files: TRUCEB02 from `truce-agent bundle export` (reports, then evidence),
+        /// TRUCEB01 from older agents, or TRUCEB02 from a server's `export --format bundle` (its
+        /// log items are passed over: this server logs each report in its own log).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Largest evidence file taken, in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = crate::evidence::MAX_EVIDENCE_SIZE)]
+        max_evidence_size: u64,
+        /// All evidence held and partly uploaded, in bytes; past it files are refused with the
+        /// reason (reports are still imported).
+        #[arg(long, value_name = "BYTES", default_value_t = crate::evidence::EVIDENCE_QUOTA)]
+        evidence_quota: u64,
     },
     /// Export reports for investigators: CSV, JSON Lines, GeoJSON or a bundle.
     ///

@@ -9,8 +9,18 @@ use truce_shared::text::printable;
 
 use crate::paths::DataDir;
 
-pub(super) fn run(dir: &DataDir, files: &[PathBuf], json: bool, out: &mut impl Write) -> Result<ExitCode> {
-    let s = crate::import::import_files(dir.open_store()?, files)
+pub(super) fn run(
+    dir: &DataDir,
+    files: &[PathBuf],
+    limits: crate::evidence::EvidenceLimits,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let sink = crate::import::EvidenceSink {
+        evidence: crate::evidence::Evidence::open(&dir.evidence_dir(), limits)?,
+        store: dir.open_store()?,
+    };
+    let s = crate::import::import_files(dir.open_store()?, &sink, files)
         .context("import stopped (the reports before it are stored)")?;
     if json {
         writeln!(out, "{}", serde_json::to_string(&s)?)?;
@@ -29,6 +39,20 @@ pub(super) fn run(dir: &DataDir, files: &[PathBuf], json: bool, out: &mut impl W
         }
         for (reason, n) in &s.rejected {
             writeln!(out, "  rejected ({}): {n}", printable(reason))?;
+        }
+        let files = s.evidence_stored + s.evidence_already_held + s.evidence_refused_total();
+        if files > 0 {
+            writeln!(
+                out,
+                "evidence: {files} file(s): {} stored ({} bytes), {} already held, {} refused",
+                s.evidence_stored,
+                s.evidence_bytes,
+                s.evidence_already_held,
+                s.evidence_refused_total()
+            )?;
+            for (reason, n) in &s.evidence_refused {
+                writeln!(out, "  refused ({}): {n}", printable(reason))?;
+            }
         }
     }
     for p in &s.problems {

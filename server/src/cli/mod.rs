@@ -152,7 +152,14 @@ fn dispatch(cli: Cli, matches: &ArgMatches) -> Result<ExitCode> {
         Command::Audit { checkpoints } => return log::audit(&dir, &checkpoints, json, &mut out),
         Command::Run(_) => unreachable!("handled above"),
         Command::Device(cmd) => device::run(&dir, cmd, json, &mut out)?,
-        Command::Import { files } => return import::run(&dir, &files, json, &mut out),
+        Command::Import { files, max_evidence_size, evidence_quota } => {
+            let limits = crate::evidence::EvidenceLimits {
+                max_size: max_evidence_size,
+                quota: evidence_quota,
+                ..Default::default()
+            };
+            return import::run(&dir, &files, limits, json, &mut out);
+        }
         Command::Export(_) | Command::Migrate { .. } => unreachable!("handled above"),
         Command::Verify { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
         Command::Incidents(args) => incidents::run(&dir, &args, json, &mut out)?,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use truce_shared::text::printable;
 
-use crate::offline::{parse_log_pin, verify_bundle, BundleEntry, CheckpointCheck, DeviceList, Seen};
+use crate::offline::{parse_log_pin, verify_bundle, BundleEntry, CheckpointCheck, DeviceList, EvidenceCheck, Seen};
 
 pub(super) fn run(
     bundle: &std::path::Path,
@@ -34,6 +34,7 @@ pub(super) fn run(
         match seen {
             Seen::Checkpoint(c) => checkpoint(out, c),
             Seen::Report(c) => report(out, c, quiet),
+            Seen::Evidence(c) => evidence(out, c, quiet),
             Seen::Problem(p) => writeln!(out, "FAIL  {}", printable(p)),
             Seen::Note(n) => writeln!(out, "note  {}", printable(n)),
         }
@@ -47,10 +48,19 @@ pub(super) fn run(
             write!(out, " (signatures only: give --devices FILE to check enrolment too)")?;
         }
         writeln!(out)?;
-        if totals.version >= 2 {
+        if totals.log {
             writeln!(out, "log: {} proven in the log, {} not proven", totals.proven, totals.not_proven)?;
+        } else if totals.version >= 2 {
+            writeln!(out, "log: no log proofs present (a laptop's bundle carries reports and evidence only)")?;
         } else {
             writeln!(out, "log: no log proofs present (a version-1 bundle carries reports only)")?;
+        }
+        if totals.evidence > 0 {
+            writeln!(
+                out,
+                "evidence: {} file(s): {} match their signed hash, {} failed",
+                totals.evidence, totals.evidence_ok, totals.evidence_failed
+            )?;
         }
         if totals.truncated {
             writeln!(out, "the bundle is damaged: reading stopped at the report marked FAIL")?;
@@ -81,6 +91,14 @@ fn checkpoint(out: &mut impl Write, c: &CheckpointCheck) -> std::io::Result<()> 
             c.offset,
             printable(error.as_deref().unwrap_or("failed"))
         ),
+    }
+}
+
+fn evidence(out: &mut impl Write, c: &EvidenceCheck, quiet: bool) -> std::io::Result<()> {
+    match &c.error {
+        None if quiet => Ok(()),
+        None => writeln!(out, "ok    evidence {} ({} bytes) matches its signed hash", c.sha256, c.size),
+        Some(e) => writeln!(out, "FAIL  evidence {} ({} bytes): {}", c.sha256, c.size, printable(e)),
     }
 }
 
