@@ -160,12 +160,22 @@ impl Checked {
     }
 }
 
+/// `status --json` (which needs no passphrase, so no Argon2id).
+fn status(agent: &Agent) -> serde_json::Value {
+    serde_json::from_str(&agent.cmd(&["--json", "status"]).expect_ok()).expect("status --json is JSON")
+}
+
 /// `status --json`'s evidence counts: (held, partly sent, not yet sent).
 fn agent_evidence(agent: &Agent) -> (u64, u64, u64) {
-    let v: serde_json::Value =
-        serde_json::from_str(&agent.cmd(&["--json", "status"]).expect_ok()).expect("status --json is JSON");
+    let v = status(agent);
     let n = |k: &str| v["evidence"][k].as_u64().unwrap_or_else(|| panic!("no evidence.{k} in {v}"));
     (n("held"), n("partial"), n("not_sent"))
+}
+
+/// Reports the agent has not yet delivered.
+fn pending(agent: &Agent) -> u64 {
+    let v = status(agent);
+    v["counts"]["pending"].as_u64().unwrap_or(0)
 }
 
 #[test]
@@ -239,8 +249,8 @@ fn whatever_breaks(database: Option<&str>, large_files: u64) {
         let upload_ms = new_bytes / 20_000;
         let fault = match rng.gen_range(0..3) {
             0 => Fault::CutLink(rng.gen_range(0..12_000 + new_bytes)),
-            1 => Fault::KillAgent(rng.gen_range(0..400 + upload_ms)),
-            _ => Fault::KillServer(rng.gen_range(0..400 + upload_ms)),
+            1 => Fault::KillAgent(rng.gen_range(0..500 + upload_ms)),
+            _ => Fault::KillServer(rng.gen_range(0..500 + upload_ms)),
         };
         *tally
             .entry(match fault {
@@ -253,14 +263,23 @@ fn whatever_breaks(database: Option<&str>, large_files: u64) {
         if let Fault::CutLink(n) = fault {
             relay.cut_after(n);
         }
+        // Each sync's errors go to a file: a sync may fail only because of
+        // the fault, never before it reaches the link (its keys are sealed:
+        // without the passphrase file it would fail at once, and the
+        // fault would meet no sync at all).
+        let logs = tempfile::tempdir().expect("a dir for sync logs");
+        let pending_before: Vec<u64> = agents.iter().map(pending).collect();
         let mut syncs: Vec<_> = agents
             .iter()
-            .map(|a| {
+            .enumerate()
+            .map(|(i, a)| {
+                let log = std::fs::File::create(logs.path().join(i.to_string())).expect("sync log");
                 Command::new(bin("truce-agent"))
-                    .args(["--data-dir", a.dir_str(), "sync", "--server", &relay.addr.to_string()])
+                    .args(["--data-dir", a.dir_str(), "--passphrase-file", a.passphrase_file()])
+                    .args(["sync", "--server", &relay.addr.to_string()])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(log)
                     .spawn()
                     .expect("spawn sync")
             })
@@ -283,6 +302,13 @@ fn whatever_breaks(database: Option<&str>, large_files: u64) {
                 assert!(Instant::now() < deadline, "{ctx}: a sync hung after {fault:?}");
                 std::thread::sleep(Duration::from_millis(10));
             }
+        }
+        for i in 0..agents.len() {
+            let log = std::fs::read_to_string(logs.path().join(i.to_string())).unwrap_or_default();
+            assert!(!log.contains("passphrase"), "{ctx}: a sync failed before the fault met it:\n{log}");
+        }
+        if agents.iter().zip(&pending_before).any(|(a, before)| pending(a) < *before) {
+            *tally.entry("of them after some reports were delivered").or_insert(0) += 1;
         }
         // Whatever broke, what the server holds is whole.
         let (_, partial) = checked.check(&server, &files, &format!("{ctx}, right after {fault:?}"));
