@@ -164,15 +164,14 @@ impl Evidence {
         if let Some(answer) = self.admit(sha256, size, named) {
             return Ok(answer.into());
         }
-        if !uploads.claims.contains_key(sha256) {
-            let mut busy = self.uploading.lock().unwrap_or_else(|p| p.into_inner());
-            if !busy.insert(*sha256) {
-                return Ok(UploadState::Refused("another session is uploading this file: try again later".into()));
-            }
-            uploads.claims.insert(*sha256, size);
+        if size == 0 && *sha256 != <Bytes32>::from(Sha256::digest([])) {
+            return Ok(UploadState::Refused("no file of 0 bytes has this SHA-256".into()));
+        }
+        if !self.claim(uploads, sha256, size) {
+            return Ok(UploadState::Refused("another session is uploading this file: try again later".into()));
         }
         let partial = self.partial_path(sha256);
-        let held = match std::fs::metadata(&partial) {
+        let mut held = match std::fs::metadata(&partial) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io_err("read", &partial)(e)),
@@ -185,7 +184,19 @@ impl Evidence {
         if held == size {
             // Every byte arrived but the check did not happen (a crash
             // between the last write and the rename): check now.
-            return self.complete(uploads, sha256, size);
+            match self.complete(uploads, sha256, size)? {
+                // Discarded and counted. An Offer is answered Held, From
+                // or Refused, never Mismatch: the upload starts over.
+                UploadState::Mismatch => {
+                    if !self.claim(uploads, sha256, size) {
+                        return Ok(UploadState::Refused(
+                            "another session is uploading this file: try again later".into(),
+                        ));
+                    }
+                    held = 0;
+                }
+                done => return Ok(done),
+            }
         }
         let remaining = size - held;
         if self.used.load(Ordering::Relaxed).saturating_add(remaining) > self.limits.quota {
@@ -193,6 +204,18 @@ impl Evidence {
             return Ok(self.quota_full());
         }
         Ok(UploadState::From(held))
+    }
+
+    /// Claims the file for this session, unless another session has it.
+    fn claim(&self, uploads: &mut Uploads, sha256: &Bytes32, size: u64) -> bool {
+        if !uploads.claims.contains_key(sha256) {
+            let mut busy = self.uploading.lock().unwrap_or_else(|p| p.into_inner());
+            if !busy.insert(*sha256) {
+                return false;
+            }
+            uploads.claims.insert(*sha256, size);
+        }
+        true
     }
 
     fn quota_full(&self) -> UploadState {
@@ -632,6 +655,49 @@ mod tests {
         assert!(
             matches!(ev.offer(&mut s, &sha(&c), 51, &[51]).unwrap(), UploadState::Refused(r) if r.contains("quota"))
         );
+        // Two uploads that each fit when offered: partial bytes count, so
+        // the chunk that would pass the quota is refused, and the one that
+        // reaches it exactly is taken.
+        let e = vec![4u8; 30];
+        assert_eq!(ev.offer(&mut s, &sha(&e), 30, &[30]).unwrap(), UploadState::From(0));
+        assert_eq!(ev.chunk(&mut s, &sha(&b), 0, &b[..30]).unwrap(), UploadState::From(30));
+        assert!(
+            matches!(ev.chunk(&mut s, &sha(&e), 0, &e).unwrap(), UploadState::Refused(r) if r.contains("quota")),
+            "130 + 30 is over 150"
+        );
+        assert_eq!(ev.chunk(&mut s, &sha(&b), 30, &b[30..]).unwrap(), UploadState::Held);
+        let counts = ev.counts().unwrap();
+        assert_eq!((counts.held, counts.held_bytes, counts.partial_bytes), (2, 150, 0));
+        assert!(
+            matches!(ev.offer(&mut s, &sha(&[9]), 1, &[1]).unwrap(), UploadState::Refused(r) if r.contains("quota")),
+            "full at exactly the quota"
+        );
+    }
+
+    #[test]
+    fn a_whole_partial_file_that_does_not_match_is_discarded_at_the_offer_and_the_upload_starts_over() {
+        // A server killed after the last chunk of forged bytes was written,
+        // before their hash was checked: the next Offer checks them.
+        let d = tempfile::tempdir().unwrap();
+        let data = b"the real photo".to_vec();
+        let h = sha(&data);
+        std::fs::create_dir_all(d.path().join("evidence").join("partial")).unwrap();
+        std::fs::write(d.path().join("evidence").join("partial").join(hex::encode(h)), b"a forged photo").unwrap();
+        let ev = open(d.path(), EvidenceLimits::default());
+        let mut s = Uploads::new(ev.clone());
+        assert_eq!(ev.offer(&mut s, &h, 14, &[14]).unwrap(), UploadState::From(0), "an Offer is never Mismatch");
+        let c = ev.counts().unwrap();
+        assert_eq!((c.held, c.partial, c.refused), (0, 0, 1));
+        // Still claimed by this session.
+        let mut other = Uploads::new(ev.clone());
+        assert!(
+            matches!(ev.offer(&mut other, &h, 14, &[14]).unwrap(), UploadState::Refused(r) if r.contains("another session"))
+        );
+        assert_eq!(ev.chunk(&mut s, &h, 0, &data).unwrap(), UploadState::Held);
+        // A report may sign 0 bytes with another file's hash; no upload can match it.
+        let other = sha(b"not empty");
+        assert!(matches!(ev.offer(&mut s, &other, 0, &[0]).unwrap(), UploadState::Refused(r) if r.contains("0 bytes")));
+        assert_eq!(ev.counts().unwrap().refused, 1);
     }
 
     #[test]

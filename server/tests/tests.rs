@@ -22,6 +22,8 @@ mod admission;
 mod quotas;
 // `import` of bundles gives the same outcomes as the wire; broken bundles are reported by index.
 mod import;
+// Evidence over the wire from a hand-made client: mismatched bytes refused, counted, never exported; every upload limit at its edge; one uploader per file.
+mod evidence_uploads;
 // The command line: init, device add/list/revoke, stats, and one-line errors.
 mod cli;
 // Export in CSV, JSON Lines, GeoJSON and bundles; filters; amendments; offline verify; 1,000,000 rows in bounded memory.

@@ -136,3 +136,85 @@ fn a_file_over_the_size_limit_is_refused_with_its_reason_and_reports_still_flow(
     let stats = server.cmd(&["stats"]).expect_ok();
     assert!(stats.contains("2 file(s) named by reports: 1 held (100000 bytes), 1 missing"), "{stats}");
 }
+
+/// Where the laptop keeps its sealed copy of the file with this hash.
+fn sealed_copy(agent: &truce_tests::harness::Agent, sha: &[u8; 32]) -> std::path::PathBuf {
+    let name = agent.open().data_key().expect("the data key").file_name(sha);
+    agent.dir.path().join("attachments").join(name)
+}
+
+#[test]
+fn a_copy_altered_on_the_laptop_is_never_sent_and_never_shown_to_investigators() {
+    let (pki, mut server, agent) = one_laptop("laptop-01");
+    let files = tempfile::tempdir().unwrap();
+    // Three photos: one whose sealed copy gets a byte flipped, one whose
+    // sealed copy is replaced by the third's (a whole, valid sealed file
+    // of this laptop, so every chunk authenticates), and the third, intact.
+    let photos: Vec<Vec<u8>> = (0..3).map(|i| photo(200_000 + i * 1000, 10 + i as u8)).collect();
+    let mut ids = Vec::new();
+    let mut shas = Vec::new();
+    for (i, bytes) in photos.iter().enumerate() {
+        let path = files.path().join(format!("photo-{i}.jpg"));
+        std::fs::write(&path, bytes).unwrap();
+        ids.push(record_with(&agent, &path));
+        shas.push(<[u8; 32]>::from(Sha256::digest(bytes)));
+    }
+    let (flipped, swapped, intact) = (sealed_copy(&agent, &shas[0]), sealed_copy(&agent, &shas[1]), &shas[2]);
+    let mut sealed = std::fs::read(&flipped).unwrap();
+    let mid = sealed.len() / 2;
+    sealed[mid] ^= 0x01;
+    std::fs::write(&flipped, sealed).unwrap();
+    std::fs::copy(sealed_copy(&agent, intact), &swapped).unwrap();
+
+    server.start(&pki, &[]);
+    let out = agent.sync(None);
+    // Reports go through; the two altered copies are refused by the laptop
+    // itself, each saying why; only the intact photo travels.
+    let text = out.stdout() + &out.stderr();
+    assert!(text.contains("delivered 3"), "{out}");
+    assert!(text.contains("evidence held by the server 1"), "{out}");
+    assert!(text.contains("evidence refused 2"), "{out}");
+    assert_eq!(agent.ids_in_state("delivered").len(), 3);
+    let state = |i: usize| show_json(&agent, &ids[i])["evidence"][0].clone();
+    assert_eq!(state(0)["state"], "pending", "{}", state(0));
+    assert!(state(0)["refused"].as_str().unwrap().contains("damaged"), "{}", state(0));
+    assert_eq!(state(1)["state"], "pending", "{}", state(1));
+    assert!(state(1)["refused"].as_str().unwrap().contains("not the file its report signed"), "{}", state(1));
+    assert_eq!(state(2)["state"], "held", "{}", state(2));
+    let status = agent.cmd(&["status"]).expect_ok();
+    assert!(status.contains("evidence:   1 file(s) held by the server, 0 partly sent, 2 not yet sent"), "{status}");
+
+    // The server never holds either, not even in part, and refused nothing
+    // (nothing reached it to refuse).
+    let evidence = server.dir().join("evidence");
+    let mut held: Vec<String> = std::fs::read_dir(&evidence)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64)
+        .collect();
+    held.sort();
+    assert_eq!(held, vec![hex::encode(intact)]);
+    assert_eq!(std::fs::read_dir(evidence.join("partial")).unwrap().count(), 0);
+    let stats = server.cmd(&["stats"]).expect_ok();
+    assert!(stats.contains("3 file(s) named by reports: 1 held (202000 bytes), 2 missing"), "{stats}");
+    assert!(stats.contains("0 refused"), "{stats}");
+
+    // Investigators: rows say which are not held, and the export writes
+    // only the intact photo.
+    let out_dir = files.path().join("evidence-out");
+    let rows = server.cmd(&["export", "--evidence", out_dir.to_str().unwrap()]).expect_ok();
+    for line in rows.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let held = row["attachments"][0]["held"].as_bool().unwrap();
+        assert_eq!(held, row["id"] == ids[2].as_str(), "{row}");
+    }
+    let written: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(written, vec![hex::encode(intact)]);
+    assert_eq!(std::fs::read(out_dir.join(hex::encode(intact))).unwrap(), photos[2]);
+
+    // Trying again changes nothing: the laptop never sends them.
+    let again = agent.sync(None);
+    assert!((again.stdout() + &again.stderr()).contains("evidence refused 2"), "{again}");
+    assert!(!evidence.join(hex::encode(shas[0])).exists() && !evidence.join(hex::encode(shas[1])).exists());
+}

@@ -8,8 +8,8 @@
 //!
 //! - Each file the server does not hold yet is offered by the hash and
 //!   size its report signed, learned by opening the sealed copy (its
-//!   chunks are authenticated as they are read, so a damaged copy is
-//!   never sent).
+//!   chunks are authenticated as they are read, and its hash must give
+//!   its keyed name, so a damaged or swapped copy is never sent).
 //! - Reports go first: between chunk answers the queue is looked at every
 //!   [`LOOK_FOR_REPORTS`], and a report recorded meanwhile is sent at once.
 //!   It waits only behind the chunk bytes in flight, so those follow the
@@ -148,6 +148,21 @@ where
         let opened = std::fs::File::open(&path)
             .map_err(|e| AgentError::io("cannot read", &path, e))
             .and_then(|f| agent.data_key()?.open_file(&mut std::io::BufReader::new(f), &mut std::io::sink(), &path));
+        // The name is keyed by the signed hash: a sealed copy that opens
+        // but hashes to another name is another of this laptop's files put
+        // in its place (each chunk authenticates, the file as a whole is
+        // bound only by its name). Offering it would offer the other
+        // file's hash, and a Held for that would mark this one held.
+        let opened = opened.and_then(|(sha256, size)| {
+            if agent.data_key()?.file_name(&sha256) == file.name {
+                Ok((sha256, size))
+            } else {
+                Err(AgentError::Corrupt(format!(
+                    "the sealed file {} is not the file its report signed (replaced on disk?)",
+                    path.display()
+                )))
+            }
+        });
         let (sha256, size) = match opened {
             Ok(x) => x,
             Err(e) => {

@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use truce_server::evidence::EvidenceLimits;
 use truce_server::paths::DataDir;
 use truce_server::store::{Arg, Database};
 use truce_server::{Config, Limits, Store};
@@ -206,6 +207,15 @@ impl InProcessServer {
 
     /// [`InProcessServer::start`] with its store in `db`.
     pub async fn start_on(pki: &Pki, limits: Limits, db: Db) -> InProcessServer {
+        InProcessServer::start_configured(pki, limits, db, EvidenceLimits::default()).await
+    }
+
+    /// [`InProcessServer::start`] with these limits on evidence.
+    pub async fn start_with_evidence(pki: &Pki, limits: Limits, evidence: EvidenceLimits) -> InProcessServer {
+        InProcessServer::start_configured(pki, limits, Db::Sqlite, evidence).await
+    }
+
+    async fn start_configured(pki: &Pki, limits: Limits, db: Db, evidence: EvidenceLimits) -> InProcessServer {
         init_logs();
         let data = tempfile::tempdir().expect("tempdir");
         let db = TestDb::new(db);
@@ -213,7 +223,7 @@ impl InProcessServer {
         // Opening a PostgreSQL store blocks: not on the runtime's threads.
         let config = tokio::task::block_in_place(|| {
             dir.init(truce_shared::log::DEFAULT_MISSION).expect("init");
-            Config::new(&dir, pki.server_tls(), limits).expect("config")
+            Config { evidence, ..Config::new(&dir, pki.server_tls(), limits).expect("config") }
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let handle = truce_server::spawn(listener, config).expect("spawn");
