@@ -238,8 +238,10 @@ pub(super) fn print_table(f: &Figures, plan: &Plan, quick: bool, took: Duration,
     }
     if want("evidence") {
         println!(
-            "\nEvidence went through the harness's relay as a link of 256 kbit/s with 300 ms each way; goodput is\n\
-             the file's bytes over the whole sync (connection, handshake, report and proofs included)."
+            "\nEvidence went through the harness's relay as a link of 256 kbit/s with 300 ms each way (median of {}\n\
+             rounds); goodput is the file's bytes over the whole sync (connection, handshake, report and proofs\n\
+             included); resent counts the chunk bytes the agent sent twice, lost in flight when the link broke.",
+            plan.evidence_runs
         );
     }
 }
