@@ -1,6 +1,7 @@
 //! The benchmark harness must not rot: `bench --quick --json` runs to the
-//! end against the real binaries and reports every figure of DESIGN §7 as
-//! a finite, positive number. The figures of a debug build mean nothing
+//! end against the real binaries and reports every figure of DESIGN §7 and
+//! §13 as a finite, positive number (bytes resent after a cut: not
+//! negative). The figures of a debug build mean nothing
 //! and are not judged here; the README's table comes from `--release`.
 
 use std::process::Command;
@@ -37,9 +38,20 @@ fn bench_quick_reports_every_figure() {
         "idle_conn_kb",
         "agent_sync_peak_mb",
         "agent_unlock_peak_mb",
+        "evidence_goodput_kbit_s",
+        "evidence_link_kbit_s",
+        "evidence_goodput_ratio",
+        "evidence_chunk_bytes",
+        "evidence_report_ack_s",
+        "idle_report_ack_s",
     ] {
         let x = v[key].as_f64().unwrap_or_else(|| panic!("{key} missing from {stdout}"));
         assert!(x.is_finite() && x > 0.0, "{key} = {x}");
+    }
+    // Nothing resent after a cut is a result: these may be 0.
+    for key in ["evidence_resent_bytes", "evidence_resent_chunks"] {
+        let x = v[key].as_f64().unwrap_or_else(|| panic!("{key} missing from {stdout}"));
+        assert!(x.is_finite() && x >= 0.0, "{key} = {x}");
     }
     assert_eq!(v["quick"], true);
     // The wire figure includes TLS and the Acks, so it can never be below

@@ -325,6 +325,7 @@ impl Uploader {
                 buf.drain(..n);
                 let msg = Message::Chunk { sha256, offset: next, data };
                 send(wr, &msg, delivery.frame_limit, &delivery.addr, &delivery.host).await?;
+                bar.sent(n as u64, self.pace.window());
                 next += n as u64;
                 flight_bytes += n as u64;
                 in_flight.push_back(Sent { end: next, len: n as u64, at: Instant::now() });

@@ -61,6 +61,13 @@ pub(super) struct Bytes {
     start: std::time::Instant,
     from: u64,
     at: std::cell::Cell<u64>,
+    /// Chunk bytes written to the link this session, answered or not: what
+    /// a cut loses is `sent` less what the server then holds.
+    sent: std::cell::Cell<u64>,
+    /// The largest chunk sent.
+    chunk: std::cell::Cell<u64>,
+    /// The bytes allowed in flight when the last chunk was sent.
+    window: std::cell::Cell<u64>,
 }
 
 impl Bytes {
@@ -85,7 +92,18 @@ impl Bytes {
             start: std::time::Instant::now(),
             from,
             at: std::cell::Cell::new(from),
+            sent: std::cell::Cell::new(0),
+            chunk: std::cell::Cell::new(0),
+            window: std::cell::Cell::new(0),
         }
+    }
+
+    /// A chunk of `n` bytes went onto the link, `window` bytes being
+    /// allowed in flight.
+    pub(super) fn sent(&self, n: u64, window: u64) {
+        self.sent.set(self.sent.get() + n);
+        self.chunk.set(self.chunk.get().max(n));
+        self.window.set(window);
     }
 
     /// The server holds `at` bytes.
@@ -104,10 +122,14 @@ impl Bytes {
             let secs = self.start.elapsed().as_secs_f64().max(0.001);
             let sent = self.at.get().saturating_sub(self.from);
             eprintln!(
-                "sync: evidence {}/{} bytes held by the server, {:.0} bytes/s",
+                "sync: evidence {}/{} bytes held by the server, {:.0} bytes/s; {} bytes sent in chunks of up to {}, \
+                 at most {} in flight",
                 self.at.get(),
                 self.size,
-                sent as f64 / secs
+                sent as f64 / secs,
+                self.sent.get(),
+                self.chunk.get(),
+                self.window.get()
             );
         }
     }

@@ -1,5 +1,5 @@
-//! The benchmark harness: every figure of DESIGN §7 beside a reference
-//! measured in the same run, each the median of several runs.
+//! The benchmark harness: every figure of DESIGN §7 and §13 beside a
+//! reference measured in the same run, each the median of several runs.
 //!
 //! ```text
 //! cargo run --release -p truce-tests --bin bench            # full: a few minutes
@@ -13,7 +13,8 @@
 //! Ingest is measured twice: on the server's SQLite file, and on a real
 //! PostgreSQL started from the system's binaries (as the tests start it,
 //! `truce_testkit::TestPostgres`, but with PostgreSQL's default
-//! durability and its data on disk), on the same cores.
+//! durability and its data on disk), on the same cores. Evidence goes
+//! through the harness's relay shaped as a bad satellite link.
 //! Figures from a debug build are meaningless; only `--release` counts.
 
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ use truce_testkit::{bin, Pki, TestPostgres, TestServer};
 use truce_tests::harness::Agent;
 use truce_tests::relay::Relay;
 
+mod evidence;
 mod export;
 mod ingest;
 mod load;
@@ -45,6 +47,7 @@ mod record;
 mod table;
 mod wire_bytes;
 
+use evidence::*;
 use export::*;
 use ingest::*;
 use load::*;
@@ -76,6 +79,15 @@ struct Plan {
     idle_connections: usize,
     /// Reports in the agent queue for the sync memory figure.
     queue_reports: u64,
+    /// Rounds of the evidence figures (each uploads two files over the
+    /// shaped link, at 32 kB/s).
+    evidence_runs: usize,
+    /// The evidence file's size.
+    evidence_bytes: usize,
+    /// Reports recorded during each upload, and with none running.
+    evidence_probes: usize,
+    /// Plain bytes pushed to time the shaped link's raw rate.
+    evidence_link_bytes: usize,
 }
 
 const FULL: Plan = Plan {
@@ -89,6 +101,10 @@ const FULL: Plan = Plan {
     export_rows: 1_000_000,
     idle_connections: 1_000,
     queue_reports: 100_000,
+    evidence_runs: 3,
+    evidence_bytes: 2_000_000,
+    evidence_probes: 3,
+    evidence_link_bytes: 256 * 1024,
 };
 
 const QUICK: Plan = Plan {
@@ -102,6 +118,10 @@ const QUICK: Plan = Plan {
     export_rows: 20_000,
     idle_connections: 100,
     queue_reports: 2_000,
+    evidence_runs: 1,
+    evidence_bytes: 256 * 1024,
+    evidence_probes: 2,
+    evidence_link_bytes: 64 * 1024,
 };
 
 /// The figures, named as in the JSON output.
@@ -145,6 +165,17 @@ struct Figures {
     idle_conn_kb: f64,
     agent_sync_peak_mb: f64,
     agent_unlock_peak_mb: f64,
+    evidence_goodput_kbit_s: f64,
+    evidence_link_kbit_s: f64,
+    evidence_goodput_ratio: f64,
+    /// Chunk bytes sent twice after a cut mid-upload: may be 0.
+    evidence_resent_bytes: f64,
+    evidence_chunk_bytes: f64,
+    evidence_resent_chunks: f64,
+    /// The agent's bytes-in-flight limit when the link was cut.
+    evidence_window_bytes: f64,
+    evidence_report_ack_s: f64,
+    idle_report_ack_s: f64,
 }
 
 fn main() -> Result<()> {
@@ -159,7 +190,9 @@ fn main() -> Result<()> {
             "--json" => json = true,
             "--only" => {
                 only = Some(
-                    it.next().context("--only needs a figure: ingest, record, wire, export, idle or agent")?.clone(),
+                    it.next()
+                        .context("--only needs a figure: ingest, record, wire, export, idle, agent or evidence")?
+                        .clone(),
                 )
             }
             "-h" | "--help" => {
@@ -180,7 +213,7 @@ fn main() -> Result<()> {
     let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if let Some(o) = &only {
         ensure!(
-            ["ingest", "record", "wire", "export", "idle", "agent"].contains(&o.as_str()),
+            ["ingest", "record", "wire", "export", "idle", "agent", "evidence"].contains(&o.as_str()),
             "--only {o}: unknown figure"
         );
     }
@@ -237,6 +270,16 @@ fn main() -> Result<()> {
         step(json, "agent sync memory");
         (f.agent_sync_peak_mb, f.agent_unlock_peak_mb) = agent_sync_peak(&pki, plan)?;
     }
+    if want("evidence") {
+        step(json, "evidence over a shaped link");
+        let e = evidence(&pki, plan, json)?;
+        (f.evidence_goodput_kbit_s, f.evidence_link_kbit_s) = (e.goodput * 8e-3, e.link * 8e-3);
+        f.evidence_goodput_ratio = e.goodput / e.link;
+        (f.evidence_resent_bytes, f.evidence_chunk_bytes) = (e.resent, e.chunk);
+        f.evidence_resent_chunks = e.resent / e.chunk;
+        f.evidence_window_bytes = e.window;
+        (f.evidence_report_ack_s, f.idle_report_ack_s) = (e.ack_s, e.idle_ack_s);
+    }
     step(json, "done");
 
     let all = [
@@ -258,9 +301,17 @@ fn main() -> Result<()> {
         f.idle_conn_kb,
         f.agent_sync_peak_mb,
         f.agent_unlock_peak_mb,
+        f.evidence_goodput_kbit_s,
+        f.evidence_link_kbit_s,
+        f.evidence_chunk_bytes,
+        f.evidence_window_bytes,
+        f.evidence_report_ack_s,
+        f.idle_report_ack_s,
     ];
     if only.is_none() {
         ensure!(all.iter().all(|v| v.is_finite() && *v > 0.0), "a figure is missing or not positive");
+        // Nothing resent after a cut is a result, not a missing figure.
+        ensure!(f.evidence_resent_bytes.is_finite() && f.evidence_resent_bytes >= 0.0, "resent bytes below 0");
     }
     if json {
         let mut v = serde_json::to_value(&f)?;
@@ -282,12 +333,16 @@ Usage: cargo run --release -p truce-tests --bin bench -- [--quick] [--json] [--o
   --quick        a smaller run (under a minute), for checking the harness works
   --json         print one JSON object instead of the table
   --only FIGURE  measure one group only (ingest, record, wire, export, idle,
-                 agent), for profiling
+                 agent, evidence), for profiling
 
 Ingest runs on SQLite and then on a PostgreSQL the harness starts itself
 from the system's binaries (apt-get install postgresql; TRUCE_PG_BINDIR
 names another directory holding initdb and pg_ctl). That PostgreSQL shares
-the machine's cores with the server and the load generator.";
+the machine's cores with the server and the load generator.
+
+Evidence goes through the harness's relay shaped as DESIGN §13's satellite
+link (256 kbit/s, 300 ms each way); at that rate a full run uploads 12 MB,
+so the evidence group alone takes several minutes.";
 
 fn step(json: bool, what: &str) {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
