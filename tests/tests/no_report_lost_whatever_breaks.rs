@@ -370,8 +370,7 @@ fn whatever_breaks(database: Option<&str>, large_files: u64) {
         for (i, a) in agents.iter().enumerate() {
             let note = a.cmd(&["checkpoint"]);
             if !note.ok() {
-                // A fault between a session's last Ack and its proofs (or
-                // during the evidence upload that comes between them)
+                // A fault between a session's last Ack and its proofs
                 // leaves the entries unproven, and a later session with no
                 // new report gets no checkpoint to prove them against: the
                 // laptop must say so, and proves them with its next report.

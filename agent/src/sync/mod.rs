@@ -483,16 +483,27 @@ async fn session(agent: &mut Agent, opts: &SyncOptions) -> Result<SyncSummary> {
         }
     }
     .await;
-    // Reports first, then evidence: a report recorded meanwhile overtakes
-    // the rest of the upload.
+    // Reports first, and their proofs, then evidence: a cut during a long
+    // upload leaves the reports before it proven, and a report recorded
+    // meanwhile overtakes the rest of the upload (and is proven after it).
     let outcome = match outcome {
-        Ok(()) => evidence::upload(agent, &mut delivery, &mut summary, &mut ui, &mut rd, &mut wr, opts.progress).await,
+        Ok(()) => {
+            let fresh = delivery.prover.fresh();
+            let before = std::mem::replace(&mut delivery.prover, fresh);
+            match prove::prove(agent, before, &mut rd, &mut wr, frame_limit, &addr, &host).await {
+                Ok(n) => {
+                    summary.proven = n;
+                    evidence::upload(agent, &mut delivery, &mut summary, &mut ui, &mut rd, &mut wr, opts.progress).await
+                }
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     };
     let prover = delivery.prover;
     ui.finish();
     outcome?;
-    summary.proven = prove::prove(agent, prover, &mut rd, &mut wr, frame_limit, &addr, &host).await?;
+    summary.proven += prove::prove(agent, prover, &mut rd, &mut wr, frame_limit, &addr, &host).await?;
     // A polite goodbye; the work is already committed if this fails.
     let _ = send(&mut wr, &Message::Bye, frame_limit, &addr, &host).await;
     let _ = wr.shutdown().await;

@@ -62,6 +62,12 @@ impl Prover {
         Prover { device, serial, target: None, marked: Vec::new() }
     }
 
+    /// A prover for the same device and certificate with nothing marked:
+    /// for what Acks mark after this one is proven.
+    pub(super) fn fresh(&self) -> Prover {
+        Prover::new(self.device, self.serial.clone())
+    }
+
     /// A report an Ack marked: `seq` is its place in this laptop's chain.
     pub(super) fn add(&mut self, o: &Outcome, seq: u64, received_at: i64) {
         self.marked.push(Marked { id: o.id, seq, entry: o.entry, status: o.status.clone(), received_at });

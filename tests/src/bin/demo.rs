@@ -4,12 +4,15 @@
 //! three laptops, records reports on two of them while the server is down,
 //! starts the server, syncs, resends one report (counted once), carries the
 //! third laptop's reports over as a USB bundle, and prints the verified
-//! export as a table, writing GeoJSON beside it. It exits 0 and leaves
+//! export as a table, writing GeoJSON beside it. One report attaches a
+//! photo-sized file: the demo shows it held by the server after the sync
+//! and written out by `export --evidence`, byte for byte. It exits 0 and leaves
 //! nothing running (every process is killed in `Drop`, even on failure).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use sha2::Digest;
 use truce_testkit::{Pki, Ran, TestServer};
 use truce_tests::harness::Agent;
 
@@ -58,9 +61,16 @@ fn demo() -> Result<()> {
     step("monitors record while the server is down");
     let a = &laptops[0];
     let b = &laptops[1];
+    // A photo-sized file of bytes no compressor could shortcut.
+    let photo_path = out_dir.join("impact-photo.jpg");
+    let photo = photo_bytes(1_500_000);
+    std::fs::write(&photo_path, &photo).with_context(|| format!("write {}", photo_path.display()))?;
+    let photo_sha = hex::encode(sha2::Sha256::digest(&photo));
     let a1 = check(
         a.cmd(&[
             "record",
+            "--attach",
+            &photo_path.to_string_lossy(),
             "--category",
             "shelling",
             "--effect",
@@ -163,6 +173,14 @@ fn demo() -> Result<()> {
         let out = agent.sync(None);
         println!("{name}: {}", check(out, "sync")?.trim());
     }
+    let a1_id = truce_tests::harness::last_hex_id(&a1);
+    let shown = check(a.cmd(&["show", &a1_id]), "show")?;
+    for line in shown.lines().filter(|l| l.contains("evidence")) {
+        println!("laptop-a, report {}…: {}", &a1_id[..16], line.trim());
+    }
+    if !shown.contains("held by the server") {
+        bail!("the photo is not held by the server after sync:\n{shown}");
+    }
 
     step("laptop-a resends everything on a USB stick: the server counts each report once");
     let resend = out_dir.join("laptop-a-resend.truce");
@@ -207,6 +225,19 @@ fn demo() -> Result<()> {
     println!("\nGeoJSON written to {}", geojson.display());
     println!("{}", check(server.cmd(&["stats"]), "stats")?.trim());
 
+    step("evidence for investigators: the photo attached to laptop-a's first report (export --evidence)");
+    let evidence_dir = out_dir.join("evidence");
+    check(server.cmd(&["export", "--evidence", &evidence_dir.to_string_lossy()]), "export --evidence")?;
+    let written = std::fs::read(evidence_dir.join(&photo_sha)).context("the photo is not in the evidence export")?;
+    if written != photo {
+        bail!("the exported photo differs from the one attached");
+    }
+    println!(
+        "{} bytes written to {}, byte for byte the file laptop-a attached (SHA-256 {photo_sha})",
+        written.len(),
+        evidence_dir.join(&photo_sha).display()
+    );
+
     step("the tamper-evident record: the log's latest checkpoint, and an audit with the one laptop-a kept");
     print!("{}", check(server.cmd(&["log", "checkpoint"]), "log checkpoint")?);
     let kept = check(a.cmd(&["--json", "status"]), "status")?;
@@ -226,6 +257,18 @@ fn demo() -> Result<()> {
     }
     println!("\nserver stopped cleanly; demo done");
     Ok(())
+}
+
+/// `len` bytes of a hash chain: a stand-in for a photo.
+fn photo_bytes(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut h: [u8; 32] = sha2::Sha256::digest(b"truce demo photo").into();
+    while out.len() < len {
+        h = sha2::Sha256::digest(h).into();
+        out.extend_from_slice(&h);
+    }
+    out.truncate(len);
+    out
 }
 
 /// Prints export rows as an aligned table.
