@@ -252,18 +252,46 @@ impl Evidence {
             return Ok(UploadState::Refused(format!("a chunk beyond the file's signed length of {size} bytes")));
         }
         let partial = self.partial_path(sha256);
-        let mut f = OpenOptions::new().create(true).append(true).open(&partial).map_err(io_err("open", &partial))?;
-        let held = f.metadata().map_err(io_err("read", &partial))?.len();
-        if offset != held {
-            return Ok(UploadState::From(held));
-        }
-        if self.used.load(Ordering::Relaxed).saturating_add(data.len() as u64) > self.limits.quota {
+        let n = data.len() as u64;
+        // The bytes are counted against the quota before they are written,
+        // in one step, so sessions racing at the edge cannot overshoot it
+        // (and a refused chunk leaves no empty file behind).
+        let quota = self.limits.quota;
+        if self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| u.checked_add(n).filter(|&t| t <= quota))
+            .is_err()
+        {
             return Ok(self.quota_full());
         }
-        f.write_all(data).map_err(io_err("write", &partial))?;
-        f.sync_data().map_err(io_err("sync", &partial))?;
-        self.used.fetch_add(data.len() as u64, Ordering::Relaxed);
-        let now = held + data.len() as u64;
+        let unreserve = || {
+            self.used.fetch_sub(n, Ordering::SeqCst);
+        };
+        let mut f = match OpenOptions::new().create(true).append(true).open(&partial) {
+            Ok(f) => f,
+            Err(e) => {
+                unreserve();
+                return Err(io_err("open", &partial)(e));
+            }
+        };
+        let held = match f.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => {
+                unreserve();
+                return Err(io_err("read", &partial)(e));
+            }
+        };
+        if offset != held {
+            unreserve();
+            return Ok(UploadState::From(held));
+        }
+        if let Err(e) = f.write_all(data).and_then(|()| f.sync_data()) {
+            // The upload resumes from what the file holds; a restart
+            // counts those bytes again.
+            unreserve();
+            return Err(io_err("write", &partial)(e));
+        }
+        let now = held + n;
         if now < size {
             return Ok(UploadState::From(now));
         }
@@ -667,7 +695,8 @@ mod tests {
         );
         assert_eq!(ev.chunk(&mut s, &sha(&b), 30, &b[30..]).unwrap(), UploadState::Held);
         let counts = ev.counts().unwrap();
-        assert_eq!((counts.held, counts.held_bytes, counts.partial_bytes), (2, 150, 0));
+        // The refused chunk left no empty partial file behind.
+        assert_eq!((counts.held, counts.held_bytes, counts.partial, counts.partial_bytes), (2, 150, 0, 0));
         assert!(
             matches!(ev.offer(&mut s, &sha(&[9]), 1, &[1]).unwrap(), UploadState::Refused(r) if r.contains("quota")),
             "full at exactly the quota"

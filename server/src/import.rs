@@ -212,7 +212,13 @@ pub struct EvidenceSink {
 /// Each report's log entry names the SHA-256 of the file it came in.
 /// Unreadable files and frames are listed in [`ImportSummary::problems`];
 /// an error means the store or the evidence directory failed.
-pub fn import_files(store: Store, evidence: &EvidenceSink, files: &[PathBuf]) -> Result<ImportSummary, ImportError> {
+/// `progress` follows the bundles' bytes as they are read.
+pub fn import_files(
+    store: Store,
+    evidence: &EvidenceSink,
+    files: &[PathBuf],
+    progress: &crate::progress::Progress,
+) -> Result<ImportSummary, ImportError> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores.min(4))
@@ -223,7 +229,8 @@ pub fn import_files(store: Store, evidence: &EvidenceSink, files: &[PathBuf]) ->
     let mut p =
         Pipeline { rt, verifier: Verifier::new(cores), writer, in_flight: VecDeque::new(), max_in_flight: cores + 1 };
     let mut summary = ImportSummary::default();
-    let result = files.iter().try_for_each(|f| import_one(&mut p, evidence, f, &mut summary));
+    let result = files.iter().try_for_each(|f| import_one(&mut p, evidence, f, &mut summary, progress));
+    progress.finish();
     let drained = (0..p.in_flight.len()).try_for_each(|_| p.finish_one(&mut summary));
     drop(p);
     writer_thread.join();
@@ -244,6 +251,7 @@ fn import_one(
     sink: &EvidenceSink,
     file: &Path,
     summary: &mut ImportSummary,
+    progress: &crate::progress::Progress,
 ) -> Result<(), ImportError> {
     let bundle = match file_hash(file) {
         Ok(h) => h,
@@ -264,7 +272,10 @@ fn import_one(
     // The evidence file whose pieces are coming in, if any: `None` inside
     // while the pieces of a file not taken are passed over.
     let mut current: Option<(Bytes32, Option<Incoming<'_>>)> = None;
+    let mut read = 0;
     while let Some(item) = reader.next() {
+        progress.add(reader.offset() - read);
+        read = reader.offset();
         let index = reader.reports();
         match item {
             Ok(Item::Report(report)) => {

@@ -1,6 +1,6 @@
-//! Progress of long byte copies (evidence export): a bar with bytes, rate
-//! and time left when stderr is a terminal, a plain line every tenth
-//! otherwise, nothing under `--json`.
+//! Progress of long byte copies (evidence export, import): a bar with bytes, rate
+//! and time left when stderr is a terminal, a plain line every tenth and at
+//! the end otherwise, nothing under `--json`.
 
 use std::cell::Cell;
 use std::io::IsTerminal;
@@ -39,9 +39,10 @@ impl Progress {
         self.done.set(done);
         match &self.bar {
             Some(b) => b.set_position(done),
-            None if !self.quiet && done >= self.next_line.get() && self.total > 0 => {
+            // Every tenth, and the last byte.
+            None if !self.quiet && n > 0 && self.total > 0 && (done >= self.next_line.get() || done == self.total) => {
                 eprintln!("{}: {done}/{} bytes ({}%)", self.what, self.total, done * 100 / self.total);
-                self.next_line.set(done + self.total / 10);
+                self.next_line.set((done + self.total / 10).max(done + 1));
             }
             None => {}
         }

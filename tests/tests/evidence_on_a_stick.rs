@@ -55,7 +55,12 @@ fn a_bundle_carries_the_files_verify_checks_them_and_import_holds_them_byte_for_
     let empty_sha = hex::encode(Sha256::digest(&empty));
     assert!(verified.contains(&format!("ok    evidence {clip_sha} ({total} bytes)")), "{verified}");
 
-    let imported = server.cmd(&["import", stick.to_str().unwrap()]).expect_ok();
+    let ran = server.cmd(&["import", stick.to_str().unwrap()]);
+    // No terminal here: progress is plain lines on stderr, up to the whole bundle.
+    let progress = ran.stderr();
+    let imported = ran.expect_ok();
+    let n = std::fs::metadata(&stick).unwrap().len();
+    assert!(progress.contains(&format!("import: {n}/{n} bytes (100%)")), "{progress}");
     assert!(imported.contains("imported 3 report(s): 3 accepted"), "{imported}");
     assert!(
         imported.contains(&format!("evidence: 2 file(s): 2 stored ({total} bytes), 0 already held, 0 refused")),

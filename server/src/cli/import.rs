@@ -20,7 +20,11 @@ pub(super) fn run(
         evidence: crate::evidence::Evidence::open(&dir.evidence_dir(), limits)?,
         store: dir.open_store()?,
     };
-    let s = crate::import::import_files(dir.open_store()?, &sink, files)
+    // The bar follows the bundles' bytes (a plain line every tenth when
+    // stderr is no terminal, nothing under --json).
+    let total = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let progress = crate::progress::Progress::new("import", total, json);
+    let s = crate::import::import_files(dir.open_store()?, &sink, files, &progress)
         .context("import stopped (the reports before it are stored)")?;
     if json {
         writeln!(out, "{}", serde_json::to_string(&s)?)?;
