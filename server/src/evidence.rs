@@ -218,6 +218,16 @@ impl Evidence {
         true
     }
 
+    /// Counts `bytes` against the quota, or `None` if they would overshoot
+    /// it. They are given back when the reservation drops unless kept.
+    fn reserve(&self, bytes: u64) -> Option<Reserved<'_>> {
+        let quota = self.limits.quota;
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| u.checked_add(bytes).filter(|&t| t <= quota))
+            .ok()?;
+        Some(Reserved { used: &self.used, bytes })
+    }
+
     fn quota_full(&self) -> UploadState {
         UploadState::Refused(self.quota_full_reason())
     }
@@ -253,44 +263,22 @@ impl Evidence {
         }
         let partial = self.partial_path(sha256);
         let n = data.len() as u64;
-        // The bytes are counted against the quota before they are written,
-        // in one step, so sessions racing at the edge cannot overshoot it
-        // (and a refused chunk leaves no empty file behind).
-        let quota = self.limits.quota;
-        if self
-            .used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| u.checked_add(n).filter(|&t| t <= quota))
-            .is_err()
-        {
+        // Counted against the quota before they are written, in one step,
+        // so sessions racing at the edge cannot overshoot it (and a refused
+        // chunk leaves no empty file behind).
+        let Some(reserved) = self.reserve(n) else {
             return Ok(self.quota_full());
-        }
-        let unreserve = || {
-            self.used.fetch_sub(n, Ordering::SeqCst);
         };
-        let mut f = match OpenOptions::new().create(true).append(true).open(&partial) {
-            Ok(f) => f,
-            Err(e) => {
-                unreserve();
-                return Err(io_err("open", &partial)(e));
-            }
-        };
-        let held = match f.metadata() {
-            Ok(m) => m.len(),
-            Err(e) => {
-                unreserve();
-                return Err(io_err("read", &partial)(e));
-            }
-        };
+        let mut f = OpenOptions::new().create(true).append(true).open(&partial).map_err(io_err("open", &partial))?;
+        let held = f.metadata().map_err(io_err("read", &partial))?.len();
         if offset != held {
-            unreserve();
             return Ok(UploadState::From(held));
         }
-        if let Err(e) = f.write_all(data).and_then(|()| f.sync_data()) {
-            // The upload resumes from what the file holds; a restart
-            // counts those bytes again.
-            unreserve();
-            return Err(io_err("write", &partial)(e));
-        }
+        // On an error the upload resumes from what the file holds; a
+        // restart counts those bytes again.
+        f.write_all(data).map_err(io_err("write", &partial))?;
+        f.sync_data().map_err(io_err("sync", &partial))?;
+        reserved.keep();
         let now = held + n;
         if now < size {
             return Ok(UploadState::From(now));
@@ -463,6 +451,26 @@ impl Evidence {
             Err(e) => return Err(io_err("read", &self.refused_log())(e)),
         };
         Ok(c)
+    }
+}
+
+/// Bytes counted against the quota ahead of a write ([`Evidence::reserve`]):
+/// given back on drop, unless kept because they were written.
+struct Reserved<'a> {
+    used: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl Reserved<'_> {
+    /// The bytes are on disk: they stay counted.
+    fn keep(mut self) {
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::SeqCst);
     }
 }
 

@@ -28,11 +28,7 @@ async fn try_scrape(addr: SocketAddr) -> std::io::Result<String> {
 
 /// The value of the sample `series` (name and labels) in a scrape.
 fn value(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{scrape}"))
+    truce_testkit::metric_sample(scrape, series).unwrap_or_else(|| panic!("no sample {series} in:\n{scrape}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,4 +54,4 @@ pub use fixtures::{envelope, observation, tampered, Device, OBSERVED_AT};
 pub use pki::Pki;
 pub use postgres::TestPostgres;
 pub use run::{bin, run, run_args, Ran};
-pub use server::{json_ids, signal, TestServer};
+pub use server::{json_ids, metric_sample, signal, TestServer};

@@ -194,6 +194,19 @@ impl TestServer {
         line.split(" metrics=").nth(1)?.split_whitespace().next()?.parse().ok()
     }
 
+    /// The value of one sample (name and labels, as
+    /// `truce_server_connections{state="unauthenticated"}`) in a scrape of
+    /// its metrics listener ([`TestServer::metrics_addr`]).
+    pub fn metric(&self, series: &str) -> f64 {
+        use std::io::{Read, Write};
+        let addr = self.metrics_addr().expect("the server serves no metrics: start it with --metrics 127.0.0.1:0");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics listener");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: truce\r\n\r\n").expect("send the metrics request");
+        let mut scrape = String::new();
+        s.read_to_string(&mut scrape).expect("read the metrics answer");
+        metric_sample(&scrape, series).unwrap_or_else(|| panic!("no sample {series} in:\n{scrape}"))
+    }
+
     /// What the server logged so far, across restarts.
     pub fn log(&self) -> String {
         self.log.lock().expect("the server log").join("\n")
@@ -271,4 +284,13 @@ pub fn json_ids(json_lines: &str) -> Vec<String> {
 pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status();
     assert!(status.map(|s| s.success()).unwrap_or(false), "kill -{name} {} failed", child.id());
+}
+
+/// The value of the sample `series` (name and labels) in a scrape in the
+/// Prometheus text format, if it has one.
+pub fn metric_sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
 }

@@ -21,20 +21,6 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
 }
 
-/// The value of one sample (name and labels) in a scrape of the server's
-/// metrics listener.
-fn sample(metrics: std::net::SocketAddr, series: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(metrics).expect("connect to metrics");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: truce\r\n\r\n").expect("metrics request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("metrics answer");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
-}
-
 /// Records `n` reports in process and times one `truce-agent sync`.
 fn timed_sync(agent: &Agent, n: usize, tag: &str) -> Duration {
     let mut a = agent.open();
@@ -56,7 +42,6 @@ fn floods_do_not_stop_a_good_agent() {
     // Timeouts long enough that every flood connection is still open while
     // the good agent syncs.
     server.start(&pki, &["--handshake-timeout", "30", "--idle-timeout", "30", "--metrics", "127.0.0.1:0"]);
-    let metrics = server.metrics_addr().expect("metrics address in the listening line");
     good.link(&pki, "good", server.addr());
     let pid = server.pid().expect("server pid");
 
@@ -64,16 +49,17 @@ fn floods_do_not_stop_a_good_agent() {
     let idle_rss = rss_kib(pid);
 
     // 2,000 TCP connections that never speak.
-    let before = sample(metrics, "truce_server_connections_refused_total{reason=\"evicted\"}");
+    let evicted = "truce_server_connections_refused_total{reason=\"evicted\"}";
+    let before = server.metric(evicted);
     let silent: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(server.addr()).expect("tcp connect")).collect();
     // The kernel finishes a connect before the server takes it. Until the
     // server has taken all of them from its backlog, each one it takes
     // evicts this address's oldest unauthenticated connection (the per-IP
     // cap), which could be a staller still in its handshake below; so wait
     // for the last of those evictions.
-    let evictions = 2000 - truce_shared::limits::MAX_UNAUTHENTICATED_PER_IP as u64;
+    let evictions = (2000 - truce_shared::limits::MAX_UNAUTHENTICATED_PER_IP) as f64;
     let until = Instant::now() + Duration::from_secs(60);
-    while sample(metrics, "truce_server_connections_refused_total{reason=\"evicted\"}") < before + evictions {
+    while server.metric(evicted) < before + evictions {
         assert!(Instant::now() < until, "the server did not take the 2,000 silent connections in 60 s");
         std::thread::sleep(Duration::from_millis(20));
     }
